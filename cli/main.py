@@ -1,0 +1,54 @@
+"""The `llama-stack` command. Subcommands import what they need only when they run, so --help is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import _commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llama-stack",
+        description="Build, configure and run Llama Stack distributions.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="Start the server for a distribution or a run.yaml.")
+    run.add_argument("config", help="A distribution name (see list-distributions) or a path to a run.yaml.")
+    run.add_argument("--port", type=int, help="Port to listen on (default: the run config's, 8321).")
+    run.add_argument("--host", help="Address to bind (default: the run config's, 0.0.0.0).")
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Set an environment variable for the run config; repeatable.",
+    )
+    run.add_argument("--access-log", action="store_true", help="Log every request.")
+    run.set_defaults(func=_commands.run)
+
+    apis = sub.add_parser("list-apis", help="List the APIs the stack serves.")
+    apis.set_defaults(func=_commands.list_apis)
+
+    providers = sub.add_parser("list-providers", help="List the providers available for each API.")
+    providers.add_argument("api", nargs="?", help="Only this API (e.g. inference).")
+    providers.set_defaults(func=_commands.list_providers)
+
+    dists = sub.add_parser("list-distributions", help="List the bundled distributions.")
+    dists.set_defaults(func=_commands.list_distributions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        sys.exit(2)
+    sys.exit(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    main()

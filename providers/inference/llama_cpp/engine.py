@@ -1,0 +1,333 @@
+"""One loaded GGUF model: prompt rendering, a fair FIFO queue, and generation in a worker thread.
+
+llama.cpp contexts are not thread-safe, so each model runs one generation at a time on its own
+thread. Requests wait in arrival order (asyncio.Lock is FIFO); a full queue answers 503. The event
+loop never blocks: tokens cross from the worker thread with call_soon_threadsafe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import functools
+import json
+import logging
+import os
+import random
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llamastack.stack.apis.inference.core import (
+    ChatMessage,
+    GenerationChunk,
+    GenerationResult,
+    SamplingOptions,
+    TokenLogprob,
+    Usage,
+)
+from llamastack.stack.errors import BadRequestError, ContextLengthExceededError, ServerBusyError
+
+from .config import LlamaCppConfig
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+class _LogprobRecorder:
+    """A logits processor that keeps the raw logits of the step; they become logprobs once sampled."""
+
+    def __init__(self) -> None:
+        self.logits: np.ndarray | None = None
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        self.logits = np.array(scores, dtype=np.float32, copy=True)
+        return scores
+
+    def logprob(self, token: int, top_n: int, piece: Callable[[int], str]) -> TokenLogprob:
+        logits = self.logits
+        assert logits is not None
+        shifted = logits - logits.max()
+        logz = float(np.log(np.exp(shifted).sum()))
+        lp = shifted - logz
+        top: list[tuple[str, float]] = []
+        if top_n > 0:
+            idx = np.argpartition(-lp, top_n)[:top_n]
+            idx = idx[np.argsort(-lp[idx])]
+            top = [(piece(int(i)), float(lp[i])) for i in idx]
+        return TokenLogprob(token=piece(token), logprob=float(lp[token]), top=top)
+
+
+def _hold_back(text: str, stops: list[str]) -> int:
+    """Length of the longest tail of ``text`` that could still grow into a stop sequence."""
+    keep = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:k]):
+                keep = max(keep, k)
+                break
+    return keep
+
+
+class LlamaCppModel:
+    def __init__(self, path: Path, config: LlamaCppConfig) -> None:
+        import llama_cpp
+
+        self.path = path
+        self.config = config
+        self.llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=config.n_ctx,
+            n_threads=config.n_threads or os.cpu_count() or 1,
+            n_batch=config.n_batch,
+            verbose=False,
+        )
+        self.n_ctx = self.llm.n_ctx()
+        self._vocab = self.llm._model.vocab
+        self._is_eog = llama_cpp.llama_vocab_is_eog
+        self._eom_id = self._single_token("<|eom_id|>")
+        self._formatter = self._make_formatter(llama_cpp)
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-cpp-{path.stem}")
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def _single_token(self, text: str) -> int | None:
+        ids = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+        return ids[0] if len(ids) == 1 else None
+
+    def _make_formatter(self, llama_cpp: Any) -> Callable[..., Any]:
+        from llama_cpp import llama_chat_format
+
+        if self.config.chat_format:
+            formatter = getattr(llama_chat_format, f"format_{self.config.chat_format}", None)
+            if formatter is None:
+                raise BadRequestError(f"Unknown llama.cpp chat_format '{self.config.chat_format}'.")
+            return formatter
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BadRequestError(
+                f"GGUF '{self.path.name}' has no chat template; set chat_format in the provider config."
+            )
+        model = self.llm._model
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(model.token_eos()),
+            bos_token=model.token_get_text(model.token_bos()),
+            stop_token_ids=[model.token_eos()],
+        )
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self.llm.metadata
+        return {
+            "context_length": self.n_ctx,
+            "architecture": meta.get("general.architecture"),
+            "gguf_file": str(self.path),
+        }
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.llm.close()
+
+    # --- prompts ------------------------------------------------------------------------------
+
+    def chat_prompt(self, messages: list[ChatMessage]) -> tuple[list[int], list[str]]:
+        rendered: list[dict[str, Any]] = []
+        for m in messages:
+            item: dict[str, Any] = {"role": m.role, "content": m.content}
+            if m.tool_call_id is not None:
+                item["tool_call_id"] = m.tool_call_id
+            if m.tool_calls:
+                item["tool_calls"] = m.tool_calls
+            rendered.append(item)
+        try:
+            result = self._formatter(messages=rendered)
+        except Exception as exc:  # templates raise on role orders they do not accept
+            raise BadRequestError(f"The model's chat template rejected the messages: {exc}") from None
+        tokens = self.llm.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True)
+        stops = [s for s in ([result.stop] if isinstance(result.stop, str) else result.stop or [])]
+        return tokens, stops
+
+    def completion_prompt(self, prompt: str) -> list[int]:
+        return self.llm.tokenize(prompt.encode(), add_bos=True, special=False)
+
+    def check_context(self, prompt_tokens: int, max_tokens: int | None) -> int:
+        """Returns how many tokens may be generated; raises 400 if the request cannot fit."""
+        if prompt_tokens >= self.n_ctx or prompt_tokens + (max_tokens or 0) > self.n_ctx:
+            raise ContextLengthExceededError(limit=self.n_ctx, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        return max_tokens or (self.n_ctx - prompt_tokens)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _grammar(gbnf: str | None, schema_json: str | None) -> Any:
+        from llama_cpp import LlamaGrammar
+
+        try:
+            if schema_json is not None:
+                return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+            return LlamaGrammar.from_string(gbnf or "", verbose=False)
+        except Exception as exc:
+            what = "JSON schema" if schema_json is not None else "grammar"
+            raise BadRequestError(f"The {what} could not be compiled into a grammar: {exc}") from None
+
+    def grammar_for(self, json_schema: dict[str, Any] | None, gbnf: str | None) -> Any:
+        if json_schema is None and gbnf is None:
+            return None
+        schema_json = json.dumps(json_schema, sort_keys=True) if json_schema is not None else None
+        return self._grammar(gbnf, schema_json)
+
+    # --- generation (worker thread) -------------------------------------------------------------
+
+    def _generate(
+        self,
+        tokens: list[int],
+        budget: int,
+        sampling: SamplingOptions,
+        stops: list[str],
+        grammar: Any,
+        emit: Callable[[GenerationChunk], None] | None,
+        cancel: threading.Event,
+    ) -> GenerationResult:
+        llm = self.llm
+        llm.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
+        recorder = _LogprobRecorder() if sampling.logprobs is not None else None
+        greedy = not sampling.temperature
+        stream = llm.generate(
+            tokens,
+            temp=0.0 if greedy else float(sampling.temperature or 0.0),
+            top_k=sampling.top_k or 0,
+            top_p=sampling.top_p or 1.0,
+            min_p=0.0,
+            repeat_penalty=sampling.repetition_penalty or 1.0,
+            frequency_penalty=sampling.frequency_penalty or 0.0,
+            presence_penalty=sampling.presence_penalty or 0.0,
+            logits_processor=[recorder] if recorder is not None else None,
+            grammar=grammar,
+        )
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        piece = self._piece
+        text = ""  # generated text not yet emitted (held back for stop sequences)
+        out: list[str] = []
+        logprobs: list[TokenLogprob] | None = [] if recorder is not None else None
+        pending_lp: list[TokenLogprob] = []
+        finish = "length"
+        end_of_message = False
+        n = 0
+        for token in stream:
+            if cancel.is_set():
+                finish = "stop"
+                break
+            if self._is_eog(self._vocab, token):
+                finish, end_of_message = "stop", token == self._eom_id
+                break
+            n += 1
+            if recorder is not None:
+                pending_lp.append(recorder.logprob(token, sampling.logprobs or 0, piece))
+            text += decoder.decode(llm.detokenize([token]))
+            if stops:
+                hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+                if hit >= 0:
+                    text = text[:hit]
+                    finish = "stop"
+                    break
+                ready = len(text) - _hold_back(text, stops)
+            else:
+                ready = len(text)
+            if ready > 0:
+                chunk, text = text[:ready], text[ready:]
+                out.append(chunk)
+                if logprobs is not None:
+                    logprobs.extend(pending_lp)
+                if emit is not None:
+                    emit(GenerationChunk(text=chunk, logprobs=pending_lp or None))
+                pending_lp = []
+            if n >= budget:
+                break
+        text += decoder.decode(b"", final=True)
+        if text:
+            out.append(text)
+            if emit is not None:
+                emit(GenerationChunk(text=text, logprobs=pending_lp or None))
+        if logprobs is not None:
+            logprobs.extend(pending_lp)
+        return GenerationResult(
+            text="".join(out),
+            finish_reason=finish,  # type: ignore[arg-type]
+            usage=Usage(prompt_tokens=len(tokens), completion_tokens=n),
+            end_of_message=end_of_message,
+            logprobs=logprobs,
+        )
+
+    def _piece(self, token: int) -> str:
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    # --- the async face -----------------------------------------------------------------------
+
+    async def _enter_queue(self) -> None:
+        if self._waiting >= self.config.max_queued_requests:
+            raise ServerBusyError(
+                f"Model '{self.path.name}' has {self._waiting} requests waiting; try again shortly.",
+                retry_after_s=2,
+            )
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+
+    def _start(self, *args: Any) -> asyncio.Future[GenerationResult]:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._generate, *args)
+        # The lock is released when the thread is done, even if the caller has gone away.
+        future.add_done_callback(lambda _: self._lock.release())
+        return future
+
+    async def generate(
+        self, tokens: list[int], budget: int, sampling: SamplingOptions, stops: list[str], grammar: Any
+    ) -> GenerationResult:
+        await self._enter_queue()
+        cancel = threading.Event()
+        try:
+            future = self._start(tokens, budget, sampling, stops, grammar, None, cancel)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+
+    async def generate_stream(
+        self, tokens: list[int], budget: int, sampling: SamplingOptions, stops: list[str], grammar: Any
+    ) -> AsyncIterator[GenerationChunk]:
+        await self._enter_queue()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(chunk: GenerationChunk) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+        try:
+            future = self._start(tokens, budget, sampling, stops, grammar, emit, cancel)
+        except BaseException:
+            self._lock.release()
+            raise
+        future.add_done_callback(lambda _: queue.put_nowait(_DONE))
+        try:
+            while (item := await queue.get()) is not _DONE:
+                yield item
+            result = future.result()
+            yield GenerationChunk(
+                finish_reason=result.finish_reason, usage=result.usage, end_of_message=result.end_of_message
+            )
+        finally:
+            cancel.set()

@@ -1,0 +1,103 @@
+"""The inline::llama-cpp inference provider."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from llamastack.stack.apis.inference.core import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationResult,
+)
+from llamastack.stack.apis.models import Model, ModelType
+from llamastack.stack.errors import BadRequestError, UnsupportedError
+from llamastack.stack.model_paths import resolve_model_path
+
+from .config import LlamaCppConfig
+from .engine import LlamaCppModel
+
+
+class LlamaCppInference:
+    supported_model_types = (ModelType.llm,)
+
+    def __init__(self, config: LlamaCppConfig) -> None:
+        self.config = config
+        self._by_path: dict[Path, LlamaCppModel] = {}
+        self._refs: dict[Path, set[str]] = {}
+        self._models: dict[str, LlamaCppModel] = {}
+
+    async def health(self) -> dict[str, str]:
+        return {"status": "OK"}
+
+    async def shutdown(self) -> None:
+        for engine in self._by_path.values():
+            await asyncio.to_thread(engine.close)
+        self._by_path.clear()
+        self._models.clear()
+
+    async def register_model(self, model: Model) -> Model:
+        if model.model_type != ModelType.llm:
+            raise BadRequestError("inline::llama-cpp serves llm models only; use an embeddings provider.")
+        path = resolve_model_path(model.provider_resource_id or model.identifier)
+        engine = self._by_path.get(path)
+        if engine is None:
+            try:
+                engine = await asyncio.to_thread(LlamaCppModel, path, self.config)
+            except (ValueError, RuntimeError) as exc:
+                raise BadRequestError(f"Could not load GGUF model '{path}': {exc}") from None
+            self._by_path[path] = engine
+        self._refs.setdefault(path, set()).add(model.identifier)
+        self._models[model.identifier] = engine
+        return model.model_copy(update={"metadata": {**model.metadata, **engine.metadata}})
+
+    async def unregister_model(self, model: Model) -> None:
+        engine = self._models.pop(model.identifier, None)
+        if engine is None:
+            return
+        refs = self._refs.get(engine.path, set())
+        refs.discard(model.identifier)
+        if not refs:
+            self._refs.pop(engine.path, None)
+            self._by_path.pop(engine.path, None)
+            await asyncio.to_thread(engine.close)
+
+    def _engine(self, model: Model) -> LlamaCppModel:
+        return self._models[model.identifier]
+
+    def _prepare_chat(self, model: Model, request: ChatRequest):
+        engine = self._engine(model)
+        tokens, template_stops = engine.chat_prompt(request.messages)
+        budget = engine.check_context(len(tokens), request.sampling.max_tokens)
+        grammar = engine.grammar_for(request.json_schema, request.grammar)
+        stops = [*request.sampling.stop, *template_stops]
+        return engine, tokens, budget, stops, grammar
+
+    def _prepare_completion(self, model: Model, request: CompletionRequest):
+        engine = self._engine(model)
+        tokens = engine.completion_prompt(request.prompt)
+        budget = engine.check_context(len(tokens), request.sampling.max_tokens)
+        grammar = engine.grammar_for(request.json_schema, request.grammar)
+        return engine, tokens, budget, list(request.sampling.stop), grammar
+
+    async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
+        engine, tokens, budget, stops, grammar = self._prepare_chat(model, request)
+        return await engine.generate(tokens, budget, request.sampling, stops, grammar)
+
+    def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
+        engine, tokens, budget, stops, grammar = self._prepare_chat(model, request)
+        return engine.generate_stream(tokens, budget, request.sampling, stops, grammar)
+
+    async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
+        engine, tokens, budget, stops, grammar = self._prepare_completion(model, request)
+        return await engine.generate(tokens, budget, request.sampling, stops, grammar)
+
+    def complete_stream(self, model: Model, request: CompletionRequest) -> AsyncIterator[GenerationChunk]:
+        engine, tokens, budget, stops, grammar = self._prepare_completion(model, request)
+        return engine.generate_stream(tokens, budget, request.sampling, stops, grammar)
+
+    async def embed(self, model: Model, texts: list[str], *, truncate=None) -> EmbeddingResult:
+        raise UnsupportedError("inline::llama-cpp does not serve embeddings.")

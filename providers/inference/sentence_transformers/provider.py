@@ -1,0 +1,101 @@
+"""The inline::sentence-transformers embeddings provider."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from llamastack.stack.apis.inference.core import EmbeddingResult
+from llamastack.stack.apis.models import Model, ModelType
+from llamastack.stack.errors import BadRequestError, UnsupportedError
+from llamastack.stack.model_paths import resolve_model_path
+
+from .config import SentenceTransformersConfig
+
+log = logging.getLogger(__name__)
+
+
+class _TorchEncoder:
+    """The sentence-transformers library itself, for architectures the numpy encoder lacks."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise BadRequestError(
+                "The torch backend needs sentence-transformers: pip install 'llamastack[torch]'."
+            ) from None
+        self.model = SentenceTransformer(str(folder), device="cpu")
+        self.dimension = int(self.model.get_sentence_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+
+    def encode(self, texts: list[str], *, batch_size: int, truncation: Any = None) -> tuple[Any, int]:
+        if truncation == "start":
+            raise UnsupportedError("text_truncation 'start' is not supported by the torch backend.")
+        tokens = sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
+        return self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True), tokens
+
+
+class SentenceTransformersInference:
+    supported_model_types = (ModelType.embedding,)
+
+    def __init__(self, config: SentenceTransformersConfig) -> None:
+        self.config = config
+        self._encoders: dict[str, Any] = {}
+
+    async def health(self) -> dict[str, str]:
+        return {"status": "OK"}
+
+    async def shutdown(self) -> None:
+        self._encoders.clear()
+
+    def _load(self, folder: Path) -> Any:
+        if self.config.backend in ("auto", "numpy"):
+            from .numpy_bert import NumpyBertEncoder, UnsupportedFolder
+
+            try:
+                return NumpyBertEncoder(folder)
+            except UnsupportedFolder as exc:
+                if self.config.backend == "numpy":
+                    raise BadRequestError(f"The numpy backend cannot run '{folder}': {exc}.") from None
+                log.info("Using the torch backend for %s (%s)", folder, exc)
+        return _TorchEncoder(folder)
+
+    async def register_model(self, model: Model) -> Model:
+        if model.model_type != ModelType.embedding:
+            raise BadRequestError("inline::sentence-transformers serves embedding models only.")
+        folder = resolve_model_path(model.provider_resource_id or model.identifier, expect_dir=True)
+        encoder = await asyncio.to_thread(self._load, folder)
+        declared = model.metadata.get("embedding_dimension")
+        if declared is not None and int(declared) != encoder.dimension:
+            raise BadRequestError(
+                f"metadata.embedding_dimension is {declared}, but the model in '{folder}' "
+                f"produces {encoder.dimension}-dimensional embeddings."
+            )
+        self._encoders[model.identifier] = encoder
+        meta = {**model.metadata, "embedding_dimension": encoder.dimension, "context_length": encoder.max_tokens}
+        return model.model_copy(update={"metadata": meta})
+
+    async def unregister_model(self, model: Model) -> None:
+        self._encoders.pop(model.identifier, None)
+
+    async def embed(
+        self, model: Model, texts: list[str], *, truncate: Literal["none", "start", "end"] | None = None
+    ) -> EmbeddingResult:
+        from .numpy_bert import TooLongError
+
+        encoder = self._encoders[model.identifier]
+        try:
+            vectors, tokens = await asyncio.to_thread(
+                encoder.encode, texts, batch_size=self.config.batch_size, truncation=truncate
+            )
+        except TooLongError as exc:
+            raise BadRequestError(f"{exc}; set text_truncation to 'end' or 'start', or shorten it.") from None
+        return EmbeddingResult(embeddings=vectors.tolist(), prompt_tokens=tokens)
+
+    async def chat(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedError("inline::sentence-transformers serves embeddings only.")
+
+    chat_stream = complete = complete_stream = chat

@@ -1,0 +1,37 @@
+"""Every provider the stack knows, as data. Adding a provider adds one entry here."""
+
+from __future__ import annotations
+
+from llamastack.stack.datatypes import Api, ProviderSpec
+
+_P = "llamastack.providers"
+
+PROVIDERS: tuple[ProviderSpec, ...] = (
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="inline::llama-cpp",
+        module=f"{_P}.inference.llama_cpp",
+        config_class=f"{_P}.inference.llama_cpp.config:LlamaCppConfig",
+        description="GGUF models on CPU through llama.cpp (llama-cpp-python).",
+        pip_packages=("llama-cpp-python>=0.3.8", "jinja2>=3.1", "numpy>=1.26"),
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="inline::sentence-transformers",
+        module=f"{_P}.inference.sentence_transformers",
+        config_class=f"{_P}.inference.sentence_transformers.config:SentenceTransformersConfig",
+        description="Embeddings from a local sentence-transformers folder (numpy BERT encoder or torch).",
+        pip_packages=("numpy>=1.26", "tokenizers>=0.19", "safetensors>=0.4"),
+    ),
+)
+
+
+def providers_for(api: Api | None = None) -> list[ProviderSpec]:
+    return [p for p in PROVIDERS if api is None or p.api == api]
+
+
+def get_spec(api: Api, provider_type: str) -> ProviderSpec | None:
+    for spec in PROVIDERS:
+        if spec.api == api and spec.provider_type == provider_type:
+            return spec
+    return None

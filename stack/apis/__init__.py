@@ -1,0 +1,1 @@
+"""API definitions: pydantic types, the Protocol providers implement, and a FastAPI router per API."""

@@ -1,0 +1,1 @@
+"""Inference API: native v0.2.12 types, OpenAI-compatible types, and the one internal core."""

@@ -1,0 +1,126 @@
+"""The one internal inference surface every provider implements.
+
+It is OpenAI-shaped (messages with string content, OpenAI sampling knobs, finish reasons),
+plus the few native knobs OpenAI lacks (top_k, repetition penalty, grammar). The native
+v0.2.12 routes, the OpenAI routes, agents and safety all translate to and from it, so a
+provider implements chat, completion and embeddings once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..models import Model
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+    tool_call_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class SamplingOptions:
+    """temperature 0 (or None with no top_p/top_k) means greedy decoding."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    logprobs: int | None = None  # None: no logprobs; N: the sampled token plus the top N
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    messages: list[ChatMessage]
+    sampling: SamplingOptions
+    # Constrained decoding (JSON schema or GBNF); providers that cannot honour it say so.
+    json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
+
+
+@dataclass(slots=True)
+class CompletionRequest:
+    prompt: str
+    sampling: SamplingOptions
+    json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: list[tuple[str, float]]
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class GenerationResult:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    # end_of_message: the model ended with an end-of-message token (Llama's <|eom_id|>).
+    end_of_message: bool = False
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass(slots=True)
+class GenerationChunk:
+    """A piece of a stream; the last one carries finish_reason and usage."""
+
+    text: str = ""
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    end_of_message: bool = False
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    embeddings: list[list[float]]
+    prompt_tokens: int
+
+
+class InferenceProvider(Protocol):
+    """What an inference provider implements; the router hands it the resolved Model."""
+
+    async def register_model(self, model: Model) -> Model:
+        """Validates and loads the model; returns it with metadata filled in (e.g. context length)."""
+        ...
+
+    async def unregister_model(self, model: Model) -> None: ...
+
+    async def chat(self, model: Model, request: ChatRequest) -> GenerationResult: ...
+
+    def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]: ...
+
+    async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult: ...
+
+    def complete_stream(
+        self, model: Model, request: CompletionRequest
+    ) -> AsyncIterator[GenerationChunk]: ...
+
+    async def embed(
+        self, model: Model, texts: list[str], *, truncate: Literal["none", "start", "end"] | None = None
+    ) -> EmbeddingResult: ...

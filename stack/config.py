@@ -1,0 +1,136 @@
+"""Run config: YAML with ``${env.NAME}``, ``${env.NAME:=default}`` and ``${env.NAME:+value}``.
+
+- ``${env.NAME}``: the variable must be set; otherwise start-up fails naming it.
+- ``${env.NAME:=default}``: the variable, or ``default`` when unset or empty.
+- ``${env.NAME:+value}``: ``value`` when the variable is set and non-empty, else empty.
+
+A value that is only a substitution and comes out empty becomes ``null``, so optional
+settings can be switched off from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+
+_ENV_PATTERN = re.compile(r"\$\{env\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:=|:\+)(?P<arg>[^}]*))?\}")
+
+
+def substitute_env(value: Any, env: Mapping[str, str] | None = None, *, where: str = "") -> Any:
+    """Replaces ``${env...}`` references in every string of a parsed YAML tree."""
+    env = os.environ if env is None else env
+    if isinstance(value, dict):
+        return {k: substitute_env(v, env, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, env, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
+        current = env.get(name)
+        if op == ":=":
+            return current if current else arg
+        if op == ":+":
+            return arg if current else ""
+        if current is None:
+            raise ConfigError(
+                f"Environment variable '{name}' is not set (needed by '{where or 'config'}'). "
+                f"Set it, e.g. `--env {name}=...` or `export {name}=...`."
+            )
+        return current
+
+    result = _ENV_PATTERN.sub(replace, value)
+    if result == "" and _ENV_PATTERN.fullmatch(value):
+        return None
+    return result
+
+
+class ProviderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider_id: str
+    provider_type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class KVStoreConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = "sqlite"
+    db_path: str | None = None
+    namespace: str | None = None
+
+
+class ModelInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_id: str
+    provider_id: str | None = None
+    provider_model_id: str | None = None
+    model_type: str = "llm"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "0.0.0.0"
+    port: int = 8321
+    # A saturated model queue answers 503 with Retry-After instead of piling up.
+    max_queued_requests_per_model: int = 64
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 2
+    image_name: str
+    state_dir: str = "~/.llamastack/distributions/default"
+    providers: dict[str, list[ProviderConfig]]
+    metadata_store: KVStoreConfig | None = None
+    models: list[ModelInput] = Field(default_factory=list)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser()
+
+    def kvstore_config(self) -> KVStoreConfig:
+        store = self.metadata_store or KVStoreConfig()
+        if store.type == "sqlite" and not store.db_path:
+            store = store.model_copy(update={"db_path": str(self.state_path / "registry.db")})
+        return store
+
+
+def parse_run_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> RunConfig:
+    data = substitute_env(dict(raw), env)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"Invalid run config: {problems}") from None
+
+
+def load_run_config(path: str | Path, env: Mapping[str, str] | None = None) -> RunConfig:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Run config '{path}' does not exist. Try `llama-stack list-distributions`.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Run config '{path}' is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Run config '{path}' must be a YAML mapping.")
+    return parse_run_config(raw, env)

@@ -1,0 +1,98 @@
+"""Typed errors that carry their HTTP status; the server maps them in one place.
+
+    StackError (500)
+    ├── BadRequestError (400)
+    │   └── ContextLengthExceededError (400)
+    ├── NotFoundError (404)
+    │   ├── ModelNotFoundError
+    │   └── ProviderNotFoundError
+    ├── ConflictError (409)
+    ├── PayloadTooLargeError (413)
+    ├── UnsupportedError (400: the owning provider cannot do what was asked)
+    ├── ServerBusyError (503 with Retry-After)
+    ├── UpstreamError (502)
+    └── ConfigError (raised at start-up, never over HTTP)
+"""
+
+from __future__ import annotations
+
+
+class StackError(Exception):
+    status_code = 500
+    title = "Internal Server Error"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class BadRequestError(StackError):
+    status_code = 400
+    title = "Bad Request"
+
+
+class ContextLengthExceededError(BadRequestError):
+    def __init__(self, *, limit: int, prompt_tokens: int, max_tokens: int | None) -> None:
+        requested = prompt_tokens + (max_tokens or 0)
+        wanted = f"{prompt_tokens} in the messages" + (
+            f", {max_tokens} for the completion" if max_tokens else ""
+        )
+        super().__init__(
+            f"This model's maximum context length is {limit} tokens. "
+            f"However, you requested {requested} tokens ({wanted}). "
+            "Please shorten the messages or reduce max_tokens."
+        )
+        self.limit = limit
+
+
+class NotFoundError(StackError):
+    status_code = 404
+    title = "Not Found"
+
+
+class ModelNotFoundError(NotFoundError):
+    def __init__(self, model_id: str) -> None:
+        super().__init__(
+            f"Model '{model_id}' not found. Use client.models.list() (GET /v1/models) "
+            "to list available models."
+        )
+
+
+class ProviderNotFoundError(NotFoundError):
+    def __init__(self, provider_id: str, known: list[str]) -> None:
+        super().__init__(
+            f"Provider '{provider_id}' not found. Configured providers: {', '.join(known) or 'none'}."
+        )
+
+
+class ConflictError(StackError):
+    status_code = 409
+    title = "Conflict"
+
+
+class PayloadTooLargeError(StackError):
+    status_code = 413
+    title = "Payload Too Large"
+
+
+class UnsupportedError(StackError):
+    status_code = 400
+    title = "Bad Request"
+
+
+class ServerBusyError(StackError):
+    status_code = 503
+    title = "Service Unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class UpstreamError(StackError):
+    status_code = 502
+    title = "Bad Gateway"
+
+
+class ConfigError(StackError):
+    """A run config or environment problem found at start-up; the CLI prints it and exits."""

@@ -1,0 +1,163 @@
+"""Builds the running stack from a run config: providers in dependency order, then the routers."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from llamastack.providers.registry import get_spec, providers_for
+
+from .apis.models import ModelType
+from .config import RunConfig
+from .datatypes import Api, ProviderSpec
+from .errors import ConfigError
+from .routing.inference import InferenceRouter
+from .routing.models import ModelsTable
+from .storage.kvstore import KVStore, open_kvstore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ProviderInstance:
+    api: Api
+    provider_id: str
+    spec: ProviderSpec
+    config: BaseModel
+    impl: Any
+
+
+@dataclass
+class Stack:
+    """Everything a running server holds: providers per API, routers, resource tables, the store."""
+
+    run_config: RunConfig
+    store: KVStore
+    providers: dict[Api, dict[str, ProviderInstance]] = field(default_factory=dict)
+    routers: dict[Api, Any] = field(default_factory=dict)
+    models: ModelsTable | None = None
+
+    def provider_list(self) -> list[ProviderInstance]:
+        return [p for by_id in self.providers.values() for p in by_id.values()]
+
+    async def shutdown(self) -> None:
+        for instance in self.provider_list():
+            stop = getattr(instance.impl, "shutdown", None)
+            if stop is not None:
+                try:
+                    await stop()
+                except Exception as exc:  # one provider failing to stop must not block the others
+                    log.warning("Provider %s did not shut down cleanly: %s", instance.provider_id, exc)
+        await self.store.close()
+
+
+def _import_attr(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _api(name: str) -> Api:
+    try:
+        return Api(name)
+    except ValueError:
+        known = ", ".join(sorted({s.api.value for s in providers_for()}))
+        raise ConfigError(f"Unknown API '{name}' in run config providers. Known: {known}.") from None
+
+
+def _api_order(run_config: RunConfig) -> list[Api]:
+    graph: dict[Api, set[Api]] = {}
+    for api_name, entries in run_config.providers.items():
+        api = _api(api_name)
+        deps: set[Api] = set()
+        for entry in entries:
+            spec = get_spec(api, entry.provider_type)
+            if spec is not None:
+                deps.update(spec.api_dependencies)
+        graph[api] = deps
+    try:
+        return list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        raise ConfigError(f"Provider dependencies form a cycle: {exc.args[1]}") from None
+
+
+async def _instantiate(api: Api, entry: Any, routers: dict[Api, Any]) -> ProviderInstance:
+    spec = get_spec(api, entry.provider_type)
+    if spec is None:
+        known = ", ".join(s.provider_type for s in providers_for(api)) or "none"
+        raise ConfigError(
+            f"Unknown provider type '{entry.provider_type}' for API '{api}'. Known: {known}. "
+            "See `llama-stack list-providers`."
+        )
+    missing = [d for d in spec.api_dependencies if d not in routers]
+    if missing:
+        raise ConfigError(
+            f"Provider '{entry.provider_id}' needs the {', '.join(missing)} API; add a provider for it."
+        )
+    config_class = _import_attr(spec.config_class)
+    try:
+        config = config_class.model_validate(entry.config)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"Invalid config for provider '{entry.provider_id}': {problems}") from None
+    deps = {d: routers[d] for d in (*spec.api_dependencies, *spec.optional_api_dependencies) if d in routers}
+    try:
+        factory = importlib.import_module(spec.module).get_provider_impl
+    except ImportError as exc:
+        raise ConfigError(
+            f"Provider '{entry.provider_id}' ({spec.provider_type}) cannot load: {exc}. "
+            f"Install its packages: pip install {' '.join(repr(p) for p in spec.pip_packages)}"
+        ) from None
+    impl = await factory(config, deps)
+    return ProviderInstance(api=api, provider_id=entry.provider_id, spec=spec, config=config, impl=impl)
+
+
+async def build_stack(run_config: RunConfig) -> Stack:
+    run_config.state_path.mkdir(parents=True, exist_ok=True)
+    stack = Stack(run_config=run_config, store=open_kvstore(run_config.kvstore_config()))
+    try:
+        ids: set[str] = set()
+        for api in _api_order(run_config):
+            instances: dict[str, ProviderInstance] = {}
+            for entry in run_config.providers.get(api.value, []):
+                if entry.provider_id in ids:
+                    raise ConfigError(f"provider_id '{entry.provider_id}' is used twice in the run config.")
+                ids.add(entry.provider_id)
+                instances[entry.provider_id] = await _instantiate(api, entry, stack.routers)
+            stack.providers[api] = instances
+            if api == Api.inference:
+                await _build_inference(stack, instances)
+    except BaseException:
+        await stack.shutdown()
+        raise
+    return stack
+
+
+async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
+    models = ModelsTable(stack.store, {pid: inst.impl for pid, inst in instances.items()})
+    configured = []
+    for m in stack.run_config.models:
+        try:
+            configured.append(
+                models.build(
+                    m.model_id,
+                    provider_id=m.provider_id,
+                    provider_model_id=m.provider_model_id,
+                    model_type=ModelType(m.model_type),
+                    metadata=m.metadata,
+                )
+            )
+        except Exception as exc:
+            raise ConfigError(f"Model '{m.model_id}' in the run config: {getattr(exc, 'detail', exc)}") from None
+    try:
+        await models.table.load(configured)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"Could not load the run config's models: {getattr(exc, 'detail', exc)}") from None
+    stack.models = models
+    stack.routers[Api.inference] = InferenceRouter(models)

@@ -1,0 +1,101 @@
+"""The FastAPI application: routers, the one error-to-status map, and the stack's lifetime."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..datatypes import Api
+from ..errors import StackError
+from ..resolver import Stack
+from ..version import __version__
+from .routes import inference, inspect, models
+
+log = logging.getLogger(__name__)
+
+# Which API each route prefix belongs to, for /v1/inspect/routes.
+_ROUTE_APIS = (
+    ("/v1/inference/", Api.inference),
+    ("/v1/openai/v1/chat/", Api.inference),
+    ("/v1/openai/v1/completions", Api.inference),
+    ("/v1/openai/v1/embeddings", Api.inference),
+)
+
+
+def _error(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"status": status, "title": title, "detail": detail}, status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if err.get("type") == "json_invalid":
+            return f"Request body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}."
+        where = ".".join(loc) or "body"
+        problems.append(f"'{where}': {err.get('msg')}")
+    return "Invalid request: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else "")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StackError)
+    async def stack_error(_: Request, exc: StackError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.error("%s: %s", type(exc).__name__, exc.detail)
+        return _error(exc.status_code, exc.title, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, "Bad Request", _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "Error", str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("Unhandled error", exc_info=exc)
+        return _error(500, "Internal Server Error", f"Internal server error ({type(exc).__name__}); see the server log.")
+
+
+def create_app(stack: Stack | None = None) -> FastAPI:
+    """With a stack, the app serves it; without, the app describes the API (OpenAPI export, tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if app.state.stack is not None:
+            await app.state.stack.shutdown()
+
+    app = FastAPI(
+        title="Llama Stack Specification",
+        version=__version__,
+        description="Llama Stack v0.2.12 API and OpenAI-compatible routes, served by llamastack.",
+        lifespan=lifespan,
+    )
+    app.state.stack = stack
+    app.state.started_at = int(time.time())
+    for module_router in (inspect.router, inspect.providers_router, models.router, inference.router):
+        app.include_router(module_router)
+    install_error_handlers(app)
+    app.state.route_providers = _route_providers(app, stack)
+    return app
+
+
+def _route_providers(app: FastAPI, stack: Stack | None) -> dict[str, list[str]]:
+    if stack is None:
+        return {}
+    table: dict[str, list[str]] = {}
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        for prefix, api in _ROUTE_APIS:
+            if path.startswith(prefix):
+                table[path] = sorted({p.spec.provider_type for p in stack.providers.get(api, {}).values()})
+    return table

@@ -1,0 +1,1 @@
+"""One FastAPI router per API; FastAPI derives validation and the OpenAPI document from them."""

@@ -1,0 +1,155 @@
+"""Inference API: native v0.2.12 routes and the OpenAI-compatible ones, both over the one core."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from array import array
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ...apis.common import TextContentItem, content_has_image
+from ...apis.inference import native as n
+from ...apis.inference import openai as o
+from ...datatypes import Api
+from ...errors import UnsupportedError
+from ...routing.inference import InferenceRouter
+from ...translate import native as tn
+from ...translate import openai as to
+from ..deps import json_response, router_of
+from ..sse import prepend, sse_response
+
+router = APIRouter(tags=["Inference"])
+
+_STREAM = {"text/event-stream": {}}
+
+
+def _inference(request: Request) -> InferenceRouter:
+    return router_of(request, Api.inference)
+
+
+async def _started(stream: AsyncIterator[object]) -> AsyncIterator[object]:
+    """Waits for the first chunk, so queue-full and engine errors still get a proper HTTP status."""
+    first = await anext(stream)
+    return prepend(first, stream)
+
+
+@router.post(
+    "/v1/inference/chat-completion",
+    response_model=n.ChatCompletionResponse,
+    responses={200: {"content": _STREAM}},
+    summary="Generate a chat completion for the given messages using the specified model.",
+)
+async def chat_completion(request: Request, body: n.ChatCompletionRequest) -> Response:
+    core = tn.chat_request_from_native(body)
+    inference = _inference(request)
+    if body.stream:
+        stream = await _started(inference.chat_stream(body.model_id, core))
+        return sse_response([tn.chat_stream_start()], stream, tn.chat_stream_chunks, done_marker=False)
+    return json_response(tn.chat_response(await inference.chat(body.model_id, core)))
+
+
+@router.post(
+    "/v1/inference/completion",
+    response_model=n.CompletionResponse,
+    responses={200: {"content": _STREAM}},
+    summary="Generate a completion for the given content using the specified model.",
+)
+async def completion(request: Request, body: n.CompletionRequest) -> Response:
+    core = tn.completion_request_from_native(body)
+    inference = _inference(request)
+    if body.stream:
+        stream = await _started(inference.complete_stream(body.model_id, core))
+        return sse_response([], stream, tn.completion_stream_chunks, done_marker=False)
+    return json_response(tn.completion_response(await inference.complete(body.model_id, core)))
+
+
+@router.post(
+    "/v1/inference/embeddings",
+    response_model=n.EmbeddingsResponse,
+    summary="Generate embeddings for content pieces using the specified model.",
+)
+async def embeddings(request: Request, body: n.EmbeddingsRequest) -> Response:
+    texts: list[str] = []
+    for i, item in enumerate(body.contents):
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, TextContentItem):
+            texts.append(item.text)
+        elif content_has_image(item):
+            raise UnsupportedError(f"contents[{i}] is an image; this embedding model takes text only.")
+    result = await _inference(request).embed(
+        body.model_id, texts, truncate=body.text_truncation, dimensions=body.output_dimension
+    )
+    return json_response(n.EmbeddingsResponse(embeddings=result.embeddings))
+
+
+def _float32_le(vector: list[float]) -> bytes:
+    packed = array("f", vector)
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _include_usage(options: dict | None) -> bool:
+    return bool(options and options.get("include_usage"))
+
+
+@router.post(
+    "/v1/openai/v1/chat/completions",
+    response_model=o.OpenAIChatCompletion,
+    responses={200: {"content": _STREAM}},
+    summary="Generate an OpenAI-compatible chat completion for the given messages using the specified model.",
+)
+async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionRequest) -> Response:
+    core = to.chat_request_from_openai(body)
+    inference = _inference(request)
+    if body.stream:
+        stream = await _started(inference.chat_stream(body.model, core))
+        builder = to.ChatChunkBuilder(body.model, _include_usage(body.stream_options))
+        return sse_response([builder.first()], stream, builder.chunks, done_marker=True)
+    return json_response(to.chat_completion(await inference.chat(body.model, core), body.model))
+
+
+@router.post(
+    "/v1/openai/v1/completions",
+    response_model=o.OpenAICompletion,
+    responses={200: {"content": _STREAM}},
+    summary="Generate an OpenAI-compatible completion for the given prompt using the specified model.",
+)
+async def openai_completion(request: Request, body: o.OpenaiCompletionRequest) -> Response:
+    core = to.completion_request_from_openai(body)
+    inference = _inference(request)
+    if body.stream:
+        stream = await _started(inference.complete_stream(body.model, core))
+        builder = to.CompletionChunkBuilder(body.model, _include_usage(body.stream_options))
+        return sse_response([], stream, builder.chunks, done_marker=True)
+    result = await inference.complete(body.model, core)
+    return json_response(to.completion(result, body.model, core.prompt if body.echo else None))
+
+
+@router.post(
+    "/v1/openai/v1/embeddings",
+    response_model=o.OpenAIEmbeddingsResponse,
+    summary="Generate OpenAI-compatible embeddings for the given input using the specified model.",
+)
+async def openai_embeddings(request: Request, body: o.OpenaiEmbeddingsRequest) -> Response:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts:
+        from ...errors import BadRequestError
+
+        raise BadRequestError("input: give at least one string to embed.")
+    result = await _inference(request).embed(body.model, texts, dimensions=body.dimensions)
+    if body.encoding_format == "base64":
+        vectors: list = [base64.b64encode(_float32_le(v)).decode() for v in result.embeddings]
+    else:
+        vectors = result.embeddings
+    return json_response(
+        o.OpenAIEmbeddingsResponse(
+            data=[o.OpenAIEmbeddingData(embedding=v, index=i) for i, v in enumerate(vectors)],
+            model=body.model,
+            usage=o.OpenAIEmbeddingUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens),
+        )
+    )

@@ -1,0 +1,41 @@
+"""Start-up: load the run config, build the stack, serve it with uvicorn on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+
+def serve(config_path: Path, *, host: str | None, port: int | None, access_log: bool) -> int:
+    started = time.perf_counter()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("llamastack")
+
+    from ..config import load_run_config
+
+    run_config = load_run_config(config_path)
+    host = host or run_config.server.host
+    port = port or run_config.server.port
+
+    async def main() -> None:
+        import uvicorn
+
+        from ..resolver import build_stack
+        from .app import create_app
+
+        log.info("Starting '%s' from %s (state in %s)", run_config.image_name, config_path, run_config.state_path)
+        stack = await build_stack(run_config)
+        for model in stack.models.table.list() if stack.models else []:
+            log.info("Serving %s model '%s' via %s", model.model_type.value, model.identifier, model.provider_id)
+        app = create_app(stack)
+        config = uvicorn.Config(
+            app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5
+        )
+        server = uvicorn.Server(config)
+        log.info("Ready in %.2f s: http://%s:%d", time.perf_counter() - started, host, port)
+        await server.serve()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,62 @@
+"""Server-sent events: provider async generators straight to the wire (sse-starlette), no sleeps.
+
+A failure after the stream has started cannot change the HTTP status any more, so it becomes one
+``data: {"error": {...}}`` frame (the shape the openai SDK raises as APIError), then the stream ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+
+from pydantic import BaseModel
+from sse_starlette import EventSourceResponse
+
+from ..errors import StackError
+
+log = logging.getLogger(__name__)
+
+
+def error_frame(exc: BaseException) -> str:
+    if isinstance(exc, StackError):
+        status, message = exc.status_code, exc.detail
+    else:
+        log.exception("Stream failed", exc_info=exc)
+        status, message = 500, f"Internal server error ({type(exc).__name__}); see the server log."
+    return json.dumps({"error": {"message": message, "code": status, "type": type(exc).__name__}})
+
+
+def sse_response(
+    head: Iterable[BaseModel],
+    source: AsyncIterator[object],
+    convert: Callable[[object], Iterable[BaseModel]],
+    *,
+    done_marker: bool,
+) -> EventSourceResponse:
+    """Streams ``head`` events, then ``convert(item)`` for each item of ``source``."""
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        try:
+            for event in head:
+                yield {"data": event.model_dump_json()}
+            async for item in source:
+                for event in convert(item):
+                    yield {"data": event.model_dump_json()}
+        except Exception as exc:
+            yield {"data": error_frame(exc)}
+            return
+        finally:
+            closer = getattr(source, "aclose", None)
+            if closer is not None:
+                await closer()
+        if done_marker:
+            yield {"data": "[DONE]"}
+
+    return EventSourceResponse(events(), sep="\n")
+
+
+async def prepend(first: object, rest: AsyncIterator[object]) -> AsyncIterator[object]:
+    yield first
+    async for item in rest:
+        yield item

@@ -1,0 +1,1 @@
+"""Translations between the wire formats (native v0.2.12, OpenAI) and the internal inference core."""

@@ -1,0 +1,214 @@
+"""Native v0.2.12 inference requests/responses <-> the internal core."""
+
+from __future__ import annotations
+
+from ..apis.common import content_has_image, content_to_text
+from ..apis.inference import native as n
+from ..apis.inference.core import (
+    ChatMessage,
+    ChatRequest,
+    CompletionRequest,
+    FinishReason,
+    GenerationChunk,
+    GenerationResult,
+    SamplingOptions,
+    TokenLogprob,
+    Usage,
+)
+from ..errors import BadRequestError, UnsupportedError
+
+
+def sampling_from_native(params: n.SamplingParams | None, logprobs: n.LogProbConfig | None) -> SamplingOptions:
+    options = SamplingOptions(temperature=0.0)
+    if logprobs is not None:
+        options.logprobs = max(1, logprobs.top_k or 0)
+    if params is None:
+        return options
+    strategy = params.strategy
+    if isinstance(strategy, n.TopPSamplingStrategy):
+        options.temperature = 1.0 if strategy.temperature is None else strategy.temperature
+        options.top_p = strategy.top_p
+    elif isinstance(strategy, n.TopKSamplingStrategy):
+        options.temperature = 1.0
+        options.top_k = strategy.top_k
+    options.max_tokens = params.max_tokens or None
+    options.repetition_penalty = params.repetition_penalty
+    options.stop = list(params.stop or [])
+    return options
+
+
+def _text(content: n.InterleavedContent | None, where: str) -> str:
+    if content_has_image(content):
+        raise UnsupportedError(
+            f"{where} contains an image, but this model takes text only. Use a vision model "
+            "(e.g. Llama-3.2-11B-Vision-Instruct) or send text."
+        )
+    return content_to_text(content)
+
+
+def messages_from_native(messages: list[n.Message]) -> list[ChatMessage]:
+    out: list[ChatMessage] = []
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if isinstance(m, n.UserMessage):
+            text = _text(m.content, where)
+            if m.context is not None:
+                text = f"{text}\n\n{_text(m.context, where)}"
+            out.append(ChatMessage("user", text))
+        elif isinstance(m, n.SystemMessage):
+            out.append(ChatMessage("system", _text(m.content, where)))
+        elif isinstance(m, n.ToolResponseMessage):
+            out.append(ChatMessage("tool", _text(m.content, where), tool_call_id=m.call_id))
+        else:
+            calls = [
+                {
+                    "id": c.call_id,
+                    "type": "function",
+                    "function": {
+                        "name": c.tool_name,
+                        "arguments": c.arguments_json or _json_args(c.arguments),
+                    },
+                }
+                for c in (m.tool_calls or [])
+            ]
+            out.append(ChatMessage("assistant", _text(m.content, where), tool_calls=calls or None))
+    return out
+
+
+def _json_args(arguments: str | dict) -> str:
+    import json
+
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _response_format(fmt: n.ResponseFormat | None) -> tuple[dict | None, str | None]:
+    if fmt is None:
+        return None, None
+    if isinstance(fmt, n.JsonSchemaResponseFormat):
+        return fmt.json_schema, None
+    grammar = fmt.bnf.get("root") if isinstance(fmt.bnf.get("root"), str) else None
+    if grammar is None:
+        raise BadRequestError(
+            "response_format.bnf must hold the GBNF grammar text under the key 'root', "
+            'e.g. {"root": "root ::= \\"yes\\" | \\"no\\""}.'
+        )
+    return None, grammar
+
+
+def chat_request_from_native(req: n.ChatCompletionRequest) -> ChatRequest:
+    if req.tools:
+        raise UnsupportedError(
+            "Tool calling (tools, tool_choice, tool_prompt_format) is not supported by this server yet."
+        )
+    schema, grammar = _response_format(req.response_format)
+    return ChatRequest(
+        messages=messages_from_native(req.messages),
+        sampling=sampling_from_native(req.sampling_params, req.logprobs),
+        json_schema=schema,
+        grammar=grammar,
+    )
+
+
+def completion_request_from_native(req: n.CompletionRequest) -> CompletionRequest:
+    schema, grammar = _response_format(req.response_format)
+    return CompletionRequest(
+        prompt=_text(req.content, "content"),
+        sampling=sampling_from_native(req.sampling_params, req.logprobs),
+        json_schema=schema,
+        grammar=grammar,
+    )
+
+
+def stop_reason(finish: FinishReason | None, end_of_message: bool) -> n.StopReason:
+    if finish == "length":
+        return n.StopReason.out_of_tokens
+    if end_of_message or finish == "tool_calls":
+        return n.StopReason.end_of_message
+    return n.StopReason.end_of_turn
+
+
+def logprobs_to_native(logprobs: list[TokenLogprob] | None) -> list[n.TokenLogProbs] | None:
+    if logprobs is None:
+        return None
+    out = []
+    for lp in logprobs:
+        by_token = dict(lp.top)
+        by_token.setdefault(lp.token, lp.logprob)
+        out.append(n.TokenLogProbs(logprobs_by_token=by_token))
+    return out
+
+
+def usage_metrics(usage: Usage) -> list[n.MetricInResponse]:
+    return [
+        n.MetricInResponse(metric="prompt_tokens", value=usage.prompt_tokens),
+        n.MetricInResponse(metric="completion_tokens", value=usage.completion_tokens),
+        n.MetricInResponse(metric="total_tokens", value=usage.total_tokens),
+    ]
+
+
+def chat_response(result: GenerationResult) -> n.ChatCompletionResponse:
+    return n.ChatCompletionResponse(
+        completion_message=n.CompletionMessage(
+            content=result.text,
+            stop_reason=stop_reason(result.finish_reason, result.end_of_message),
+            tool_calls=[],
+        ),
+        logprobs=logprobs_to_native(result.logprobs),
+        metrics=usage_metrics(result.usage),
+    )
+
+
+def completion_response(result: GenerationResult) -> n.CompletionResponse:
+    return n.CompletionResponse(
+        content=result.text,
+        stop_reason=stop_reason(result.finish_reason, result.end_of_message),
+        logprobs=logprobs_to_native(result.logprobs),
+        metrics=usage_metrics(result.usage),
+    )
+
+
+def chat_stream_start() -> n.ChatCompletionResponseStreamChunk:
+    return n.ChatCompletionResponseStreamChunk(
+        event=n.ChatCompletionResponseEvent(
+            event_type=n.ChatCompletionResponseEventType.start, delta=n.TextDelta(text="")
+        )
+    )
+
+
+def chat_stream_chunks(chunk: GenerationChunk) -> list[n.ChatCompletionResponseStreamChunk]:
+    out = []
+    if chunk.text or chunk.logprobs:
+        out.append(
+            n.ChatCompletionResponseStreamChunk(
+                event=n.ChatCompletionResponseEvent(
+                    event_type=n.ChatCompletionResponseEventType.progress,
+                    delta=n.TextDelta(text=chunk.text),
+                    logprobs=logprobs_to_native(chunk.logprobs),
+                )
+            )
+        )
+    if chunk.finish_reason is not None:
+        out.append(
+            n.ChatCompletionResponseStreamChunk(
+                event=n.ChatCompletionResponseEvent(
+                    event_type=n.ChatCompletionResponseEventType.complete,
+                    delta=n.TextDelta(text=""),
+                    stop_reason=stop_reason(chunk.finish_reason, chunk.end_of_message),
+                ),
+                metrics=usage_metrics(chunk.usage) if chunk.usage else None,
+            )
+        )
+    return out
+
+
+def completion_stream_chunks(chunk: GenerationChunk) -> list[n.CompletionResponseStreamChunk]:
+    if chunk.finish_reason is None:
+        return [n.CompletionResponseStreamChunk(delta=chunk.text, logprobs=logprobs_to_native(chunk.logprobs))]
+    return [
+        n.CompletionResponseStreamChunk(
+            delta=chunk.text,
+            logprobs=logprobs_to_native(chunk.logprobs),
+            stop_reason=stop_reason(chunk.finish_reason, chunk.end_of_message),
+            metrics=usage_metrics(chunk.usage) if chunk.usage else None,
+        )
+    ]

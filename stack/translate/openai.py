@@ -1,0 +1,246 @@
+"""OpenAI-compatible requests/responses <-> the internal core."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ..apis.inference import openai as o
+from ..apis.inference.core import (
+    ChatMessage,
+    ChatRequest,
+    CompletionRequest,
+    GenerationChunk,
+    GenerationResult,
+    SamplingOptions,
+    TokenLogprob,
+    Usage,
+)
+from ..errors import BadRequestError, UnsupportedError
+
+_ROLE = {"developer": "system"}
+
+
+def _text(content: o.OpenAIMessageContent | None, where: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        if isinstance(part, o.OpenAIChatCompletionContentPartImageParam):
+            raise UnsupportedError(
+                f"{where} contains an image_url part, but this model takes text only. "
+                "Use a vision model or send text."
+            )
+        parts.append(part.text)
+    return "".join(parts)
+
+
+def _stop(stop: o.Stop | None) -> list[str]:
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else list(stop)
+    if len(stops) > 4:
+        raise BadRequestError("stop: at most 4 stop sequences are allowed.")
+    return [s for s in stops if s]
+
+
+def _json_schema(fmt: o.OpenAIResponseFormatParam | None) -> dict | None:
+    if fmt is None or isinstance(fmt, o.OpenAIResponseFormatText):
+        return None
+    if isinstance(fmt, o.OpenAIResponseFormatJSONObject):
+        return {"type": "object"}
+    return fmt.json_schema.schema_ or {"type": "object"}
+
+
+def chat_request_from_openai(req: o.OpenaiChatCompletionRequest) -> ChatRequest:
+    if req.tools or req.functions:
+        raise UnsupportedError("Tool calling (tools, functions) is not supported by this server yet.")
+    messages = []
+    for i, m in enumerate(req.messages):
+        where = f"messages[{i}]"
+        if isinstance(m, o.OpenAIToolMessageParam):
+            messages.append(ChatMessage("tool", _text(m.content, where), tool_call_id=m.tool_call_id))
+        elif isinstance(m, o.OpenAIAssistantMessageParam):
+            calls = [c.model_dump(exclude_none=True) for c in m.tool_calls or []]
+            messages.append(ChatMessage("assistant", _text(m.content, where), tool_calls=calls or None))
+        else:
+            messages.append(ChatMessage(_ROLE.get(m.role, m.role), _text(m.content, where)))  # type: ignore[arg-type]
+    logprobs = None
+    if req.logprobs:
+        logprobs = req.top_logprobs or 0
+    elif req.top_logprobs:
+        raise BadRequestError("top_logprobs requires logprobs: true.")
+    return ChatRequest(
+        messages=messages,
+        sampling=SamplingOptions(
+            max_tokens=req.max_completion_tokens or req.max_tokens,
+            temperature=1.0 if req.temperature is None else req.temperature,
+            top_p=req.top_p,
+            frequency_penalty=req.frequency_penalty,
+            presence_penalty=req.presence_penalty,
+            stop=_stop(req.stop),
+            seed=req.seed,
+            logprobs=logprobs,
+        ),
+        json_schema=_json_schema(req.response_format),
+    )
+
+
+def completion_request_from_openai(req: o.OpenaiCompletionRequest) -> CompletionRequest:
+    prompt = req.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise UnsupportedError("prompt: send one string (batches and token-id prompts are not supported).")
+        prompt = prompt[0]
+    if req.suffix:
+        raise UnsupportedError("suffix (fill-in-the-middle) is not supported.")
+    if req.guided_choice:
+        raise UnsupportedError("guided_choice is not supported.")
+    logprobs = None
+    if req.logprobs is not None and req.logprobs is not False:
+        logprobs = 0 if req.logprobs is True else int(req.logprobs)
+    return CompletionRequest(
+        prompt=prompt,
+        sampling=SamplingOptions(
+            max_tokens=16 if req.max_tokens is None else (req.max_tokens or None),
+            temperature=1.0 if req.temperature is None else req.temperature,
+            top_p=req.top_p,
+            frequency_penalty=req.frequency_penalty,
+            presence_penalty=req.presence_penalty,
+            stop=_stop(req.stop),
+            seed=req.seed,
+            logprobs=logprobs,
+        ),
+    )
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def _usage(usage: Usage | None) -> o.OpenAIUsage | None:
+    if usage is None:
+        return None
+    return o.OpenAIUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def _logprobs(logprobs: list[TokenLogprob] | None) -> o.OpenAIChoiceLogprobs | None:
+    if logprobs is None:
+        return None
+    return o.OpenAIChoiceLogprobs(
+        content=[
+            o.OpenAITokenLogProb(
+                token=lp.token,
+                bytes=list(lp.token.encode()),
+                logprob=lp.logprob,
+                top_logprobs=[o.OpenAITopLogProb(token=t, bytes=list(t.encode()), logprob=v) for t, v in lp.top],
+            )
+            for lp in logprobs
+        ]
+    )
+
+
+def chat_completion(result: GenerationResult, model: str) -> o.OpenAIChatCompletion:
+    return o.OpenAIChatCompletion(
+        id=new_id("chatcmpl"),
+        created=int(time.time()),
+        model=model,
+        choices=[
+            o.OpenAIChoice(
+                index=0,
+                message=o.OpenAIAssistantMessageParam(content=result.text),
+                finish_reason=result.finish_reason,
+                logprobs=_logprobs(result.logprobs),
+            )
+        ],
+        usage=_usage(result.usage),
+    )
+
+
+class ChatChunkBuilder:
+    """Stamps every chunk of one stream with the same id and creation time."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.id = new_id("chatcmpl")
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+
+    def _chunk(self, choices: list[o.OpenAIChunkChoice], usage: Usage | None = None) -> o.OpenAIChatCompletionChunk:
+        return o.OpenAIChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=_usage(usage)
+        )
+
+    def first(self) -> o.OpenAIChatCompletionChunk:
+        return self._chunk([o.OpenAIChunkChoice(index=0, delta=o.OpenAIChoiceDelta(role="assistant", content=""))])
+
+    def chunks(self, chunk: GenerationChunk) -> list[o.OpenAIChatCompletionChunk]:
+        out = []
+        if chunk.text or chunk.logprobs or chunk.finish_reason:
+            out.append(
+                self._chunk(
+                    [
+                        o.OpenAIChunkChoice(
+                            index=0,
+                            delta=o.OpenAIChoiceDelta(content=chunk.text or None),
+                            finish_reason=chunk.finish_reason,
+                            logprobs=_logprobs(chunk.logprobs),
+                        )
+                    ]
+                )
+            )
+        if chunk.finish_reason is not None and self.include_usage and chunk.usage is not None:
+            out.append(self._chunk([], usage=chunk.usage))
+        return out
+
+
+def completion(result: GenerationResult, model: str, echo_prompt: str | None) -> o.OpenAICompletion:
+    return o.OpenAICompletion(
+        id=new_id("cmpl"),
+        created=int(time.time()),
+        model=model,
+        choices=[
+            o.OpenAICompletionChoice(
+                index=0,
+                text=(echo_prompt or "") + result.text,
+                finish_reason=result.finish_reason,
+                logprobs=_logprobs(result.logprobs),
+            )
+        ],
+        usage=_usage(result.usage),
+    )
+
+
+class CompletionChunkBuilder:
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.id = new_id("cmpl")
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+
+    def chunks(self, chunk: GenerationChunk) -> list[o.OpenAICompletion]:
+        out = [
+            o.OpenAICompletion(
+                id=self.id,
+                created=self.created,
+                model=self.model,
+                choices=[
+                    o.OpenAICompletionChoice(
+                        index=0, text=chunk.text, finish_reason=chunk.finish_reason, logprobs=_logprobs(chunk.logprobs)
+                    )
+                ],
+            )
+        ]
+        if chunk.finish_reason is not None and self.include_usage and chunk.usage is not None:
+            out.append(
+                o.OpenAICompletion(
+                    id=self.id, created=self.created, model=self.model, choices=[], usage=_usage(chunk.usage)
+                )
+            )
+        return out
