@@ -29,8 +29,17 @@ _ROUTE_APIS = (
 )
 
 
-def _error(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"status": status, "title": title, "detail": detail}, status_code=status, headers=headers)
+_OPENAI_PREFIX = "/v1/openai/"
+
+
+def _error(
+    request: Request, status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body: dict[str, object] = {"status": status, "title": title, "detail": detail}
+    if request.url.path.startswith(_OPENAI_PREFIX):
+        # OpenAI SDKs read error.message; native clients read detail. Both are present.
+        body = {"error": {"message": detail, "type": title.lower().replace(" ", "_"), "code": status}, **body}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -46,23 +55,23 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StackError)
-    async def stack_error(_: Request, exc: StackError) -> JSONResponse:
+    async def stack_error(request: Request, exc: StackError) -> JSONResponse:
         if exc.status_code >= 500:
             log.error("%s: %s", type(exc).__name__, exc.detail)
-        return _error(exc.status_code, exc.title, exc.detail, exc.headers)
+        return _error(request, exc.status_code, exc.title, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(400, "Bad Request", _describe_validation(exc))
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(request, 400, "Bad Request", _describe_validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "Error", str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(request, exc.status_code, "Error", str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("Unhandled error", exc_info=exc)
-        return _error(500, "Internal Server Error", f"Internal server error ({type(exc).__name__}); see the server log.")
+        return _error(request, 500, "Internal Server Error", f"Internal server error ({type(exc).__name__}); see the server log.")
 
 
 def create_app(stack: Stack | None = None) -> FastAPI:

