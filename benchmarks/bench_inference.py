@@ -50,6 +50,8 @@ NATIVE_CHAT = "/v1/inference/chat-completion"
 OPENAI_CHAT = "/v1/openai/v1/chat/completions"
 
 console = Console()
+if not console.is_terminal and console.width < 132:
+    console = Console(width=132)  # piped output: rich would wrap the tables at 80 columns
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -566,6 +568,10 @@ def run_stream(llm: Any, client: httpx.Client, args: argparse.Namespace) -> tupl
     return stream_table(results, n), problems
 
 
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     path = gguf_path()
@@ -573,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         f"[bold]bench_inference[/] model={path.name} cpus={os.cpu_count()} python={sys.version.split()[0]}"
     )
     problems: list[str] = []
+    load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         work = Path(tmp)
         console.print("timing `llama-stack --help` and cold starts ...")
@@ -594,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 conc = concurrency_table(runs, wall, args.requests_per_client)
         llm.close()
+    console.print(f"load average before/after: {load_before} / {_loadavg()}")
     for table in (latency, stream, startup_table(starts, helps), conc):
         if table is not None:
             console.print(table)

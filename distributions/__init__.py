@@ -8,9 +8,7 @@ DISTRIBUTIONS_DIR = Path(__file__).parent
 
 
 def available() -> dict[str, Path]:
-    return {
-        p.parent.name: p for p in sorted(DISTRIBUTIONS_DIR.glob("*/run.yaml"))
-    }
+    return {p.parent.name: p for p in sorted(DISTRIBUTIONS_DIR.glob("*/run.yaml"))}
 
 
 def describe(run_yaml: Path) -> str:

@@ -27,7 +27,9 @@ def substitute_env(value: Any, env: Mapping[str, str] | None = None, *, where: s
     """Replaces ``${env...}`` references in every string of a parsed YAML tree."""
     env = os.environ if env is None else env
     if isinstance(value, dict):
-        return {k: substitute_env(v, env, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: substitute_env(v, env, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [substitute_env(v, env, where=f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
@@ -115,9 +117,7 @@ def parse_run_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = Non
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"Invalid run config: {problems}") from None
 
 

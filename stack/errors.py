@@ -1,17 +1,17 @@
 """Typed errors that carry their HTTP status; the server maps them in one place.
 
-    StackError (500)
-    ├── BadRequestError (400)
-    │   └── ContextLengthExceededError (400)
-    ├── NotFoundError (404)
-    │   ├── ModelNotFoundError
-    │   └── ProviderNotFoundError
-    ├── ConflictError (409)
-    ├── PayloadTooLargeError (413)
-    ├── UnsupportedError (400: the owning provider cannot do what was asked)
-    ├── ServerBusyError (503 with Retry-After)
-    ├── UpstreamError (502)
-    └── ConfigError (raised at start-up, never over HTTP)
+StackError (500)
+├── BadRequestError (400)
+│   └── ContextLengthExceededError (400)
+├── NotFoundError (404)
+│   ├── ModelNotFoundError
+│   └── ProviderNotFoundError
+├── ConflictError (409)
+├── PayloadTooLargeError (413)
+├── UnsupportedError (400: the owning provider cannot do what was asked)
+├── ServerBusyError (503 with Retry-After)
+├── UpstreamError (502)
+└── ConfigError (raised at start-up, never over HTTP)
 """
 
 from __future__ import annotations

@@ -152,7 +152,9 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
                 )
             )
         except Exception as exc:
-            raise ConfigError(f"Model '{m.model_id}' in the run config: {getattr(exc, 'detail', exc)}") from None
+            raise ConfigError(
+                f"Model '{m.model_id}' in the run config: {getattr(exc, 'detail', exc)}"
+            ) from None
     try:
         await models.table.load(configured)
     except ConfigError:

@@ -44,7 +44,9 @@ class RunningServer:
                 self.process.wait()
 
 
-def start_server(state_dir: Path, *, config: str = "local", env: dict[str, str] | None = None) -> RunningServer:
+def start_server(
+    state_dir: Path, *, config: str = "local", env: dict[str, str] | None = None
+) -> RunningServer:
     """Starts `llama-stack run` as a subprocess and waits for /v1/health; fails fast if it dies."""
     port = free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +54,17 @@ def start_server(state_dir: Path, *, config: str = "local", env: dict[str, str] 
     full_env = {**os.environ, "LLAMA_STACK_STATE_DIR": str(state_dir), **(env or {})}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llamastack.cli.main", "run", config, "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "llamastack.cli.main",
+                "run",
+                config,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -78,7 +78,9 @@ class ResourceTable(Generic[R]):
                 log.warning(
                     "Stored %s '%s' belongs to provider '%s', which this run config does not have; "
                     "it stays stored but is not served.",
-                    self.kind, ident, resource.provider_id,
+                    self.kind,
+                    ident,
+                    resource.provider_id,
                 )
                 continue
             try:

@@ -7,9 +7,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..datatypes import Api
@@ -71,7 +72,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("Unhandled error", exc_info=exc)
-        return _error(request, 500, "Internal Server Error", f"Internal server error ({type(exc).__name__}); see the server log.")
+        return _error(
+            request,
+            500,
+            "Internal Server Error",
+            f"Internal server error ({type(exc).__name__}); see the server log.",
+        )
 
 
 def create_app(stack: Stack | None = None) -> FastAPI:
@@ -91,20 +97,25 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     )
     app.state.stack = stack
     app.state.started_at = int(time.time())
-    for module_router in (inspect.router, inspect.providers_router, models.router, inference.router):
+    routers = (inspect.router, inspect.providers_router, models.router, inference.router)
+    for module_router in routers:
         app.include_router(module_router)
     install_error_handlers(app)
-    app.state.route_providers = _route_providers(app, stack)
+    app.state.api_routes = _api_routes(routers, stack)
     return app
 
 
-def _route_providers(app: FastAPI, stack: Stack | None) -> dict[str, list[str]]:
-    if stack is None:
-        return {}
-    table: dict[str, list[str]] = {}
-    for route in app.routes:
-        path = getattr(route, "path", "")
-        for prefix, api in _ROUTE_APIS:
-            if path.startswith(prefix):
-                table[path] = sorted({p.spec.provider_type for p in stack.providers.get(api, {}).values()})
-    return table
+def _api_routes(routers: tuple[APIRouter, ...], stack: Stack | None) -> list[tuple[str, str, list[str]]]:
+    """(path, method, provider types) for every API route, for /v1/inspect/routes."""
+    out = []
+    for router in routers:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                continue
+            path = route.path_format
+            providers: list[str] = []
+            for prefix, api in _ROUTE_APIS:
+                if stack is not None and path.startswith(prefix):
+                    providers = sorted({p.spec.provider_type for p in stack.providers.get(api, {}).values()})
+            out.extend((path, method, providers) for method in sorted(route.methods - {"HEAD", "OPTIONS"}))
+    return out

@@ -20,7 +20,9 @@ def stack_of(request: Request) -> Stack:
 def router_of(request: Request, api: Api) -> Any:
     router = request.app.state.stack.routers.get(api)
     if router is None:
-        raise BadRequestError(f"This server has no provider for the {api.value} API; add one to the run config.")
+        raise BadRequestError(
+            f"This server has no provider for the {api.value} API; add one to the run config."
+        )
     return router
 
 

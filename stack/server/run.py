@@ -25,10 +25,14 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
         from ..resolver import build_stack
         from .app import create_app
 
-        log.info("Starting '%s' from %s (state in %s)", run_config.image_name, config_path, run_config.state_path)
+        log.info(
+            "Starting '%s' from %s (state in %s)", run_config.image_name, config_path, run_config.state_path
+        )
         stack = await build_stack(run_config)
         for model in stack.models.table.list() if stack.models else []:
-            log.info("Serving %s model '%s' via %s", model.model_type.value, model.identifier, model.provider_id)
+            log.info(
+                "Serving %s model '%s' via %s", model.model_type.value, model.identifier, model.provider_id
+            )
         app = create_app(stack)
         config = uvicorn.Config(
             app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5

@@ -39,13 +39,16 @@ class SqliteKVStore:
             return self._conn.execute(sql, params).fetchall()
 
     async def get(self, key: str) -> str | None:
-        rows = await asyncio.to_thread(self._run, "SELECT value FROM kvstore WHERE key = ?", (self.prefix + key,))
+        rows = await asyncio.to_thread(
+            self._run, "SELECT value FROM kvstore WHERE key = ?", (self.prefix + key,)
+        )
         return str(rows[0][0]) if rows else None
 
     async def set(self, key: str, value: str) -> None:
         await asyncio.to_thread(
             self._run,
-            "INSERT INTO kvstore (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO kvstore (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (self.prefix + key, value),
         )
 

@@ -18,7 +18,9 @@ from ..apis.inference.core import (
 from ..errors import BadRequestError, UnsupportedError
 
 
-def sampling_from_native(params: n.SamplingParams | None, logprobs: n.LogProbConfig | None) -> SamplingOptions:
+def sampling_from_native(
+    params: n.SamplingParams | None, logprobs: n.LogProbConfig | None
+) -> SamplingOptions:
     options = SamplingOptions(temperature=0.0)
     if logprobs is not None:
         options.logprobs = max(1, logprobs.top_k or 0)
@@ -203,7 +205,9 @@ def chat_stream_chunks(chunk: GenerationChunk) -> list[n.ChatCompletionResponseS
 
 def completion_stream_chunks(chunk: GenerationChunk) -> list[n.CompletionResponseStreamChunk]:
     if chunk.finish_reason is None:
-        return [n.CompletionResponseStreamChunk(delta=chunk.text, logprobs=logprobs_to_native(chunk.logprobs))]
+        return [
+            n.CompletionResponseStreamChunk(delta=chunk.text, logprobs=logprobs_to_native(chunk.logprobs))
+        ]
     return [
         n.CompletionResponseStreamChunk(
             delta=chunk.text,

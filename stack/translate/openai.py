@@ -92,7 +92,9 @@ def completion_request_from_openai(req: o.OpenaiCompletionRequest) -> Completion
     prompt = req.prompt
     if isinstance(prompt, list):
         if len(prompt) != 1 or not isinstance(prompt[0], str):
-            raise UnsupportedError("prompt: send one string (batches and token-id prompts are not supported).")
+            raise UnsupportedError(
+                "prompt: send one string (batches and token-id prompts are not supported)."
+            )
         prompt = prompt[0]
     if req.suffix:
         raise UnsupportedError("suffix (fill-in-the-middle) is not supported.")
@@ -139,7 +141,9 @@ def _logprobs(logprobs: list[TokenLogprob] | None) -> o.OpenAIChoiceLogprobs | N
                 token=lp.token,
                 bytes=list(lp.token.encode()),
                 logprob=lp.logprob,
-                top_logprobs=[o.OpenAITopLogProb(token=t, bytes=list(t.encode()), logprob=v) for t, v in lp.top],
+                top_logprobs=[
+                    o.OpenAITopLogProb(token=t, bytes=list(t.encode()), logprob=v) for t, v in lp.top
+                ],
             )
             for lp in logprobs
         ]
@@ -172,13 +176,17 @@ class ChatChunkBuilder:
         self.model = model
         self.include_usage = include_usage
 
-    def _chunk(self, choices: list[o.OpenAIChunkChoice], usage: Usage | None = None) -> o.OpenAIChatCompletionChunk:
+    def _chunk(
+        self, choices: list[o.OpenAIChunkChoice], usage: Usage | None = None
+    ) -> o.OpenAIChatCompletionChunk:
         return o.OpenAIChatCompletionChunk(
             id=self.id, created=self.created, model=self.model, choices=choices, usage=_usage(usage)
         )
 
     def first(self) -> o.OpenAIChatCompletionChunk:
-        return self._chunk([o.OpenAIChunkChoice(index=0, delta=o.OpenAIChoiceDelta(role="assistant", content=""))])
+        return self._chunk(
+            [o.OpenAIChunkChoice(index=0, delta=o.OpenAIChoiceDelta(role="assistant", content=""))]
+        )
 
     def chunks(self, chunk: GenerationChunk) -> list[o.OpenAIChatCompletionChunk]:
         out = []
@@ -232,7 +240,10 @@ class CompletionChunkBuilder:
                 model=self.model,
                 choices=[
                     o.OpenAICompletionChoice(
-                        index=0, text=chunk.text, finish_reason=chunk.finish_reason, logprobs=_logprobs(chunk.logprobs)
+                        index=0,
+                        text=chunk.text,
+                        finish_reason=chunk.finish_reason,
+                        logprobs=_logprobs(chunk.logprobs),
                     )
                 ],
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import llama_stack_client
 import pytest
+
 from conftest import CHAT_MODEL, EMBEDDING_MODEL
 
 pytestmark = pytest.mark.integration
@@ -34,7 +35,9 @@ def test_chat_completion(stack_client) -> None:
 
 
 def test_chat_completion_streaming(stack_client) -> None:
-    full = stack_client.inference.chat_completion(model_id=CHAT_MODEL, messages=QUESTION, sampling_params=GREEDY)
+    full = stack_client.inference.chat_completion(
+        model_id=CHAT_MODEL, messages=QUESTION, sampling_params=GREEDY
+    )
     chunks = list(
         stack_client.inference.chat_completion(
             model_id=CHAT_MODEL, messages=QUESTION, sampling_params=GREEDY, stream=True
@@ -62,7 +65,11 @@ def test_interleaved_content_and_sampling(stack_client) -> None:
     r = stack_client.inference.chat_completion(
         model_id=CHAT_MODEL,
         messages=QUESTION,
-        sampling_params={"strategy": {"type": "top_k", "top_k": 1}, "max_tokens": 20, "repetition_penalty": 1.1},
+        sampling_params={
+            "strategy": {"type": "top_k", "top_k": 1},
+            "max_tokens": 20,
+            "repetition_penalty": 1.1,
+        },
     )
     assert "Paris" in r.completion_message.content
 
@@ -87,7 +94,10 @@ def test_completion(stack_client) -> None:
     assert r.stop_reason == "out_of_tokens"
     streamed = list(
         stack_client.inference.completion(
-            model_id=CHAT_MODEL, content="The capital of France is", sampling_params={"max_tokens": 4}, stream=True
+            model_id=CHAT_MODEL,
+            content="The capital of France is",
+            sampling_params={"max_tokens": 4},
+            stream=True,
         )
     )
     assert "".join(c.delta for c in streamed) == r.content
@@ -113,7 +123,9 @@ def test_register_use_and_unregister_model(stack_client) -> None:
     )
     assert model.identifier == "smollm2-copy"
     assert model.metadata["context_length"] > 0
-    r = stack_client.inference.chat_completion(model_id="smollm2-copy", messages=QUESTION, sampling_params=GREEDY)
+    r = stack_client.inference.chat_completion(
+        model_id="smollm2-copy", messages=QUESTION, sampling_params=GREEDY
+    )
     assert "Paris" in r.completion_message.content
     stack_client.models.unregister("smollm2-copy")
     with pytest.raises(llama_stack_client.NotFoundError):
@@ -126,7 +138,9 @@ def test_register_use_and_unregister_model(stack_client) -> None:
 
 def test_register_missing_file_is_400(stack_client) -> None:
     with pytest.raises(llama_stack_client.BadRequestError) as info:
-        stack_client.models.register(model_id="ghost", provider_model_id="/nonexistent/model.gguf", provider_id="llama-cpp")
+        stack_client.models.register(
+            model_id="ghost", provider_model_id="/nonexistent/model.gguf", provider_id="llama-cpp"
+        )
     assert "/nonexistent/model.gguf" in str(info.value)
     with pytest.raises(llama_stack_client.NotFoundError):
         stack_client.models.retrieve("ghost")

@@ -8,6 +8,7 @@ import struct
 
 import openai
 import pytest
+
 from conftest import CHAT_MODEL, EMBEDDING_MODEL
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,10 @@ def test_content_parts_are_joined_not_dropped(openai_client) -> None:
     """Text given as a list of parts must reach the model exactly like a plain string."""
     question = "What is the capital of France?"
     plain = openai_client.chat.completions.create(
-        model=CHAT_MODEL, messages=[SYSTEM, {"role": "user", "content": question}], temperature=0, max_tokens=12
+        model=CHAT_MODEL,
+        messages=[SYSTEM, {"role": "user", "content": question}],
+        temperature=0,
+        max_tokens=12,
     )
     parts = openai_client.chat.completions.create(
         model=CHAT_MODEL,
@@ -55,7 +59,9 @@ def test_content_parts_are_joined_not_dropped(openai_client) -> None:
 
 def test_chat_streaming_matches_non_streaming(openai_client) -> None:
     messages = [SYSTEM, {"role": "user", "content": "Write one sentence about llamas."}]
-    full = openai_client.chat.completions.create(model=CHAT_MODEL, messages=messages, temperature=0, max_tokens=24)
+    full = openai_client.chat.completions.create(
+        model=CHAT_MODEL, messages=messages, temperature=0, max_tokens=24
+    )
     stream = openai_client.chat.completions.create(
         model=CHAT_MODEL,
         messages=messages,
@@ -79,7 +85,9 @@ def test_chat_streaming_matches_non_streaming(openai_client) -> None:
 
 def test_stop_sequence_is_honoured_and_not_returned(openai_client) -> None:
     messages = [SYSTEM, {"role": "user", "content": "Count from 1 to 10, separated by commas."}]
-    free = openai_client.chat.completions.create(model=CHAT_MODEL, messages=messages, temperature=0, max_tokens=40)
+    free = openai_client.chat.completions.create(
+        model=CHAT_MODEL, messages=messages, temperature=0, max_tokens=40
+    )
     text = free.choices[0].message.content
     assert "3" in text, text
     stopped = openai_client.chat.completions.create(
@@ -149,7 +157,9 @@ def test_multi_turn_conversation(openai_client) -> None:
 
 
 def test_completions(openai_client) -> None:
-    r = openai_client.completions.create(model=CHAT_MODEL, prompt="The capital of France is", temperature=0, max_tokens=4)
+    r = openai_client.completions.create(
+        model=CHAT_MODEL, prompt="The capital of France is", temperature=0, max_tokens=4
+    )
     assert r.object == "text_completion"
     assert "Paris" in r.choices[0].text
     assert r.usage.completion_tokens == 4
@@ -160,7 +170,9 @@ def test_completions(openai_client) -> None:
 
 
 def test_embeddings_float_and_base64(openai_client) -> None:
-    r = openai_client.embeddings.create(model=EMBEDDING_MODEL, input=["a llama", "an alpaca", "a spreadsheet"])
+    r = openai_client.embeddings.create(
+        model=EMBEDDING_MODEL, input=["a llama", "an alpaca", "a spreadsheet"]
+    )
     vectors = [d.embedding for d in r.data]
     assert [d.index for d in r.data] == [0, 1, 2]
     assert all(len(v) == 384 for v in vectors)
@@ -182,7 +194,9 @@ def test_embeddings_float_and_base64(openai_client) -> None:
 
 def test_unknown_model_is_404(openai_client) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        openai_client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+        openai_client.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+        )
     assert "no-such-model" in str(info.value)
 
 

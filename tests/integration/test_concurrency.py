@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import CHAT_MODEL, RunningServer, start_server
 
 pytestmark = pytest.mark.integration
@@ -18,8 +19,12 @@ pytestmark = pytest.mark.integration
 def _chat(base_url: str, text: str, max_tokens: int = 8) -> dict:
     r = httpx.post(
         f"{base_url}/v1/openai/v1/chat/completions",
-        json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
-              "temperature": 0},
+        json={
+            "model": CHAT_MODEL,
+            "messages": [{"role": "user", "content": text}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        },
         timeout=120,
     )
     assert r.status_code == 200, r.text
@@ -28,8 +33,10 @@ def _chat(base_url: str, text: str, max_tokens: int = 8) -> dict:
 
 def test_eight_concurrent_clients_all_answered(base_url: str) -> None:
     def client(i: int) -> list[str]:
-        return [_chat(base_url, f"Client {i}, request {k}: say a word.")["choices"][0]["message"]["content"]
-                for k in range(3)]
+        return [
+            _chat(base_url, f"Client {i}, request {k}: say a word.")["choices"][0]["message"]["content"]
+            for k in range(3)
+        ]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(client, range(8)))
@@ -42,8 +49,13 @@ def test_requests_are_served_in_arrival_order(base_url: str) -> None:
     first_token_at: dict[int, float] = {}
 
     def stream(i: int, max_tokens: int) -> None:
-        body = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": f"Tell story number {i}."}],
-                "max_tokens": max_tokens, "temperature": 0, "stream": True}
+        body = {
+            "model": CHAT_MODEL,
+            "messages": [{"role": "user", "content": f"Tell story number {i}."}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+        }
         with httpx.stream("POST", f"{base_url}/v1/openai/v1/chat/completions", json=body, timeout=120) as r:
             assert r.status_code == 200
             for line in r.iter_lines():
@@ -65,8 +77,13 @@ def test_requests_are_served_in_arrival_order(base_url: str) -> None:
 
 
 def test_client_that_disconnects_mid_stream_frees_the_model(base_url: str) -> None:
-    body = {"model": CHAT_MODEL, "prompt": "Once upon a time", "max_tokens": 3000, "temperature": 0.8,
-            "stream": True}
+    body = {
+        "model": CHAT_MODEL,
+        "prompt": "Once upon a time",
+        "max_tokens": 3000,
+        "temperature": 0.8,
+        "stream": True,
+    }
     with httpx.stream("POST", f"{base_url}/v1/openai/v1/completions", json=body, timeout=120) as r:
         received = 0
         for line in r.iter_lines():

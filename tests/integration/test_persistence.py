@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import start_server
 
 pytestmark = pytest.mark.integration
@@ -23,8 +24,10 @@ def test_registered_model_survives_restart(tmp_path: Path) -> None:
     server = start_server(state, env=env)
     try:
         assert "my-smollm" in _ids(server.base_url)
-        r = httpx.post(f"{server.base_url}/v1/models",
-                       json={"model_id": "kept", "provider_id": "llama-cpp", "provider_model_id": GGUF})
+        r = httpx.post(
+            f"{server.base_url}/v1/models",
+            json={"model_id": "kept", "provider_id": "llama-cpp", "provider_model_id": GGUF},
+        )
         assert r.status_code == 200, r.text
     finally:
         server.stop()

@@ -16,7 +16,9 @@ class LlamaCppConfig(BaseModel):
         description="A llama.cpp chat format name (e.g. 'chatml'); default: the GGUF's own chat template.",
     )
     max_queued_requests: int = Field(
-        default=64, ge=1, description="Requests waiting per model beyond which new ones get 503 + Retry-After."
+        default=64,
+        ge=1,
+        description="Requests waiting per model beyond which new ones get 503 + Retry-After.",
     )
 
     @classmethod

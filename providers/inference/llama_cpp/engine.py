@@ -161,7 +161,9 @@ class LlamaCppModel:
     def check_context(self, prompt_tokens: int, max_tokens: int | None) -> int:
         """Returns how many tokens may be generated; raises 400 if the request cannot fit."""
         if prompt_tokens >= self.n_ctx or prompt_tokens + (max_tokens or 0) > self.n_ctx:
-            raise ContextLengthExceededError(limit=self.n_ctx, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+            raise ContextLengthExceededError(
+                limit=self.n_ctx, prompt_tokens=prompt_tokens, max_tokens=max_tokens
+            )
         return max_tokens or (self.n_ctx - prompt_tokens)
 
     @staticmethod

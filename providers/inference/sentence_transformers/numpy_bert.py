@@ -60,9 +60,7 @@ class NumpyBertEncoder:
         if not weights_file.is_file() or not (folder / "tokenizer.json").is_file():
             raise UnsupportedFolder("needs model.safetensors and tokenizer.json")
         modules = self._json(folder / "modules.json", default=[])
-        pooling_dir = next(
-            (m["path"] for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling"
-        )
+        pooling_dir = next((m["path"] for m in modules if m.get("type", "").endswith("Pooling")), "1_Pooling")
         pooling = self._json(folder / pooling_dir / "config.json", default={"pooling_mode_mean_tokens": True})
         if pooling.get("pooling_mode_cls_token"):
             self.pooling = "cls"
@@ -109,7 +107,10 @@ class NumpyBertEncoder:
                     qkv_b,
                     get(p + "attention.output.dense.weight").T.copy(),
                     get(p + "attention.output.dense.bias"),
-                    (get(p + "attention.output.LayerNorm.weight"), get(p + "attention.output.LayerNorm.bias")),
+                    (
+                        get(p + "attention.output.LayerNorm.weight"),
+                        get(p + "attention.output.LayerNorm.bias"),
+                    ),
                     get(p + "intermediate.dense.weight").T.copy(),
                     get(p + "intermediate.dense.bias"),
                     get(p + "output.dense.weight").T.copy(),

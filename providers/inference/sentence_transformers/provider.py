@@ -75,7 +75,11 @@ class SentenceTransformersInference:
                 f"produces {encoder.dimension}-dimensional embeddings."
             )
         self._encoders[model.identifier] = encoder
-        meta = {**model.metadata, "embedding_dimension": encoder.dimension, "context_length": encoder.max_tokens}
+        meta = {
+            **model.metadata,
+            "embedding_dimension": encoder.dimension,
+            "context_length": encoder.max_tokens,
+        }
         return model.model_copy(update={"metadata": meta})
 
     async def unregister_model(self, model: Model) -> None:

@@ -117,9 +117,7 @@ class InferenceProvider(Protocol):
 
     async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult: ...
 
-    def complete_stream(
-        self, model: Model, request: CompletionRequest
-    ) -> AsyncIterator[GenerationChunk]: ...
+    def complete_stream(self, model: Model, request: CompletionRequest) -> AsyncIterator[GenerationChunk]: ...
 
     async def embed(
         self, model: Model, texts: list[str], *, truncate: Literal["none", "start", "end"] | None = None

@@ -150,6 +150,8 @@ async def openai_embeddings(request: Request, body: o.OpenaiEmbeddingsRequest) -
         o.OpenAIEmbeddingsResponse(
             data=[o.OpenAIEmbeddingData(embedding=v, index=i) for i, v in enumerate(vectors)],
             model=body.model,
-            usage=o.OpenAIEmbeddingUsage(prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens),
+            usage=o.OpenAIEmbeddingUsage(
+                prompt_tokens=result.prompt_tokens, total_tokens=result.prompt_tokens
+            ),
         )
     )

@@ -64,16 +64,12 @@ async def version() -> VersionInfo:
 
 @router.get("/v1/inspect/routes", response_model=ListRoutesResponse, summary="List all routes.")
 async def list_routes(request: Request) -> ListRoutesResponse:
-    table: dict[str, list[str]] = request.app.state.route_providers
-    data = []
-    for route in request.app.routes:
-        methods = getattr(route, "methods", None)
-        path = getattr(route, "path", "")
-        if not methods or not path.startswith("/v1/"):
-            continue
-        for method in sorted(methods - {"HEAD", "OPTIONS"}):
-            data.append(RouteInfo(route=path, method=method, provider_types=table.get(path, [])))
-    return ListRoutesResponse(data=data)
+    return ListRoutesResponse(
+        data=[
+            RouteInfo(route=path, method=method, provider_types=providers)
+            for path, method, providers in request.app.state.api_routes
+        ]
+    )
 
 
 providers_router = APIRouter(tags=["Providers"])

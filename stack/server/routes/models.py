@@ -47,7 +47,9 @@ async def unregister_model(request: Request, model_id: str) -> None:
 
 
 @router.get(
-    "/v1/openai/v1/models", response_model=OpenAIListModelsResponse, summary="List models using the OpenAI API."
+    "/v1/openai/v1/models",
+    response_model=OpenAIListModelsResponse,
+    summary="List models using the OpenAI API.",
 )
 async def openai_list_models(request: Request) -> Response:
     created = request.app.state.started_at

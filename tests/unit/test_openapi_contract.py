@@ -1,0 +1,111 @@
+"""Our OpenAPI document, derived by FastAPI from the API definitions, against the v0.2.12 reference.
+
+For every route we serve: the path and method exist in the reference; request bodies have the
+same field names and required fields; JSON responses have the same field names; enums agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llamastack.stack.server.app import create_app
+
+REFERENCE = Path(__file__).resolve().parents[1] / "contract" / "llama-stack-spec-0.2.12.yaml"
+
+# Fields we add on purpose beyond the reference, with the reason.
+EXTENSIONS: dict[tuple[str, str], set[str]] = {
+    # OpenAI's API reports token usage and every OpenAI client reads it; the reference omits it.
+    ("/v1/openai/v1/chat/completions", "post"): {"usage"},
+    ("/v1/openai/v1/completions", "post"): {"usage"},
+}
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    return yaml.safe_load(REFERENCE.read_text())
+
+
+@pytest.fixture(scope="module")
+def ours() -> dict[str, Any]:
+    return create_app().openapi()
+
+
+def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].split("/")[-1]]
+    return schema
+
+
+def _object(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The object schema behind refs and nullable wrappers (anyOf [X, null])."""
+    schema = _resolve(doc, schema)
+    for key in ("anyOf", "oneOf"):
+        options = [o for o in schema.get(key, []) if o.get("type") != "null"]
+        if len(options) == 1:
+            return _object(doc, options[0])
+    return schema
+
+
+def _operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (path, method): op
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post", "delete", "put", "patch")
+    }
+
+
+def _enum_of(doc: dict[str, Any], schema: dict[str, Any]) -> set[str] | None:
+    schema = _object(doc, schema)
+    return set(schema["enum"]) if "enum" in schema else None
+
+
+def test_every_route_is_in_the_reference(ours, reference) -> None:
+    missing = sorted(set(_operations(ours)) - set(_operations(reference)))
+    assert not missing, f"routes not in the v0.2.12 contract: {missing}"
+
+
+def test_request_bodies_match(ours, reference) -> None:
+    ref_ops = _operations(reference)
+    problems = []
+    for key, op in _operations(ours).items():
+        body = op.get("requestBody")
+        if not body:
+            continue
+        mine = _object(ours, body["content"]["application/json"]["schema"])
+        theirs = _object(reference, ref_ops[key]["requestBody"]["content"]["application/json"]["schema"])
+        if set(mine.get("properties", {})) != set(theirs.get("properties", {})):
+            problems.append(
+                f"{key}: fields {sorted(mine.get('properties', {}))} != {sorted(theirs['properties'])}"
+            )
+        if set(mine.get("required", [])) != set(theirs.get("required", [])):
+            problems.append(f"{key}: required {mine.get('required')} != {theirs.get('required')}")
+        for name, prop in mine.get("properties", {}).items():
+            if name in theirs.get("properties", {}):
+                a, b = _enum_of(ours, prop), _enum_of(reference, theirs["properties"][name])
+                if a is not None and b is not None and a != b:
+                    problems.append(f"{key}.{name}: enum {sorted(a)} != {sorted(b)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_json_responses_match(ours, reference) -> None:
+    ref_ops = _operations(reference)
+    problems = []
+    for key, op in _operations(ours).items():
+        content = op["responses"].get("200", {}).get("content", {}).get("application/json")
+        ref_content = ref_ops[key]["responses"].get("200", {}).get("content", {}).get("application/json")
+        if not content or not ref_content or not content.get("schema"):
+            continue
+        mine = _object(ours, content["schema"])
+        theirs = _object(reference, ref_content["schema"])
+        if "oneOf" in theirs:  # e.g. a completion or a chunk: compare with the first (non-streamed) form
+            theirs = _object(reference, theirs["oneOf"][0])
+        mine_fields = set(mine.get("properties", {})) - EXTENSIONS.get(key, set())
+        their_fields = set(theirs.get("properties", {}))
+        if mine_fields != their_fields:
+            problems.append(f"{key}: {sorted(mine_fields ^ their_fields)} differ")
+    assert not problems, "\n".join(problems)
