@@ -139,12 +139,14 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s:
 
 
 @contextlib.contextmanager
-def running_server(work_dir: Path, timeout_s: float = 120.0) -> Iterator[Server]:
+def running_server(work_dir: Path, threads: int | None = None, timeout_s: float = 120.0) -> Iterator[Server]:
     """Spawn `llama-stack run local` on a free loopback port; always stopped on exit."""
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work_dir))
     log = work_dir / f"server-{port}.log"
     env = {**os.environ, "LLAMA_STACK_STATE_DIR": str(state)}
+    if threads is not None:
+        env["LLAMA_CPP_N_THREADS"] = str(threads)
     cmd = [cli_path(), "run", "local", "--port", str(port), "--host", "127.0.0.1"]
     with log.open("wb") as out:
         start = time.perf_counter()
@@ -180,11 +182,12 @@ class StreamSample:
         return (self.tokens - 1) / self.decode_s if self.decode_s > 0 else float("nan")
 
 
-def load_llama(path: Path) -> Any:
+def load_llama(path: Path, threads: int | None) -> Any:
+    """The model as the server's llama.cpp provider loads it."""
     import llama_cpp
 
     return llama_cpp.Llama(
-        model_path=str(path), n_ctx=4096, n_threads=os.cpu_count() or 1, n_batch=512, verbose=False
+        model_path=str(path), n_ctx=4096, n_threads=threads or os.cpu_count() or 1, n_batch=512, verbose=False
     )
 
 
@@ -314,12 +317,22 @@ def openai_stream(client: httpx.Client, prompt: str, max_tokens: int) -> StreamS
 Runner = Callable[[], Any]
 
 
-def interleaved(runners: dict[str, Runner], iterations: int, warmup: int) -> dict[str, list[Any]]:
-    """Run A,B,C,A,B,C... `warmup` rounds unrecorded, then `iterations` recorded rounds."""
-    results: dict[str, list[Any]] = {name: [] for name in runners}
+def interleaved(
+    runners: dict[str, Runner], iterations: int, warmup: int, gap_s: float
+) -> dict[str, list[Any]]:
+    """`warmup` unrecorded rounds, then `iterations` recorded ones; each round runs every runner once.
+
+    The order rotates (ABC, BCA, CAB, ...) so no runner always follows the same one, and an untimed
+    `gap_s` pause precedes each run: llama.cpp's OpenMP threads spin for a while after a computation,
+    and without the pause the in-process model and the server would steal CPU from each other.
+    """
+    names = list(runners)
+    results: dict[str, list[Any]] = {name: [] for name in names}
     for i in range(warmup + iterations):
-        for name, run in runners.items():
-            sample = run()
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            time.sleep(gap_s)
+            sample = runners[name]()
             if i >= warmup:
                 results[name].append(sample)
     return results
@@ -372,21 +385,14 @@ def check_tokens(results: dict[str, list[Any]], expected: int) -> list[str]:
 # --- section 2: streamed decode rate ----------------------------------------------------------------------
 
 
+STREAM_COLUMNS = ("path", "tokens", "finish", "TTFT p50 ms", "tok/s p50", "ms/token", "min", "max", "ratio")
+
+
 def stream_table(results: dict[str, list[StreamSample]], max_tokens: int) -> Table:
     base_rate = statistics.median(s.tokens_per_s for s in results["in-process"])
-    table = Table(
-        title=f"2. Streamed decode, {max_tokens} tokens, {len(results['in-process'])} interleaved runs"
-    )
-    for col in (
-        "path",
-        "tokens",
-        "finish",
-        "TTFT p50 ms",
-        "decode tok/s p50",
-        "min",
-        "max",
-        "ratio vs in-process",
-    ):
+    runs = len(results["in-process"])
+    table = Table(title=f"2. Streamed decode, {max_tokens} tokens, {runs} interleaved runs")
+    for col in STREAM_COLUMNS:
         table.add_column(col, justify="left" if col == "path" else "right")
     for name, samples in results.items():
         rates = [s.tokens_per_s for s in samples]
@@ -397,11 +403,15 @@ def stream_table(results: dict[str, list[StreamSample]], max_tokens: int) -> Tab
             ",".join(sorted({s.finish for s in samples})),
             ms(statistics.median(s.ttft_s for s in samples)),
             f"{rate:.1f}",
+            f"{1000 / rate:.2f}",
             f"{min(rates):.1f}",
             f"{max(rates):.1f}",
             "-" if name == "in-process" else f"{rate / base_rate:.3f}",
         )
-    table.caption = "decode tok/s = (tokens - 1) / (last content - first content); TTFT excluded"
+    table.caption = (
+        "decode tok/s = (tokens - 1) / (last content - first content), TTFT excluded; "
+        "ratio = server tok/s p50 / in-process tok/s p50"
+    )
     return table
 
 
@@ -525,12 +535,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=30, help="recorded rounds of the non-streamed test")
     p.add_argument("--warmup", type=int, default=3, help="unrecorded rounds before each test")
     p.add_argument("--max-tokens", type=int, default=16, help="tokens per non-streamed answer")
-    p.add_argument("--stream-iterations", type=int, default=5, help="recorded rounds of the streamed test")
+    p.add_argument("--stream-iterations", type=int, default=10, help="recorded rounds of the streamed test")
     p.add_argument("--stream-tokens", type=int, default=128, help="tokens per streamed answer")
     p.add_argument("--cold-starts", type=int, default=3, help="server spawns to time (0 skips)")
     p.add_argument("--help-runs", type=int, default=5, help="runs of `llama-stack --help` to time")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (0 skips)")
     p.add_argument("--requests-per-client", type=int, default=3)
+    p.add_argument("--gap-ms", type=float, default=50.0, help="untimed pause before each measured run")
+    p.add_argument(
+        "--threads", type=int, help="llama.cpp threads, in-process and server (default: all cores)"
+    )
     p.add_argument("--quick", action="store_true", help="few iterations, for a smoke run")
     args = p.parse_args(argv)
     if args.quick:
@@ -546,7 +560,7 @@ def run_latency(llm: Any, client: httpx.Client, args: argparse.Namespace) -> tup
         "server native": lambda: native_chat(client, SHORT_PROMPT, n),
         "server OpenAI": lambda: openai_chat(client, SHORT_PROMPT, n),
     }
-    results = interleaved(runners, args.iterations, args.warmup)
+    results = interleaved(runners, args.iterations, args.warmup, args.gap_ms / 1000)
     return overhead_table(results, n), check_tokens(results, n)
 
 
@@ -557,7 +571,7 @@ def run_stream(llm: Any, client: httpx.Client, args: argparse.Namespace) -> tupl
         "server native SSE": lambda: native_stream(client, LONG_PROMPT, n),
         "server OpenAI SSE": lambda: openai_stream(client, LONG_PROMPT, n),
     }
-    results = interleaved(runners, args.stream_iterations, min(args.warmup, 1))
+    results = interleaved(runners, args.stream_iterations, min(args.warmup, 1), args.gap_ms / 1000)
     problems = check_tokens(results, n)
     base_text = results["in-process"][0].text
     problems += [
@@ -585,8 +599,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print("timing `llama-stack --help` and cold starts ...")
         helps = time_help(args.help_runs)
         starts = [cold_start(work) for _ in range(args.cold_starts)]
-        llm = load_llama(path)
-        with running_server(work) as server, httpx.Client(base_url=server.base_url, timeout=300) as client:
+        llm = load_llama(path, args.threads)
+        with (
+            running_server(work, args.threads) as server,
+            httpx.Client(base_url=server.base_url, timeout=300) as client,
+        ):
             console.print(f"server at {server.base_url}; non-streamed runs ...")
             latency, found = run_latency(llm, client, args)
             problems += found

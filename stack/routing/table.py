@@ -42,7 +42,6 @@ class ResourceTable(Generic[R]):
         self._unregister_hook = unregister_hook
         self._not_found = not_found
         self._resources: dict[str, R] = {}
-        self._from_config: set[str] = set()
         self._lock = asyncio.Lock()
 
     def _key(self, identifier: str) -> str:
@@ -68,7 +67,6 @@ class ResourceTable(Generic[R]):
         for resource in configured:
             registered = await self._register_hook(self.owner(resource), resource)
             self._resources[registered.identifier] = registered
-            self._from_config.add(registered.identifier)
         for raw in await self.store.values_with_prefix(f"{self.kind}:"):
             resource = self.resource_class.model_validate_json(raw)
             ident = resource.identifier
@@ -109,5 +107,4 @@ class ResourceTable(Generic[R]):
             resource = self.get(identifier)
             await self._unregister_hook(self.owner(resource), resource)
             del self._resources[identifier]
-            self._from_config.discard(identifier)
             await self.store.delete(self._key(identifier))

@@ -9,7 +9,17 @@ class LlamaCppConfig(BaseModel):
     """Settings shared by every GGUF model this provider loads."""
 
     n_ctx: int = Field(default=4096, ge=64, description="Context window (prompt + completion) in tokens.")
-    n_threads: int | None = Field(default=None, ge=1, description="CPU threads; default: all cores.")
+    n_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "CPU threads for decoding; default: half the cores (llama.cpp's default), which leaves a core "
+            "for the HTTP side and avoids spinning threads competing with it."
+        ),
+    )
+    n_threads_batch: int | None = Field(
+        default=None, ge=1, description="CPU threads for prompt evaluation; default: all cores."
+    )
     n_batch: int = Field(default=512, ge=1, description="Prompt tokens evaluated per batch.")
     chat_format: str | None = Field(
         default=None,

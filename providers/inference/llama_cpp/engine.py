@@ -12,7 +12,6 @@ import codecs
 import functools
 import json
 import logging
-import os
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -83,7 +82,8 @@ class LlamaCppModel:
         self.llm = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=config.n_ctx,
-            n_threads=config.n_threads or os.cpu_count() or 1,
+            n_threads=config.n_threads,
+            n_threads_batch=config.n_threads_batch,
             n_batch=config.n_batch,
             verbose=False,
         )
