@@ -3,13 +3,13 @@
 One run measures, against a server this script starts itself on a free 127.0.0.1 port:
 
 1. non-streamed chat latency, in-process ``llama_cpp.Llama.create_chat_completion`` vs the native and the
-   OpenAI route (interleaved A,B,C,A,B,C... so drift hits all three alike), and the overhead in ms;
+   OpenAI route (interleaved, order rotating each round, so drift hits all three alike), and the overhead;
 2. streamed decode tokens/s (first token to last, time-to-first-token excluded), same three ways;
 3. cold start: spawn -> first 200 from /v1/health, the first embeddings request after it, and
    ``llama-stack --help``;
 4. a concurrency check: several clients sending non-streamed chat requests at once.
 
-Run:  /work/venv/bin/python benchmarks/bench_inference.py [--iterations 30] [--quick]
+Run:  .venv/bin/python benchmarks/bench_inference.py [--iterations 30] [--quick]
 """
 
 from __future__ import annotations
@@ -183,12 +183,15 @@ class StreamSample:
 
 
 def load_llama(path: Path, threads: int | None) -> Any:
-    """The model as the server's llama.cpp provider loads it."""
+    """The model as the server's llama.cpp provider loads it.
+
+    Like the provider, unset thread counts fall to llama-cpp-python's defaults (decode: half the cores,
+    prompt batches: all cores); `threads` sets the decode threads here and, via LLAMA_CPP_N_THREADS,
+    in the server.
+    """
     import llama_cpp
 
-    return llama_cpp.Llama(
-        model_path=str(path), n_ctx=4096, n_threads=threads or os.cpu_count() or 1, n_batch=512, verbose=False
-    )
+    return llama_cpp.Llama(model_path=str(path), n_ctx=4096, n_threads=threads, n_batch=512, verbose=False)
 
 
 def inproc_chat(llm: Any, prompt: str, max_tokens: int) -> Sample:
@@ -543,7 +546,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--requests-per-client", type=int, default=3)
     p.add_argument("--gap-ms", type=float, default=50.0, help="untimed pause before each measured run")
     p.add_argument(
-        "--threads", type=int, help="llama.cpp threads, in-process and server (default: all cores)"
+        "--threads", type=int, help="llama.cpp decode threads, in-process and server (default: llama.cpp's)"
     )
     p.add_argument("--quick", action="store_true", help="few iterations, for a smoke run")
     args = p.parse_args(argv)
@@ -582,8 +585,30 @@ def run_stream(llm: Any, client: httpx.Client, args: argparse.Namespace) -> tupl
     return stream_table(results, n), problems
 
 
-def _loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (the servers and CLI runs it started)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def noise_note(busy0: float, own0: float, wall0: float) -> str:
+    wall = time.perf_counter() - wall0
+    other = max(0.0, (_busy_cpu_s() - busy0) - (_own_cpu_s() - own0))
+    return (
+        f"CPU used by other processes during the run: {other:.1f} core-s over {wall:.0f} s "
+        f"({100 * other / wall:.0f}% of one core); figures are noisy if this is much above ~5%"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -593,13 +618,15 @@ def main(argv: list[str] | None = None) -> int:
         f"[bold]bench_inference[/] model={path.name} cpus={os.cpu_count()} python={sys.version.split()[0]}"
     )
     problems: list[str] = []
-    load_before = _loadavg()
+    busy0, own0, wall0 = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         work = Path(tmp)
         console.print("timing `llama-stack --help` and cold starts ...")
         helps = time_help(args.help_runs)
         starts = [cold_start(work) for _ in range(args.cold_starts)]
         llm = load_llama(path, args.threads)
+        params = llm.context_params
+        console.print(f"llama.cpp threads: decode={params.n_threads} batch={params.n_threads_batch}")
         with (
             running_server(work, args.threads) as server,
             httpx.Client(base_url=server.base_url, timeout=300) as client,
@@ -618,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 conc = concurrency_table(runs, wall, args.requests_per_client)
         llm.close()
-    console.print(f"load average before/after: {load_before} / {_loadavg()}")
+    console.print(noise_note(busy0, own0, wall0))
     for table in (latency, stream, startup_table(starts, helps), conc):
         if table is not None:
             console.print(table)
