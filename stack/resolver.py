@@ -106,13 +106,12 @@ async def _instantiate(api: Api, entry: Any, routers: dict[Api, Any]) -> Provide
         raise ConfigError(f"Invalid config for provider '{entry.provider_id}': {problems}") from None
     deps = {d: routers[d] for d in (*spec.api_dependencies, *spec.optional_api_dependencies) if d in routers}
     try:
-        factory = importlib.import_module(spec.module).get_provider_impl
+        impl = await importlib.import_module(spec.module).get_provider_impl(config, deps)
     except ImportError as exc:
         raise ConfigError(
             f"Provider '{entry.provider_id}' ({spec.provider_type}) cannot load: {exc}. "
             f"Install its packages: pip install {' '.join(repr(p) for p in spec.pip_packages)}"
         ) from None
-    impl = await factory(config, deps)
     return ProviderInstance(api=api, provider_id=entry.provider_id, spec=spec, config=config, impl=impl)
 
 
