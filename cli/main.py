@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _commands
+from . import _commands, model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     dists = sub.add_parser("list-distributions", help="List the bundled distributions.")
     dists.set_defaults(func=_commands.list_distributions)
+
+    model_parser = sub.add_parser("model", help="The Llama model catalog and prompt formats.")
+    model_parser.set_defaults(func=lambda _args: model_parser.print_help() or 2)
+    model_sub = model_parser.add_subparsers(dest="model_command", metavar="COMMAND")
+    models = model_sub.add_parser("list", help="List Llama models (Llama 3.1/3.2/3.3, Llama Guard 3).")
+    models.add_argument("--all", action="store_true", help="Every model llama-models knows.")
+    models.set_defaults(func=model.list_models)
+    fmt = model_sub.add_parser("prompt-format", help="Show the prompt format of a model's family.")
+    fmt.add_argument(
+        "-m", "--model-name", required=True, help="e.g. Llama3.2-3B-Instruct (see `model list`)."
+    )
+    fmt.add_argument("--raw", action="store_true", help="Print the Markdown source instead of rendering it.")
+    fmt.set_defaults(func=model.prompt_format)
     return parser
 
 

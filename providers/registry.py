@@ -13,7 +13,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         module=f"{_P}.inference.llama_cpp",
         config_class=f"{_P}.inference.llama_cpp.config:LlamaCppConfig",
         description="GGUF models on CPU through llama.cpp (llama-cpp-python).",
-        pip_packages=("llama-cpp-python>=0.3.8", "jinja2>=3.1", "numpy>=1.26"),
+        pip_packages=("llama-cpp-python>=0.3.8", "jinja2>=3.1", "numpy>=1.26", "llama-models==0.3.0"),
     ),
     ProviderSpec(
         api=Api.inference,

@@ -108,6 +108,8 @@ async def _instantiate(api: Api, entry: Any, routers: dict[Api, Any]) -> Provide
     try:
         impl = await importlib.import_module(spec.module).get_provider_impl(config, deps)
     except ImportError as exc:
+        if (exc.name or "").startswith("llamastack"):
+            raise  # our own code is broken: not something the user can install
         raise ConfigError(
             f"Provider '{entry.provider_id}' ({spec.provider_type}) cannot load: {exc}. "
             f"Install its packages: pip install {' '.join(repr(p) for p in spec.pip_packages)}"
