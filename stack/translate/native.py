@@ -13,6 +13,9 @@ from ..apis.inference.core import (
     GenerationResult,
     SamplingOptions,
     TokenLogprob,
+    ToolCallOut,
+    ToolOptions,
+    ToolSpec,
     Usage,
 )
 from ..errors import BadRequestError, UnsupportedError
@@ -97,17 +100,76 @@ def _response_format(fmt: n.ResponseFormat | None) -> tuple[dict | None, str | N
     return None, grammar
 
 
-def chat_request_from_native(req: n.ChatCompletionRequest) -> ChatRequest:
-    if req.tools:
-        raise UnsupportedError(
-            "Tool calling (tools, tool_choice, tool_prompt_format) is not supported by this server yet."
+# Native param_type names (Python's or JSON schema's) to JSON schema types.
+_PARAM_TYPES = {
+    "str": "string",
+    "string": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "dict": "object",
+    "object": "object",
+}
+
+
+def tool_spec_from_native(tool: n.ToolDefinition) -> ToolSpec:
+    properties: dict[str, dict] = {}
+    required: list[str] = []
+    for name, param in (tool.parameters or {}).items():
+        prop: dict = {"x-param-type": param.param_type}
+        if (kind := _PARAM_TYPES.get(param.param_type.lower())) is not None:
+            prop["type"] = kind
+        if param.description:
+            prop["description"] = param.description
+        if param.default is not None:
+            prop["default"] = param.default
+        properties[name] = prop
+        if param.required is not False:
+            required.append(name)
+    return ToolSpec(
+        name=tool.tool_name,
+        description=tool.description,
+        parameters={"type": "object", "properties": properties, "required": required},
+    )
+
+
+def tool_options_from_native(req: n.ChatCompletionRequest) -> ToolOptions | None:
+    if not req.tools:
+        return None
+    config = req.tool_config or n.ToolConfig()
+    fields = req.tool_config.model_fields_set if req.tool_config else set()
+    choice = (
+        config.tool_choice if "tool_choice" in fields else (req.tool_choice or config.tool_choice or "auto")
+    )
+    prompt_format = config.tool_prompt_format or req.tool_prompt_format
+    specs = [tool_spec_from_native(t) for t in req.tools]
+    names = [t.name for t in specs]
+    choice = str(getattr(choice, "value", choice))
+    if choice not in ("auto", "required", "none") and choice not in names:
+        raise BadRequestError(
+            f"tool_choice '{choice}' is neither auto, required, none nor one of the tools: {names}."
         )
+    return ToolOptions(
+        tools=specs,
+        choice=choice,
+        prompt_format=prompt_format.value if prompt_format else None,  # type: ignore[arg-type]
+        system_message_behavior=config.system_message_behavior or "append",
+    )
+
+
+def chat_request_from_native(req: n.ChatCompletionRequest) -> ChatRequest:
     schema, grammar = _response_format(req.response_format)
     return ChatRequest(
         messages=messages_from_native(req.messages),
         sampling=sampling_from_native(req.sampling_params, req.logprobs),
         json_schema=schema,
         grammar=grammar,
+        tools=tool_options_from_native(req),
     )
 
 
@@ -148,12 +210,24 @@ def usage_metrics(usage: Usage) -> list[n.MetricInResponse]:
     ]
 
 
+def tool_call_to_native(call: ToolCallOut) -> n.ToolCall:
+    import json
+
+    try:
+        arguments = json.loads(call.arguments)
+    except json.JSONDecodeError:
+        arguments = call.arguments
+    return n.ToolCall(
+        call_id=call.id, tool_name=call.name, arguments=arguments, arguments_json=call.arguments
+    )
+
+
 def chat_response(result: GenerationResult) -> n.ChatCompletionResponse:
     return n.ChatCompletionResponse(
         completion_message=n.CompletionMessage(
             content=result.text,
             stop_reason=stop_reason(result.finish_reason, result.end_of_message),
-            tool_calls=[],
+            tool_calls=[tool_call_to_native(c) for c in result.tool_calls],
         ),
         logprobs=logprobs_to_native(result.logprobs),
         metrics=usage_metrics(result.usage),
@@ -177,8 +251,31 @@ def chat_stream_start() -> n.ChatCompletionResponseStreamChunk:
     )
 
 
+def _progress(delta: n.TextDelta | n.ToolCallDelta) -> n.ChatCompletionResponseStreamChunk:
+    return n.ChatCompletionResponseStreamChunk(
+        event=n.ChatCompletionResponseEvent(
+            event_type=n.ChatCompletionResponseEventType.progress, delta=delta
+        )
+    )
+
+
+def _tool_call_deltas(chunk: GenerationChunk) -> list[n.ChatCompletionResponseStreamChunk]:
+    status = n.ToolCallParseStatus
+    out = [
+        _progress(n.ToolCallDelta(tool_call="", parse_status=status.started)),
+        _progress(n.ToolCallDelta(tool_call=chunk.tool_call_text, parse_status=status.in_progress)),
+    ]
+    if chunk.tool_call_failed:
+        out.append(_progress(n.ToolCallDelta(tool_call=chunk.tool_call_text, parse_status=status.failed)))
+    for call in chunk.tool_calls or []:
+        out.append(
+            _progress(n.ToolCallDelta(tool_call=tool_call_to_native(call), parse_status=status.succeeded))
+        )
+    return out
+
+
 def chat_stream_chunks(chunk: GenerationChunk) -> list[n.ChatCompletionResponseStreamChunk]:
-    out = []
+    out = _tool_call_deltas(chunk) if chunk.tool_call_text else []
     if chunk.text or chunk.logprobs:
         out.append(
             n.ChatCompletionResponseStreamChunk(

@@ -14,6 +14,9 @@ from ..apis.inference.core import (
     GenerationResult,
     SamplingOptions,
     TokenLogprob,
+    ToolCallOut,
+    ToolOptions,
+    ToolSpec,
     Usage,
 )
 from ..errors import BadRequestError, UnsupportedError
@@ -54,9 +57,39 @@ def _json_schema(fmt: o.OpenAIResponseFormatParam | None) -> dict | None:
     return fmt.json_schema.schema_ or {"type": "object"}
 
 
+def _tool_spec(tool: dict, where: str) -> ToolSpec:
+    function = tool.get("function") if tool.get("type", "function") == "function" else None
+    if not isinstance(function, dict):
+        raise BadRequestError(f"{where}: expected {{'type': 'function', 'function': {{'name': ...}}}}.")
+    name = function.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequestError(f"{where}.function.name is required.")
+    parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    if not isinstance(parameters, dict):
+        raise BadRequestError(f"{where}.function.parameters must be a JSON schema object.")
+    return ToolSpec(name=name, description=function.get("description"), parameters=parameters)
+
+
+def _tool_options(req: o.OpenaiChatCompletionRequest) -> ToolOptions | None:
+    if req.functions:
+        raise UnsupportedError("functions/function_call are deprecated by OpenAI; send tools/tool_choice.")
+    if not req.tools:
+        return None
+    specs = [_tool_spec(t, f"tools[{i}]") for i, t in enumerate(req.tools)]
+    names = [t.name for t in specs]
+    choice = req.tool_choice or "auto"
+    if isinstance(choice, dict):
+        choice = (choice.get("function") or {}).get("name") or ""
+        if choice not in names:
+            raise BadRequestError(f"tool_choice names '{choice}', which is not one of the tools: {names}.")
+    elif choice not in ("auto", "none", "required"):
+        raise BadRequestError(
+            f"tool_choice must be auto, none, required or a function object, not '{choice}'."
+        )
+    return ToolOptions(tools=specs, choice=choice, parallel=req.parallel_tool_calls is not False)
+
+
 def chat_request_from_openai(req: o.OpenaiChatCompletionRequest) -> ChatRequest:
-    if req.tools or req.functions:
-        raise UnsupportedError("Tool calling (tools, functions) is not supported by this server yet.")
     messages = []
     for i, m in enumerate(req.messages):
         where = f"messages[{i}]"
@@ -85,6 +118,7 @@ def chat_request_from_openai(req: o.OpenaiChatCompletionRequest) -> ChatRequest:
             logprobs=logprobs,
         ),
         json_schema=_json_schema(req.response_format),
+        tools=_tool_options(req),
     )
 
 
@@ -150,6 +184,21 @@ def _logprobs(logprobs: list[TokenLogprob] | None) -> o.OpenAIChoiceLogprobs | N
     )
 
 
+def _tool_calls(
+    calls: list[ToolCallOut], indexed: bool = False
+) -> list[o.OpenAIChatCompletionToolCall] | None:
+    if not calls:
+        return None
+    return [
+        o.OpenAIChatCompletionToolCall(
+            index=i if indexed else None,
+            id=c.id,
+            function=o.OpenAIChatCompletionToolCallFunction(name=c.name, arguments=c.arguments),
+        )
+        for i, c in enumerate(calls)
+    ]
+
+
 def chat_completion(result: GenerationResult, model: str) -> o.OpenAIChatCompletion:
     return o.OpenAIChatCompletion(
         id=new_id("chatcmpl"),
@@ -158,7 +207,10 @@ def chat_completion(result: GenerationResult, model: str) -> o.OpenAIChatComplet
         choices=[
             o.OpenAIChoice(
                 index=0,
-                message=o.OpenAIAssistantMessageParam(content=result.text),
+                message=o.OpenAIAssistantMessageParam(
+                    content=result.text if result.text or not result.tool_calls else None,
+                    tool_calls=_tool_calls(result.tool_calls),
+                ),
                 finish_reason=result.finish_reason,
                 logprobs=_logprobs(result.logprobs),
             )
@@ -190,6 +242,9 @@ class ChatChunkBuilder:
 
     def chunks(self, chunk: GenerationChunk) -> list[o.OpenAIChatCompletionChunk]:
         out = []
+        if chunk.tool_calls:
+            delta = o.OpenAIChoiceDelta(tool_calls=_tool_calls(chunk.tool_calls, indexed=True))
+            out.append(self._chunk([o.OpenAIChunkChoice(index=0, delta=delta)]))
         if chunk.text or chunk.logprobs or chunk.finish_reason:
             out.append(
                 self._chunk(

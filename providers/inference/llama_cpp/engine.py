@@ -91,6 +91,9 @@ class LlamaCppModel:
         self._vocab = self.llm._model.vocab
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._eom_id = self._single_token("<|eom_id|>")
+        # Llama 3 starts tool calls with <|python_tag|>; it is a special token, but the tool-call
+        # parser needs to see it (code-interpreter calls are recognised by it).
+        self._python_tag_id = self._single_token("<|python_tag|>")
         self._formatter = self._make_formatter(llama_cpp)
         self._lock = asyncio.Lock()
         self._waiting = 0
@@ -124,6 +127,12 @@ class LlamaCppModel:
         )
 
     @property
+    def gguf_name(self) -> str:
+        meta = self.llm.metadata
+        names = (meta.get("general.name"), meta.get("general.basename"), self.path.name)
+        return " ".join(n for n in names if n)
+
+    @property
     def metadata(self) -> dict[str, Any]:
         meta = self.llm.metadata
         return {
@@ -154,6 +163,10 @@ class LlamaCppModel:
         tokens = self.llm.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True)
         stops = [s for s in ([result.stop] if isinstance(result.stop, str) else result.stop or [])]
         return tokens, stops
+
+    def raw_prompt(self, prompt: str) -> list[int]:
+        """A prompt already rendered with its special tokens written out (e.g. Llama 3's format)."""
+        return self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
 
     def completion_prompt(self, prompt: str) -> list[int]:
         return self.llm.tokenize(prompt.encode(), add_bos=True, special=False)
@@ -232,7 +245,7 @@ class LlamaCppModel:
             n += 1
             if recorder is not None:
                 pending_lp.append(recorder.logprob(token, sampling.logprobs or 0, piece))
-            text += decoder.decode(llm.detokenize([token]))
+            text += decoder.decode(llm.detokenize([token], special=token == self._python_tag_id))
             if stops:
                 hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
                 if hit >= 0:

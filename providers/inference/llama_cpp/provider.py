@@ -17,6 +17,9 @@ from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.errors import BadRequestError, UnsupportedError
 from llamastack.stack.model_paths import resolve_model_path
 
+from ...utils.json_schema_grammar import check_enforceable, closed, tool_call_schema
+from ...utils.tool_calls import apply_to_result, apply_to_stream
+from ...utils.tool_prompts import builtin_tools_for, generic_tool_messages, llama3_version, render_llama3
 from .config import LlamaCppConfig
 from .engine import LlamaCppModel
 
@@ -70,26 +73,54 @@ class LlamaCppInference:
 
     def _prepare_chat(self, model: Model, request: ChatRequest):
         engine = self._engine(model)
-        tokens, template_stops = engine.chat_prompt(request.messages)
+        tools = request.tools
+        uses_tools = (tools is not None and tools.active) or any(
+            m.role == "tool" or m.tool_calls for m in request.messages
+        )
+        version = llama3_version(
+            model.metadata.get("llama_model"), model.identifier, model.provider_resource_id, engine.gguf_name
+        )
+        builtin = builtin_tools_for(version, tools.tools) if tools is not None and tools.active else []
+        if version and uses_tools:
+            tokens, template_stops = engine.raw_prompt(render_llama3(request.messages, tools, version)), []
+        else:
+            messages = generic_tool_messages(request.messages, tools) if uses_tools else request.messages
+            tokens, template_stops = engine.chat_prompt(messages)
         budget = engine.check_context(len(tokens), request.sampling.max_tokens)
-        grammar = engine.grammar_for(request.json_schema, request.grammar)
+        schema = request.json_schema
+        if schema is not None:
+            check_enforceable(schema, "response_format")
+            schema = closed(schema)
+        elif tools is not None and tools.forced and request.grammar is None:
+            schema = tool_call_schema(tools.tools, None if tools.choice == "required" else tools.choice)
+        grammar = engine.grammar_for(schema, request.grammar)
         stops = [*request.sampling.stop, *template_stops]
-        return engine, tokens, budget, stops, grammar
+        return engine, tokens, budget, stops, grammar, builtin
 
     def _prepare_completion(self, model: Model, request: CompletionRequest):
         engine = self._engine(model)
         tokens = engine.completion_prompt(request.prompt)
         budget = engine.check_context(len(tokens), request.sampling.max_tokens)
-        grammar = engine.grammar_for(request.json_schema, request.grammar)
+        schema = request.json_schema
+        if schema is not None:
+            check_enforceable(schema, "response_format")
+            schema = closed(schema)
+        grammar = engine.grammar_for(schema, request.grammar)
         return engine, tokens, budget, list(request.sampling.stop), grammar
 
     async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
-        engine, tokens, budget, stops, grammar = self._prepare_chat(model, request)
-        return await engine.generate(tokens, budget, request.sampling, stops, grammar)
+        engine, tokens, budget, stops, grammar, builtin = self._prepare_chat(model, request)
+        result = await engine.generate(tokens, budget, request.sampling, stops, grammar)
+        if request.tools is not None and request.tools.active:
+            result = apply_to_result(result, request.tools, builtin)
+        return result
 
     def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
-        engine, tokens, budget, stops, grammar = self._prepare_chat(model, request)
-        return engine.generate_stream(tokens, budget, request.sampling, stops, grammar)
+        engine, tokens, budget, stops, grammar, builtin = self._prepare_chat(model, request)
+        stream = engine.generate_stream(tokens, budget, request.sampling, stops, grammar)
+        if request.tools is not None and request.tools.active:
+            return apply_to_stream(stream, request.tools, builtin)
+        return stream
 
     async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
         engine, tokens, budget, stops, grammar = self._prepare_completion(model, request)

@@ -42,12 +42,43 @@ class SamplingOptions:
 
 
 @dataclass(slots=True)
+class ToolSpec:
+    """A function the model may call; ``parameters`` is a JSON schema of its arguments."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+ToolPromptFormat = Literal["json", "function_tag", "python_list"]
+
+
+@dataclass(slots=True)
+class ToolOptions:
+    tools: list[ToolSpec]
+    # "auto", "required", "none", or the name of the one tool that must be called.
+    choice: str = "auto"
+    prompt_format: ToolPromptFormat | None = None  # None: the model family's own default
+    system_message_behavior: Literal["append", "replace"] = "append"
+    parallel: bool = True
+
+    @property
+    def active(self) -> bool:
+        return bool(self.tools) and self.choice != "none"
+
+    @property
+    def forced(self) -> bool:
+        return self.active and self.choice != "auto"
+
+
+@dataclass(slots=True)
 class ChatRequest:
     messages: list[ChatMessage]
     sampling: SamplingOptions
     # Constrained decoding (JSON schema or GBNF); providers that cannot honour it say so.
     json_schema: dict[str, Any] | None = None
     grammar: str | None = None
+    tools: ToolOptions | None = None
 
 
 @dataclass(slots=True)
@@ -76,6 +107,13 @@ class Usage:
 
 
 @dataclass(slots=True)
+class ToolCallOut:
+    id: str
+    name: str
+    arguments: str  # a JSON object, as text
+
+
+@dataclass(slots=True)
 class GenerationResult:
     text: str
     finish_reason: FinishReason
@@ -83,17 +121,26 @@ class GenerationResult:
     # end_of_message: the model ended with an end-of-message token (Llama's <|eom_id|>).
     end_of_message: bool = False
     logprobs: list[TokenLogprob] | None = None
+    tool_calls: list[ToolCallOut] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class GenerationChunk:
-    """A piece of a stream; the last one carries finish_reason and usage."""
+    """A piece of a stream; the last one carries finish_reason and usage.
+
+    Tool calls arrive whole: ``tool_call_text`` is the raw text the model wrote for them and
+    ``tool_calls`` the parsed calls (or ``tool_call_failed`` when that text did not parse, in
+    which case the same text also comes as ``text``).
+    """
 
     text: str = ""
     logprobs: list[TokenLogprob] | None = None
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     end_of_message: bool = False
+    tool_call_text: str = ""
+    tool_calls: list[ToolCallOut] | None = None
+    tool_call_failed: bool = False
 
 
 @dataclass(slots=True)
