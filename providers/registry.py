@@ -23,6 +23,22 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         description="Embeddings from a local sentence-transformers folder (numpy BERT encoder or torch).",
         pip_packages=("numpy>=1.26", "tokenizers>=0.19", "safetensors>=0.4"),
     ),
+    ProviderSpec(
+        api=Api.safety,
+        provider_type="inline::llama-guard",
+        module=f"{_P}.safety.llama_guard",
+        config_class=f"{_P}.safety.llama_guard.config:LlamaGuardConfig",
+        description="Llama Guard 3 shields (1B, 8B, 11B-Vision) over any llm model the stack serves.",
+        api_dependencies=(Api.inference,),
+    ),
+    ProviderSpec(
+        api=Api.safety,
+        provider_type="inline::code-scanner",
+        module=f"{_P}.safety.code_scanner",
+        config_class=f"{_P}.safety.code_scanner.config:CodeScannerConfig",
+        description="Flags insecure Python (shell injection, eval, secrets) with Bandit; offline.",
+        pip_packages=("bandit>=1.7",),
+    ),
 )
 
 

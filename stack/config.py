@@ -20,7 +20,54 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
-_ENV_PATTERN = re.compile(r"\$\{env\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:=|:\+)(?P<arg>[^}]*))?\}")
+_START = "${env."
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the '}' that closes the '${' at ``start`` (references may nest in defaults)."""
+    depth = 0
+    i = start
+    while i < len(text):
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _expand(text: str, env: Mapping[str, str], where: str) -> str:
+    out: list[str] = []
+    pos = 0
+    while (start := text.find(_START, pos)) >= 0:
+        end = _closing_brace(text, start)
+        name_match = _NAME.match(text, start + len(_START))
+        if end < 0 or name_match is None:
+            break  # not a reference: leave the rest as it is
+        out.append(text[pos:start])
+        body = text[name_match.end() : end]
+        name, current = name_match.group(), env.get(name_match.group())
+        if body.startswith(":="):
+            out.append(current if current else _expand(body[2:], env, where))
+        elif body.startswith(":+"):
+            out.append(_expand(body[2:], env, where) if current else "")
+        elif body == "":
+            if current is None:
+                raise ConfigError(
+                    f"Environment variable '{name}' is not set (needed by '{where or 'config'}'). "
+                    f"Set it, e.g. `--env {name}=...` or `export {name}=...`."
+                )
+            out.append(current)
+        else:
+            out.append(text[start : end + 1])  # unknown operator: keep verbatim
+        pos = end + 1
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def substitute_env(value: Any, env: Mapping[str, str] | None = None, *, where: str = "") -> Any:
@@ -32,27 +79,11 @@ def substitute_env(value: Any, env: Mapping[str, str] | None = None, *, where: s
         }
     if isinstance(value, list):
         return [substitute_env(v, env, where=f"{where}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
+    if not isinstance(value, str) or _START not in value:
         return value
-
-    def replace(match: re.Match[str]) -> str:
-        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
-        current = env.get(name)
-        if op == ":=":
-            return current if current else arg
-        if op == ":+":
-            return arg if current else ""
-        if current is None:
-            raise ConfigError(
-                f"Environment variable '{name}' is not set (needed by '{where or 'config'}'). "
-                f"Set it, e.g. `--env {name}=...` or `export {name}=...`."
-            )
-        return current
-
-    result = _ENV_PATTERN.sub(replace, value)
-    if result == "" and _ENV_PATTERN.fullmatch(value):
-        return None
-    return result
+    result = _expand(value, env, where)
+    is_only_reference = value.startswith(_START) and _closing_brace(value, 0) == len(value) - 1
+    return None if result == "" and is_only_reference else result
 
 
 class ProviderConfig(BaseModel):
@@ -72,13 +103,26 @@ class KVStoreConfig(BaseModel):
 
 
 class ModelInput(BaseModel):
+    """A model to register at start-up; an entry whose model_id comes out empty is skipped."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model_id: str
+    model_id: str | None
     provider_id: str | None = None
     provider_model_id: str | None = None
     model_type: str = "llm"
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ShieldInput(BaseModel):
+    """A shield to register at start-up; an entry whose shield_id comes out empty is skipped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shield_id: str | None
+    provider_id: str | None = None
+    provider_shield_id: str | None = None
+    params: dict[str, Any] | None = None
 
 
 class ServerConfig(BaseModel):
@@ -99,6 +143,7 @@ class RunConfig(BaseModel):
     providers: dict[str, list[ProviderConfig]]
     metadata_store: KVStoreConfig | None = None
     models: list[ModelInput] = Field(default_factory=list)
+    shields: list[ShieldInput] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
     @property

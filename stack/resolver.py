@@ -18,6 +18,7 @@ from .datatypes import Api, ProviderSpec
 from .errors import ConfigError
 from .routing.inference import InferenceRouter
 from .routing.models import ModelsTable
+from .routing.safety import SafetyRouter, ShieldsTable
 from .storage.kvstore import KVStore, open_kvstore
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Stack:
     providers: dict[Api, dict[str, ProviderInstance]] = field(default_factory=dict)
     routers: dict[Api, Any] = field(default_factory=dict)
     models: ModelsTable | None = None
+    shields: ShieldsTable | None = None
 
     def provider_list(self) -> list[ProviderInstance]:
         return [p for by_id in self.providers.values() for p in by_id.values()]
@@ -130,8 +132,9 @@ async def build_stack(run_config: RunConfig) -> Stack:
                 ids.add(entry.provider_id)
                 instances[entry.provider_id] = await _instantiate(api, entry, stack.routers)
             stack.providers[api] = instances
-            if api == Api.inference:
-                await _build_inference(stack, instances)
+            builder = _ROUTER_BUILDERS.get(api)
+            if builder is not None and instances:
+                await builder(stack, instances)
     except BaseException:
         await stack.shutdown()
         raise
@@ -142,6 +145,8 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
     models = ModelsTable(stack.store, {pid: inst.impl for pid, inst in instances.items()})
     configured = []
     for m in stack.run_config.models:
+        if not m.model_id:
+            continue  # switched off from the environment
         try:
             configured.append(
                 models.build(
@@ -164,3 +169,34 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
         raise ConfigError(f"Could not load the run config's models: {getattr(exc, 'detail', exc)}") from None
     stack.models = models
     stack.routers[Api.inference] = InferenceRouter(models)
+
+
+async def _build_safety(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
+    shields = ShieldsTable(stack.store, {pid: inst.impl for pid, inst in instances.items()})
+    configured = []
+    for s in stack.run_config.shields:
+        if not s.shield_id:
+            continue
+        try:
+            configured.append(
+                shields.build(
+                    s.shield_id,
+                    provider_id=s.provider_id,
+                    provider_shield_id=s.provider_shield_id,
+                    params=s.params,
+                )
+            )
+        except Exception as exc:
+            raise ConfigError(
+                f"Shield '{s.shield_id}' in the run config: {getattr(exc, 'detail', exc)}"
+            ) from None
+    try:
+        await shields.table.load(configured)
+    except Exception as exc:
+        raise ConfigError(f"Could not load the run config's shields: {getattr(exc, 'detail', exc)}") from None
+    stack.shields = shields
+    stack.routers[Api.safety] = SafetyRouter(shields)
+
+
+# Per API, what to build once its providers exist: the router other APIs and the routes use.
+_ROUTER_BUILDERS = {Api.inference: _build_inference, Api.safety: _build_safety}

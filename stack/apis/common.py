@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,7 +72,6 @@ class Resource(BaseModel):
     provider_resource_id: str | None = None
     provider_id: str
     type: ResourceType
-    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class Order(StrEnum):

@@ -17,6 +17,7 @@ class ModelType(StrEnum):
 
 class Model(Resource):
     type: Literal[ResourceType.model] = ResourceType.model
+    metadata: dict[str, Any] = Field(default_factory=dict)
     model_type: ModelType = ModelType.llm
 
 

@@ -17,7 +17,7 @@ from ..datatypes import Api
 from ..errors import StackError
 from ..resolver import Stack
 from ..version import __version__
-from .routes import inference, inspect, models
+from .routes import inference, inspect, models, safety
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ _ROUTE_APIS = (
     ("/v1/openai/v1/chat/", Api.inference),
     ("/v1/openai/v1/completions", Api.inference),
     ("/v1/openai/v1/embeddings", Api.inference),
+    ("/v1/safety/", Api.safety),
+    ("/v1/shields", Api.safety),
 )
 
 
@@ -97,7 +99,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     )
     app.state.stack = stack
     app.state.started_at = int(time.time())
-    routers = (inspect.router, inspect.providers_router, models.router, inference.router)
+    routers = (inspect.router, inspect.providers_router, models.router, inference.router, safety.router)
     for module_router in routers:
         app.include_router(module_router)
     install_error_handlers(app)

@@ -43,6 +43,9 @@ def test_list_commands() -> None:
     providers = llama_stack("list-providers", "inference")
     assert providers.returncode == 0
     assert "inline::llama-cpp" in providers.stdout and "inline::sentence-transformers" in providers.stdout
+    safety = llama_stack("list-providers", "safety")
+    assert safety.returncode == 0
+    assert "inline::llama-guard" in safety.stdout and "inline::code-scanner" in safety.stdout
     dists = llama_stack("list-distributions")
     assert dists.returncode == 0 and "local" in dists.stdout
 

@@ -77,3 +77,15 @@ def test_missing_or_invalid_file(tmp_path) -> None:
     bad.write_text("providers: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_run_config(bad)
+
+
+def test_nested_references_in_defaults_and_conditionals() -> None:
+    template = "${env.GUARD_PATH:+${env.GUARD_ID:=Llama-Guard-3-1B}}"
+    assert substitute_env(template, {}) is None
+    assert substitute_env(template, {"GUARD_PATH": "/g.gguf"}) == "Llama-Guard-3-1B"
+    assert substitute_env(template, {"GUARD_PATH": "/g.gguf", "GUARD_ID": "lg"}) == "lg"
+    assert substitute_env("${env.A:=${env.B:=b}}-x", {}) == "b-x"
+
+
+def test_values_from_the_environment_are_not_expanded_again() -> None:
+    assert substitute_env("${env.A}", {"A": "${env.SECRET}"}) == "${env.SECRET}"

@@ -73,6 +73,10 @@ class LlamaCppInference:
 
     def _prepare_chat(self, model: Model, request: ChatRequest):
         engine = self._engine(model)
+        if any(m.images for m in request.messages):
+            raise UnsupportedError(
+                f"Model '{model.identifier}' (llama.cpp) takes text only; send images to a vision model."
+            )
         tools = request.tools
         uses_tools = (tools is not None and tools.active) or any(
             m.role == "tool" or m.tool_calls for m in request.messages

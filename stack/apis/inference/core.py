@@ -23,6 +23,8 @@ class ChatMessage:
     content: str
     tool_call_id: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    # Images (URLs or data URLs) that come before the text; text-only engines reject them.
+    images: list[str] | None = None
 
 
 @dataclass(slots=True)
