@@ -39,6 +39,39 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         description="Flags insecure Python (shell injection, eval, secrets) with Bandit; offline.",
         pip_packages=("bandit>=1.7",),
     ),
+    ProviderSpec(
+        api=Api.vector_io,
+        provider_type="inline::chromadb",
+        module=f"{_P}.vector_io.chroma",
+        config_class=f"{_P}.vector_io.chroma.config:ChromaInlineConfig",
+        description="Embedded chroma, persisted on disk under the stack's state dir.",
+        pip_packages=("chromadb>=1.0",),
+    ),
+    ProviderSpec(
+        api=Api.vector_io,
+        provider_type="remote::chromadb",
+        module=f"{_P}.vector_io.chroma",
+        config_class=f"{_P}.vector_io.chroma.config:ChromaRemoteConfig",
+        description="A chroma server over HTTP, shared by several stack replicas.",
+        pip_packages=("chromadb>=1.0",),
+    ),
+    ProviderSpec(
+        api=Api.vector_io,
+        provider_type="inline::sqlite-vec",
+        module=f"{_P}.vector_io.sqlite_vec",
+        config_class=f"{_P}.vector_io.sqlite_vec.config:SqliteVecConfig",
+        description="One sqlite file with the sqlite-vec extension: tiny footprint, no server.",
+        pip_packages=("sqlite-vec>=0.1.6",),
+    ),
+    ProviderSpec(
+        api=Api.tool_runtime,
+        provider_type="inline::rag-runtime",
+        module=f"{_P}.tool_runtime.rag",
+        config_class=f"{_P}.tool_runtime.rag.config:RagRuntimeConfig",
+        description="The RAG tool: documents (text, HTML, PDF, URLs) chunked, embedded and searched.",
+        pip_packages=("pypdf>=4", "beautifulsoup4>=4.12"),
+        api_dependencies=(Api.vector_io, Api.inference),
+    ),
 )
 
 

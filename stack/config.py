@@ -87,9 +87,11 @@ def substitute_env(value: Any, env: Mapping[str, str] | None = None, *, where: s
 
 
 class ProviderConfig(BaseModel):
+    """A provider to run; an entry whose provider_id comes out empty is skipped."""
+
     model_config = ConfigDict(extra="forbid")
 
-    provider_id: str
+    provider_id: str | None
     provider_type: str
     config: dict[str, Any] = Field(default_factory=dict)
 

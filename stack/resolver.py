@@ -19,6 +19,8 @@ from .errors import ConfigError
 from .routing.inference import InferenceRouter
 from .routing.models import ModelsTable
 from .routing.safety import SafetyRouter, ShieldsTable
+from .routing.tool_runtime import ToolRuntimeRouter
+from .routing.vector_io import VectorDBsTable, VectorIORouter
 from .storage.kvstore import KVStore, open_kvstore
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Stack:
     routers: dict[Api, Any] = field(default_factory=dict)
     models: ModelsTable | None = None
     shields: ShieldsTable | None = None
+    vector_dbs: VectorDBsTable | None = None
 
     def provider_list(self) -> list[ProviderInstance]:
         return [p for by_id in self.providers.values() for p in by_id.values()]
@@ -127,6 +130,8 @@ async def build_stack(run_config: RunConfig) -> Stack:
         for api in _api_order(run_config):
             instances: dict[str, ProviderInstance] = {}
             for entry in run_config.providers.get(api.value, []):
+                if not entry.provider_id:
+                    continue  # switched off from the environment
                 if entry.provider_id in ids:
                     raise ConfigError(f"provider_id '{entry.provider_id}' is used twice in the run config.")
                 ids.add(entry.provider_id)
@@ -198,5 +203,24 @@ async def _build_safety(stack: Stack, instances: dict[str, ProviderInstance]) ->
     stack.routers[Api.safety] = SafetyRouter(shields)
 
 
+async def _build_vector_io(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
+    inference = stack.routers.get(Api.inference)
+    if inference is None:
+        raise ConfigError("vector_io providers need an inference provider serving an embedding model.")
+    dbs = VectorDBsTable(stack.store, {pid: inst.impl for pid, inst in instances.items()}, inference)
+    await dbs.table.load([])
+    stack.vector_dbs = dbs
+    stack.routers[Api.vector_io] = VectorIORouter(dbs)
+
+
+async def _build_tool_runtime(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
+    stack.routers[Api.tool_runtime] = ToolRuntimeRouter({pid: inst.impl for pid, inst in instances.items()})
+
+
 # Per API, what to build once its providers exist: the router other APIs and the routes use.
-_ROUTER_BUILDERS = {Api.inference: _build_inference, Api.safety: _build_safety}
+_ROUTER_BUILDERS = {
+    Api.inference: _build_inference,
+    Api.safety: _build_safety,
+    Api.vector_io: _build_vector_io,
+    Api.tool_runtime: _build_tool_runtime,
+}

@@ -99,9 +99,44 @@ def start_server(
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    guard = {"SAFETY_MODEL_PATH": smollm2_path(), "SAFETY_MODEL": GUARD_MODEL}
-    running = start_server(tmp_path_factory.mktemp("state"), env=guard)
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real chroma server (the `chroma` CLI from the chromadb package) on loopback."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("chroma")
+    log = (data / "chroma.log").open("wb")
+    chroma = Path(sys.executable).parent / "chroma"
+    process = subprocess.Popen(
+        [str(chroma), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"chroma exited with {process.returncode}: {(data / 'chroma.log').read_text()}"
+                )
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("chroma server did not start in 60 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, chroma_url: str) -> Iterator[RunningServer]:
+    env = {"SAFETY_MODEL_PATH": smollm2_path(), "SAFETY_MODEL": GUARD_MODEL, "CHROMA_URL": chroma_url}
+    running = start_server(tmp_path_factory.mktemp("state"), env=env)
     yield running
     running.stop()
 

@@ -17,7 +17,7 @@ from ..datatypes import Api
 from ..errors import StackError
 from ..resolver import Stack
 from ..version import __version__
-from .routes import inference, inspect, models, safety
+from .routes import inference, inspect, models, safety, vector_io
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ _ROUTE_APIS = (
     ("/v1/openai/v1/embeddings", Api.inference),
     ("/v1/safety/", Api.safety),
     ("/v1/shields", Api.safety),
+    ("/v1/vector-dbs", Api.vector_io),
+    ("/v1/vector-io/", Api.vector_io),
+    ("/v1/tool-runtime/", Api.tool_runtime),
 )
 
 
@@ -99,7 +102,14 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     )
     app.state.stack = stack
     app.state.started_at = int(time.time())
-    routers = (inspect.router, inspect.providers_router, models.router, inference.router, safety.router)
+    routers = (
+        inspect.router,
+        inspect.providers_router,
+        models.router,
+        inference.router,
+        safety.router,
+        vector_io.router,
+    )
     for module_router in routers:
         app.include_router(module_router)
     install_error_handlers(app)

@@ -1,0 +1,198 @@
+"""The RAG tool: index documents into vector dbs, and build model-ready context for a query."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from llamastack.stack.apis.common import TextContentItem, content_to_text
+from llamastack.stack.apis.inference.core import ChatMessage, ChatRequest, SamplingOptions
+from llamastack.stack.apis.vector_io import (
+    Chunk,
+    LLMRAGQueryGeneratorConfig,
+    RAGDocument,
+    RAGQueryConfig,
+    RAGQueryResult,
+)
+from llamastack.stack.errors import BadRequestError, PayloadTooLargeError, UnsupportedError
+
+from .config import RagRuntimeConfig
+
+log = logging.getLogger(__name__)
+
+_HEADER = "knowledge_search tool found {n} chunks:\nBEGIN of knowledge_search tool results.\n"
+_FOOTER = "END of knowledge_search tool results.\n"
+
+
+class RagRuntime:
+    def __init__(self, config: RagRuntimeConfig, *, vector_io: Any, inference: Any) -> None:
+        self.config = config
+        self.vector_io = vector_io
+        self.inference = inference
+
+    async def health(self) -> dict[str, str]:
+        return {"status": "OK"}
+
+    async def _load(self, document: RAGDocument) -> str:
+        from llamastack.providers.utils.memory.documents import (
+            DocumentError,
+            DocumentTooLargeError,
+            load_document,
+        )
+
+        content: Any = document.content
+        if hasattr(content, "model_dump"):
+            content = content.model_dump()
+        elif isinstance(content, list):
+            content = [c.model_dump() for c in content]
+        try:
+            loaded = await load_document(
+                content,
+                document.mime_type,
+                max_bytes=self.config.max_document_bytes,
+                timeout_s=self.config.fetch_timeout_s,
+            )
+        except DocumentTooLargeError as exc:
+            raise PayloadTooLargeError(f"Document '{document.document_id}': {exc}") from None
+        except DocumentError as exc:
+            raise BadRequestError(f"Document '{document.document_id}': {exc}") from None
+        return loaded.text
+
+    async def insert(
+        self, documents: list[RAGDocument], vector_db_id: str, chunk_size_in_tokens: int
+    ) -> None:
+        from llamastack.providers.utils.memory.chunking import chunk_text
+
+        self.vector_io.dbs.table.get(vector_db_id)  # 404 before any work
+        ids = [d.document_id for d in documents]
+        if len(set(ids)) != len(ids):
+            raise BadRequestError("documents: every document_id must be unique within one insert.")
+        overlap = int(chunk_size_in_tokens * self.config.chunk_overlap_ratio)
+        # Load and chunk everything first: a bad document fails the request before anything is stored.
+        prepared: list[tuple[RAGDocument, list[Chunk]]] = []
+        started = time.perf_counter()
+        for document in documents:
+            text = await self._load(document)
+            pieces = chunk_text(
+                text,
+                document_id=document.document_id,
+                chunk_size_tokens=chunk_size_in_tokens,
+                overlap_tokens=overlap,
+            )
+            chunks = [
+                Chunk(
+                    content=piece.text,
+                    metadata={
+                        **document.metadata,
+                        "document_id": document.document_id,
+                        "chunk_id": piece.chunk_id,
+                        "chunk_index": piece.index,
+                        "token_count": piece.token_count,
+                    },
+                )
+                for piece in pieces
+            ]
+            prepared.append((document, chunks))
+        total = sum(len(c) for _, c in prepared)
+        done = 0
+        for n, (document, chunks) in enumerate(prepared, 1):
+            # Re-inserting a document replaces its chunks rather than adding copies.
+            await self.vector_io.delete_document(vector_db_id, document.document_id)
+            for start in range(0, len(chunks), self.config.embedding_batch_size):
+                batch = chunks[start : start + self.config.embedding_batch_size]
+                await self.vector_io.insert_chunks(vector_db_id, batch)
+                done += len(batch)
+            if n == len(prepared) or n % 50 == 0:
+                log.info(
+                    "Indexed %d/%d documents into '%s' (%d/%d chunks, %.1f s)",
+                    n,
+                    len(prepared),
+                    vector_db_id,
+                    done,
+                    total,
+                    time.perf_counter() - started,
+                )
+
+    async def _query_text(self, content: Any, config: RAGQueryConfig) -> str:
+        generator = config.query_generator_config
+        if isinstance(generator, LLMRAGQueryGeneratorConfig):
+            messages = content if isinstance(content, list) else [content]
+            text = "\n".join(
+                content_to_text(m) if not hasattr(m, "content") else content_to_text(m.content)
+                for m in messages
+            )
+            prompt = (
+                generator.template.replace("{messages}", text)
+                if "{messages}" in generator.template
+                else f"{generator.template}\n{text}"
+            )
+            result = await self.inference.chat(
+                generator.model,
+                ChatRequest(
+                    messages=[ChatMessage("user", prompt)],
+                    sampling=SamplingOptions(temperature=0.0, max_tokens=64),
+                ),
+            )
+            return result.text.strip() or text
+        if isinstance(content, list):
+            return generator.separator.join(content_to_text(c) for c in content)
+        return content_to_text(content)
+
+    async def query(
+        self, content: Any, vector_db_ids: list[str], config: RAGQueryConfig | None
+    ) -> RAGQueryResult:
+        from llamastack.providers.utils.memory.chunking import count_tokens
+
+        config = config or RAGQueryConfig()
+        if config.mode not in (None, "vector"):
+            raise UnsupportedError(f"query_config.mode '{config.mode}' is not supported; use 'vector'.")
+        for db_id in vector_db_ids:
+            self.vector_io.dbs.table.get(db_id)
+        query = await self._query_text(content, config)
+        if not query.strip():
+            raise BadRequestError("content: give some text to search for.")
+        hits: list[tuple[Chunk, float]] = []
+        for db_id in vector_db_ids:
+            response = await self.vector_io.query_chunks(db_id, query, {"max_chunks": config.max_chunks})
+            hits += zip(response.chunks, response.scores, strict=True)
+        hits.sort(key=lambda h: -h[1])
+        hits = hits[: config.max_chunks]
+        if not hits:
+            return RAGQueryResult(content=None, metadata={"document_ids": [], "chunks": [], "scores": []})
+        pieces: list[str] = []
+        used = count_tokens(_HEADER.format(n=len(hits))) + count_tokens(_FOOTER)
+        kept: list[tuple[Chunk, float]] = []
+        for index, (chunk, score) in enumerate(hits, 1):
+            metadata = {k: v for k, v in chunk.metadata.items() if k not in ("chunk_id", "token_count")}
+            text = _render(config.chunk_template, index, content_to_text(chunk.content), metadata)
+            cost = count_tokens(text)
+            if used + cost > config.max_tokens_in_context:
+                break
+            used += cost
+            pieces.append(text)
+            kept.append((chunk, score))
+        body = [_HEADER.format(n=len(kept)), *pieces, _FOOTER]
+        return RAGQueryResult(
+            content=[TextContentItem(text=t) for t in body],
+            metadata={
+                "document_ids": [c.metadata.get("document_id") for c, _ in kept],
+                "chunks": [content_to_text(c.content) for c, _ in kept],
+                "scores": [s for _, s in kept],
+            },
+        )
+
+
+class _ChunkView:
+    def __init__(self, content: str) -> None:
+        self.content = content
+
+
+def _render(template: str, index: int, content: str, metadata: dict[str, Any]) -> str:
+    try:
+        return template.format(index=index, chunk=_ChunkView(content), metadata=metadata)
+    except (KeyError, IndexError, AttributeError, ValueError) as exc:
+        raise BadRequestError(
+            f"query_config.chunk_template could not be filled ({exc}); it may use {{index}}, "
+            "{chunk.content} and {metadata}."
+        ) from None

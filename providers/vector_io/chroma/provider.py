@@ -1,0 +1,115 @@
+"""Chunks in chroma collections, one collection per vector db (cosine space)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from llamastack.stack.apis.vector_io import Chunk, VectorDB
+from llamastack.stack.errors import ConfigError, UpstreamError
+
+from ..base import StoredChunk, storage_name
+from .config import ChromaInlineConfig, ChromaRemoteConfig
+
+
+class ChromaVectorIO:
+    def __init__(self, config: ChromaInlineConfig | ChromaRemoteConfig) -> None:
+        self.config = config
+        self.client: Any = None
+        self._collections: dict[str, Any] = {}
+
+    async def initialize(self) -> None:
+        self.client = await asyncio.to_thread(self._connect)
+
+    def _connect(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        if isinstance(self.config, ChromaInlineConfig):
+            path = Path(self.config.db_path).expanduser()
+            path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(path), settings=settings)
+        url = urlparse(self.config.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"remote::chromadb url must be http(s)://host:port, got '{self.config.url}'.")
+        extra = {k: v for k, v in (("tenant", self.config.tenant), ("database", self.config.database)) if v}
+        try:
+            return chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 80),
+                ssl=url.scheme == "https",
+                settings=settings,
+                **extra,
+            )
+        except Exception as exc:
+            raise ConfigError(f"Cannot reach the chroma server at {self.config.url}: {exc}") from None
+
+    async def health(self) -> dict[str, str]:
+        try:
+            await asyncio.to_thread(self.client.heartbeat)
+            return {"status": "OK"}
+        except Exception as exc:
+            return {"status": "Error", "message": str(exc)}
+
+    async def shutdown(self) -> None:
+        self._collections.clear()
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:  # network or server failures of a remote chroma
+            raise UpstreamError(f"chroma failed: {exc}") from None
+
+    def _collection(self, db: VectorDB) -> Any:
+        return self._collections[db.identifier]
+
+    async def register_vector_db(self, db: VectorDB) -> VectorDB:
+        name = db.provider_resource_id or db.identifier
+        collection = await self._call(
+            self.client.get_or_create_collection,
+            name=storage_name(name),
+            metadata={"hnsw:space": "cosine", "vector_db_id": db.identifier},
+            embedding_function=None,
+        )
+        self._collections[db.identifier] = collection
+        return db
+
+    async def unregister_vector_db(self, db: VectorDB) -> None:
+        self._collections.pop(db.identifier, None)
+        name = storage_name(db.provider_resource_id or db.identifier)
+        with contextlib.suppress(ValueError):  # already gone
+            await self._call(self.client.delete_collection, name=name)
+
+    async def upsert(self, db: VectorDB, items: list[StoredChunk]) -> None:
+        if not items:
+            return
+        await self._call(
+            self._collection(db).upsert,
+            ids=[i.id for i in items],
+            embeddings=[i.embedding for i in items],
+            documents=[i.chunk.model_dump_json() for i in items],
+            metadatas=[{"document_id": i.document_id or ""} for i in items],
+        )
+
+    async def delete_document(self, db: VectorDB, document_id: str) -> None:
+        await self._call(self._collection(db).delete, where={"document_id": document_id})
+
+    async def query(self, db: VectorDB, embedding: list[float], k: int) -> list[tuple[Chunk, float]]:
+        result = await self._call(
+            self._collection(db).query,
+            query_embeddings=[embedding],
+            n_results=k,
+            include=["documents", "distances"],
+        )
+        docs, distances = result["documents"][0], result["distances"][0]
+        return [
+            (Chunk.model_validate(json.loads(d)), 1.0 - float(dist))
+            for d, dist in zip(docs, distances, strict=True)
+        ]

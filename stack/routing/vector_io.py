@@ -1,0 +1,179 @@
+"""The VectorDBs API (which vector dbs exist, and who stores each) and VectorIO (insert and query chunks).
+
+Embeddings are computed here with the db's embedding model, so every vector_io provider only
+stores and searches vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ..apis.common import content_has_image, content_to_text
+from ..apis.models import ModelType
+from ..apis.vector_io import (
+    Chunk,
+    ListVectorDBsResponse,
+    QueryChunksResponse,
+    RegisterVectorDbRequest,
+    VectorDB,
+)
+from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError, UnsupportedError
+from ..storage.kvstore import KVStore
+from .inference import InferenceRouter
+from .table import ResourceTable
+
+DEFAULT_MAX_CHUNKS = 3
+
+
+class VectorDBNotFoundError(NotFoundError):
+    def __init__(self, vector_db_id: str) -> None:
+        super().__init__(
+            f"Vector db '{vector_db_id}' not found. Use client.vector_dbs.list() (GET /v1/vector-dbs) "
+            "to list vector dbs, or register it first."
+        )
+
+
+async def _register(provider: Any, db: VectorDB) -> VectorDB:
+    return await provider.register_vector_db(db)
+
+
+async def _unregister(provider: Any, db: VectorDB) -> None:
+    await provider.unregister_vector_db(db)
+
+
+def chunk_id(chunk: Chunk) -> str:
+    """Stable per (document, content): re-inserting the same chunk replaces it instead of adding a copy."""
+    if isinstance(chunk.metadata.get("chunk_id"), str):
+        return chunk.metadata["chunk_id"]
+    key = json.dumps([chunk.metadata.get("document_id"), content_to_text(chunk.content)], ensure_ascii=False)
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class VectorDBsTable:
+    def __init__(self, store: KVStore, providers: dict[str, Any], inference: InferenceRouter) -> None:
+        self.providers = providers
+        self.inference = inference
+        self.table: ResourceTable[VectorDB] = ResourceTable(
+            kind="vector_db",
+            resource_class=VectorDB,
+            store=store,
+            owners=providers,
+            register_hook=_register,
+            unregister_hook=_unregister,
+            not_found=VectorDBNotFoundError,
+        )
+
+    def build(self, request: RegisterVectorDbRequest) -> VectorDB:
+        model = self.inference.models.get(request.embedding_model)
+        if model.model_type != ModelType.embedding:
+            raise BadRequestError(
+                f"embedding_model '{request.embedding_model}' is an llm; give an embedding model "
+                "(GET /v1/models lists them with model_type: embedding)."
+            )
+        dimension = int(model.metadata.get("embedding_dimension") or 0)
+        if request.embedding_dimension is not None and request.embedding_dimension != dimension:
+            raise BadRequestError(
+                f"embedding_dimension {request.embedding_dimension} does not match model "
+                f"'{request.embedding_model}', which produces {dimension}-dimensional embeddings."
+            )
+        provider_id = request.provider_id
+        if provider_id is None:
+            provider_id = next(iter(self.providers))  # the first vector_io provider of the run config
+        elif provider_id not in self.providers:
+            raise ProviderNotFoundError(provider_id, list(self.providers))
+        return VectorDB(
+            identifier=request.vector_db_id,
+            provider_id=provider_id,
+            provider_resource_id=request.provider_vector_db_id or request.vector_db_id,
+            embedding_model=request.embedding_model,
+            embedding_dimension=dimension,
+        )
+
+    async def list_vector_dbs(self) -> ListVectorDBsResponse:
+        return ListVectorDBsResponse(data=self.table.list())
+
+    async def get_vector_db(self, vector_db_id: str) -> VectorDB:
+        return self.table.get(vector_db_id)
+
+    async def register_vector_db(self, request: RegisterVectorDbRequest) -> VectorDB:
+        db = self.build(request)
+        existing = self.table.find(db.identifier)
+        if existing is not None and existing.model_dump() == db.model_dump():
+            return existing  # registering the same thing again keeps its data
+        return await self.table.register(db)
+
+    async def unregister_vector_db(self, vector_db_id: str) -> None:
+        await self.table.unregister(vector_db_id)
+
+
+class VectorIORouter:
+    def __init__(self, dbs: VectorDBsTable) -> None:
+        self.dbs = dbs
+
+    async def embed(self, db: VectorDB, texts: list[str]) -> list[list[float]]:
+        result = await self.dbs.inference.embed(db.embedding_model, texts)
+        return result.embeddings
+
+    async def insert_chunks(self, vector_db_id: str, chunks: list[Chunk]) -> int:
+        from llamastack.providers.vector_io.base import StoredChunk
+
+        db = self.dbs.table.get(vector_db_id)
+        for i, chunk in enumerate(chunks):
+            if content_has_image(chunk.content):
+                raise UnsupportedError(
+                    f"chunks[{i}]: image content cannot be embedded by '{db.embedding_model}'."
+                )
+            if chunk.embedding is not None and len(chunk.embedding) != db.embedding_dimension:
+                raise BadRequestError(
+                    f"chunks[{i}].embedding has {len(chunk.embedding)} dimensions; "
+                    f"vector db '{vector_db_id}' stores {db.embedding_dimension}."
+                )
+        missing = [i for i, c in enumerate(chunks) if c.embedding is None]
+        computed = (
+            await self.embed(db, [content_to_text(chunks[i].content) for i in missing]) if missing else []
+        )
+        embeddings = {i: e for i, e in zip(missing, computed, strict=True)}
+        items = []
+        for i, chunk in enumerate(chunks):
+            embedding = chunk.embedding if chunk.embedding is not None else embeddings[i]
+            document_id = chunk.metadata.get("document_id")
+            items.append(
+                StoredChunk(
+                    id=chunk_id(chunk),
+                    chunk=chunk.model_copy(update={"embedding": None}),
+                    embedding=embedding,
+                    document_id=str(document_id) if document_id is not None else None,
+                )
+            )
+        await self.dbs.table.owner(db).upsert(db, items)
+        return len(items)
+
+    async def delete_document(self, vector_db_id: str, document_id: str) -> None:
+        db = self.dbs.table.get(vector_db_id)
+        await self.dbs.table.owner(db).delete_document(db, document_id)
+
+    async def query_chunks(
+        self, vector_db_id: str, query: Any, params: dict[str, Any] | None
+    ) -> QueryChunksResponse:
+        db = self.dbs.table.get(vector_db_id)
+        params = params or {}
+        k = params.get("max_chunks", DEFAULT_MAX_CHUNKS)
+        threshold = params.get("score_threshold", 0.0)
+        mode = params.get("mode") or "vector"
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+            raise BadRequestError(f"params.max_chunks must be an integer from 1 to 1000, got {k!r}.")
+        if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+            raise BadRequestError(f"params.score_threshold must be a number, got {threshold!r}.")
+        if mode != "vector":
+            raise UnsupportedError(f"params.mode '{mode}' is not supported; use 'vector'.")
+        if content_has_image(query):
+            raise UnsupportedError("query: image queries are not supported; send text.")
+        text = content_to_text(query)
+        if not text.strip():
+            raise BadRequestError("query: give some text to search for.")
+        [embedding] = await self.embed(db, [text])
+        hits = await self.dbs.table.owner(db).query(db, embedding, k)
+        hits = [(chunk, score) for chunk, score in hits if score >= threshold]
+        return QueryChunksResponse(chunks=[c for c, _ in hits], scores=[s for _, s in hits])
