@@ -51,3 +51,43 @@ def test_registered_model_survives_restart(tmp_path: Path) -> None:
         assert "kept" not in _ids(server.base_url)
     finally:
         server.stop()
+
+
+def test_vector_dbs_and_chunks_survive_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    server = start_server(state)
+    try:
+        for provider in ("chromadb", "sqlite-vec"):
+            r = httpx.post(
+                f"{server.base_url}/v1/vector-dbs",
+                json={
+                    "vector_db_id": f"kept-{provider}",
+                    "embedding_model": "all-MiniLM-L6-v2",
+                    "provider_id": provider,
+                },
+            )
+            assert r.status_code == 200, r.text
+            r = httpx.post(
+                f"{server.base_url}/v1/vector-io/insert",
+                json={
+                    "vector_db_id": f"kept-{provider}",
+                    "chunks": [{"content": "Llamas hum to their young.", "metadata": {"document_id": "d"}}],
+                },
+                timeout=60,
+            )
+            assert r.status_code == 200, r.text
+    finally:
+        server.stop()
+
+    server = start_server(state)
+    try:
+        for provider in ("chromadb", "sqlite-vec"):
+            r = httpx.post(
+                f"{server.base_url}/v1/vector-io/query",
+                json={"vector_db_id": f"kept-{provider}", "query": "What sound do llamas make?"},
+                timeout=60,
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["chunks"][0]["content"] == "Llamas hum to their young."
+    finally:
+        server.stop()
