@@ -21,6 +21,7 @@ from .routing.models import ModelsTable
 from .routing.safety import SafetyRouter, ShieldsTable
 from .routing.tool_runtime import ToolRuntimeRouter
 from .routing.vector_io import VectorDBsTable, VectorIORouter
+from .routing.vector_stores import OpenAIVectorStores
 from .storage.kvstore import KVStore, open_kvstore
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,9 @@ async def _build_vector_io(stack: Stack, instances: dict[str, ProviderInstance])
     dbs = VectorDBsTable(stack.store, {pid: inst.impl for pid, inst in instances.items()}, inference)
     await dbs.table.load([])
     stack.vector_dbs = dbs
-    stack.routers[Api.vector_io] = VectorIORouter(dbs)
+    router = VectorIORouter(dbs)
+    router.stores = OpenAIVectorStores(router, stack.store, stack.routers)
+    stack.routers[Api.vector_io] = router
 
 
 async def _build_tool_runtime(stack: Stack, instances: dict[str, ProviderInstance]) -> None:

@@ -111,6 +111,7 @@ class VectorDBsTable:
 class VectorIORouter:
     def __init__(self, dbs: VectorDBsTable) -> None:
         self.dbs = dbs
+        self.stores: Any = None  # the OpenAI vector stores built on these dbs (set by the resolver)
 
     async def embed(self, db: VectorDB, texts: list[str]) -> list[list[float]]:
         result = await self.dbs.inference.embed(db.embedding_model, texts)

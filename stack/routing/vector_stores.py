@@ -1,0 +1,422 @@
+"""OpenAI-compatible vector stores, built on vector dbs: a vector store is a vector db plus records
+(name, metadata, files with their attributes) kept in the kv store. Files come from the Files API,
+are parsed, chunked with the requested strategy, embedded and stored like any other chunks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..apis.vector_io import Chunk, RegisterVectorDbRequest
+from ..apis.vector_stores import (
+    OpenaiAttachFileToVectorStoreRequest,
+    OpenaiCreateVectorStoreRequest,
+    OpenaiSearchVectorStoreRequest,
+    OpenaiUpdateVectorStoreRequest,
+    VectorStoreChunkingStrategy,
+    VectorStoreChunkingStrategyAuto,
+    VectorStoreChunkingStrategyStatic,
+    VectorStoreContent,
+    VectorStoreDeleteResponse,
+    VectorStoreFileContentsResponse,
+    VectorStoreFileCounts,
+    VectorStoreFileDeleteResponse,
+    VectorStoreFileObject,
+    VectorStoreListFilesResponse,
+    VectorStoreListResponse,
+    VectorStoreObject,
+    VectorStoreSearchResponse,
+    VectorStoreSearchResponsePage,
+)
+from ..datatypes import Api
+from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError
+from ..storage.kvstore import KVStore
+from .vector_io import VectorIORouter
+
+# OpenAI's 'auto' chunking strategy.
+AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS = 800, 400
+_COMPARISONS = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+    "in": lambda a, b: a in b,
+    "nin": lambda a, b: a not in b,
+}
+
+
+class _FileRecord(BaseModel):
+    """What we keep per attached file: the API object plus the filename search results show."""
+
+    file: VectorStoreFileObject
+    filename: str
+
+
+class VectorStoreNotFoundError(NotFoundError):
+    def __init__(self, vector_store_id: str) -> None:
+        super().__init__(
+            f"Vector store '{vector_store_id}' not found. "
+            "Use client.vector_stores.list() to list vector stores."
+        )
+
+
+def matches(attributes: dict[str, Any], condition: dict[str, Any], where: str = "filters") -> bool:
+    """OpenAI attribute filters: comparisons (eq, ne, gt, gte, lt, lte, in, nin) and and/or compounds."""
+    kind = condition.get("type")
+    if kind in ("and", "or"):
+        parts = condition.get("filters")
+        if not isinstance(parts, list) or not parts:
+            raise BadRequestError(f"{where}: '{kind}' needs a non-empty list under 'filters'.")
+        results = (matches(attributes, p, f"{where}.filters[{i}]") for i, p in enumerate(parts))
+        return all(results) if kind == "and" else any(results)
+    if kind not in _COMPARISONS or not isinstance(condition.get("key"), str) or "value" not in condition:
+        raise BadRequestError(
+            f"{where}: expected {{'type': eq|ne|gt|gte|lt|lte|in|nin, 'key': ..., 'value': ...}} "
+            "or {'type': and|or, 'filters': [...]}."
+        )
+    key = condition["key"]
+    if key not in attributes:
+        return kind in ("ne", "nin")
+    try:
+        return bool(_COMPARISONS[kind](attributes[key], condition["value"]))
+    except TypeError:
+        return False  # e.g. comparing a string attribute with a number
+
+
+def _check_attributes(attributes: dict[str, Any] | None) -> dict[str, Any]:
+    attributes = attributes or {}
+    if len(attributes) > 16:
+        raise BadRequestError("attributes: at most 16 keys are allowed.")
+    for key, value in attributes.items():
+        if not isinstance(value, str | int | float | bool):
+            raise BadRequestError(f"attributes.{key}: values must be strings, numbers or booleans.")
+    return attributes
+
+
+def _strategy(raw: dict[str, Any] | VectorStoreChunkingStrategy | None) -> VectorStoreChunkingStrategy:
+    if raw is None:
+        return VectorStoreChunkingStrategyAuto()
+    if not isinstance(raw, dict):
+        return raw
+    if raw.get("type") == "static":
+        strategy = VectorStoreChunkingStrategyStatic.model_validate(raw)
+    elif raw.get("type") in (None, "auto"):
+        return VectorStoreChunkingStrategyAuto()
+    else:
+        raise BadRequestError("chunking_strategy.type must be 'auto' or 'static'.")
+    return strategy
+
+
+def _chunk_sizes(strategy: VectorStoreChunkingStrategy) -> tuple[int, int]:
+    if isinstance(strategy, VectorStoreChunkingStrategyStatic):
+        size, overlap = strategy.static.max_chunk_size_tokens, strategy.static.chunk_overlap_tokens
+        if overlap > size // 2:
+            raise BadRequestError(
+                "chunking_strategy: chunk_overlap_tokens may be at most half of max_chunk_size_tokens."
+            )
+        return size, overlap
+    return AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS
+
+
+class OpenAIVectorStores:
+    def __init__(self, vector_io: VectorIORouter, store: KVStore, routers: dict[Api, Any]) -> None:
+        self.vector_io = vector_io
+        self.store = store
+        self.routers = routers  # the Files API router is looked up when a file is attached
+
+    # --- records -------------------------------------------------------------------------------
+
+    async def _get(self, vector_store_id: str) -> VectorStoreObject:
+        raw = await self.store.get(f"vector_store:{vector_store_id}")
+        if raw is None:
+            raise VectorStoreNotFoundError(vector_store_id)
+        return VectorStoreObject.model_validate_json(raw)
+
+    async def _put(self, vs: VectorStoreObject) -> None:
+        await self.store.set(f"vector_store:{vs.id}", vs.model_dump_json())
+
+    async def _files(self, vector_store_id: str) -> list[tuple[VectorStoreFileObject, str]]:
+        records = await self.store.values_with_prefix(f"vector_store_file:{vector_store_id}:")
+        parsed = [_FileRecord.model_validate_json(raw) for raw in records]
+        return [(r.file, r.filename) for r in parsed]
+
+    async def _file(self, vector_store_id: str, file_id: str) -> VectorStoreFileObject:
+        await self._get(vector_store_id)
+        raw = await self.store.get(f"vector_store_file:{vector_store_id}:{file_id}")
+        if raw is None:
+            raise NotFoundError(f"File '{file_id}' is not in vector store '{vector_store_id}'.")
+        return _FileRecord.model_validate_json(raw).file
+
+    async def _refresh_counts(self, vs: VectorStoreObject) -> VectorStoreObject:
+        files = [f for f, _ in await self._files(vs.id)]
+        counts = VectorStoreFileCounts(total=len(files))
+        for f in files:
+            setattr(counts, f.status, getattr(counts, f.status) + 1)
+        vs = vs.model_copy(
+            update={
+                "file_counts": counts,
+                "usage_bytes": sum(f.usage_bytes for f in files),
+                "last_active_at": int(time.time()),
+            }
+        )
+        await self._put(vs)
+        return vs
+
+    def _files_api(self) -> Any:
+        files = self.routers.get(Api.files)
+        if files is None:
+            raise BadRequestError("This server has no Files API provider; files cannot be attached.")
+        return files
+
+    # --- vector stores -------------------------------------------------------------------------
+
+    async def create(self, request: OpenaiCreateVectorStoreRequest) -> VectorStoreObject:
+        embedding_model = request.embedding_model or self._default_embedding_model()
+        strategy = _strategy(request.chunking_strategy)
+        _chunk_sizes(strategy)
+        for file_id in request.file_ids or []:
+            await self._files_api().get_file(file_id)  # 404 before anything is created
+        vs_id = f"vs_{uuid.uuid4().hex}"
+        await self.vector_io.dbs.register_vector_db(
+            RegisterVectorDbRequest(
+                vector_db_id=vs_id,
+                embedding_model=embedding_model,
+                embedding_dimension=request.embedding_dimension,
+                provider_id=request.provider_id,
+                provider_vector_db_id=request.provider_vector_db_id,
+            )
+        )
+        now = int(time.time())
+        vs = VectorStoreObject(
+            id=vs_id,
+            created_at=now,
+            name=request.name,
+            expires_after=request.expires_after,
+            metadata=request.metadata or {},
+            last_active_at=now,
+        )
+        await self._put(vs)
+        for file_id in request.file_ids or []:
+            await self.attach_file(
+                vs_id, OpenaiAttachFileToVectorStoreRequest(file_id=file_id, chunking_strategy=strategy)
+            )
+        return await self._get(vs_id)
+
+    def _default_embedding_model(self) -> str:
+        models = [m for m in self.vector_io.dbs.inference.models.table.list() if m.model_type == "embedding"]
+        if not models:
+            raise BadRequestError("No embedding model is registered; register one or pass embedding_model.")
+        return models[0].identifier
+
+    async def list(
+        self, limit: int = 20, order: str = "desc", after: str | None = None, before: str | None = None
+    ):
+        if not 1 <= limit <= 100:
+            raise BadRequestError("limit must be between 1 and 100.")
+        stores = [
+            VectorStoreObject.model_validate_json(r)
+            for r in await self.store.values_with_prefix("vector_store:")
+        ]
+        stores.sort(key=lambda s: (s.created_at, s.id), reverse=order != "asc")
+        return _page(stores, limit, after, before, VectorStoreListResponse)
+
+    async def get(self, vector_store_id: str) -> VectorStoreObject:
+        return await self._get(vector_store_id)
+
+    async def update(
+        self, vector_store_id: str, request: OpenaiUpdateVectorStoreRequest
+    ) -> VectorStoreObject:
+        vs = await self._get(vector_store_id)
+        changes = request.model_dump(exclude_unset=True)
+        vs = vs.model_copy(update={**changes, "last_active_at": int(time.time())})
+        await self._put(vs)
+        return vs
+
+    async def delete(self, vector_store_id: str) -> VectorStoreDeleteResponse:
+        await self._get(vector_store_id)
+        if self.vector_io.dbs.table.find(vector_store_id) is not None:
+            await self.vector_io.dbs.unregister_vector_db(vector_store_id)
+        for record, _ in await self._files(vector_store_id):
+            await self.store.delete(f"vector_store_file:{vector_store_id}:{record.id}")
+        await self.store.delete(f"vector_store:{vector_store_id}")
+        return VectorStoreDeleteResponse(id=vector_store_id)
+
+    # --- files ---------------------------------------------------------------------------------
+
+    async def attach_file(
+        self, vector_store_id: str, request: OpenaiAttachFileToVectorStoreRequest
+    ) -> VectorStoreFileObject:
+        from llamastack.providers.utils.memory.chunking import chunk_text
+        from llamastack.providers.utils.memory.documents import (
+            DocumentError,
+            DocumentTooLargeError,
+            extract_text,
+        )
+
+        vs = await self._get(vector_store_id)
+        attributes = _check_attributes(request.attributes)
+        strategy = _strategy(request.chunking_strategy)
+        size, overlap = _chunk_sizes(strategy)
+        files = self._files_api()
+        meta = await files.get_file(request.file_id)
+        data, content_type = await files.read_content(request.file_id)
+        try:
+            text = extract_text(data, content_type)
+        except DocumentTooLargeError as exc:
+            raise PayloadTooLargeError(f"File '{request.file_id}': {exc}") from None
+        except DocumentError as exc:
+            raise BadRequestError(
+                f"File '{request.file_id}' ({meta.filename}) cannot be indexed: {exc}"
+            ) from None
+        pieces = chunk_text(text, document_id=request.file_id, chunk_size_tokens=size, overlap_tokens=overlap)
+        chunks = [
+            Chunk(
+                content=p.text,
+                metadata={
+                    "document_id": request.file_id,
+                    "file_id": request.file_id,
+                    "filename": meta.filename,
+                    "chunk_id": p.chunk_id,
+                    "chunk_index": p.index,
+                    "attributes": attributes,
+                },
+            )
+            for p in pieces
+        ]
+        await self.vector_io.delete_document(vector_store_id, request.file_id)
+        for start in range(0, len(chunks), 256):
+            await self.vector_io.insert_chunks(vector_store_id, chunks[start : start + 256])
+        record = VectorStoreFileObject(
+            id=request.file_id,
+            attributes=attributes,
+            chunking_strategy=strategy,
+            created_at=int(time.time()),
+            status="completed",
+            usage_bytes=len(text.encode()),
+            vector_store_id=vector_store_id,
+        )
+        await self.store.set(
+            f"vector_store_file:{vector_store_id}:{request.file_id}", record.model_dump_json()
+        )
+        self._filenames[request.file_id] = meta.filename
+        await self._refresh_counts(vs)
+        return record
+
+    async def list_files(
+        self,
+        vector_store_id: str,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        status: str | None = None,
+    ) -> VectorStoreListFilesResponse:
+        await self._get(vector_store_id)
+        if not 1 <= limit <= 100:
+            raise BadRequestError("limit must be between 1 and 100.")
+        files = [f for f, _ in await self._files(vector_store_id) if status is None or f.status == status]
+        files.sort(key=lambda f: (f.created_at, f.id), reverse=order != "asc")
+        return _page(files, limit, after, before, VectorStoreListFilesResponse)
+
+    async def get_file(self, vector_store_id: str, file_id: str) -> VectorStoreFileObject:
+        return await self._file(vector_store_id, file_id)
+
+    async def update_file(
+        self, vector_store_id: str, file_id: str, attributes: dict[str, Any]
+    ) -> VectorStoreFileObject:
+        record = await self._file(vector_store_id, file_id)
+        record = record.model_copy(update={"attributes": _check_attributes(attributes)})
+        # Attributes live on every chunk too (search filters on them): re-attach with the new ones.
+        return await self.attach_file(
+            vector_store_id,
+            OpenaiAttachFileToVectorStoreRequest(
+                file_id=file_id, attributes=record.attributes, chunking_strategy=record.chunking_strategy
+            ),
+        )
+
+    async def delete_file(self, vector_store_id: str, file_id: str) -> VectorStoreFileDeleteResponse:
+        await self._file(vector_store_id, file_id)
+        await self.vector_io.delete_document(vector_store_id, file_id)
+        await self.store.delete(f"vector_store_file:{vector_store_id}:{file_id}")
+        await self._refresh_counts(await self._get(vector_store_id))
+        return VectorStoreFileDeleteResponse(id=file_id)
+
+    async def file_content(self, vector_store_id: str, file_id: str) -> VectorStoreFileContentsResponse:
+        from llamastack.providers.utils.memory.documents import extract_text
+
+        record = await self._file(vector_store_id, file_id)
+        files = self._files_api()
+        meta = await files.get_file(file_id)
+        data, content_type = await files.read_content(file_id)
+        return VectorStoreFileContentsResponse(
+            file_id=file_id,
+            filename=meta.filename,
+            attributes=record.attributes,
+            content=[VectorStoreContent(text=extract_text(data, content_type))],
+        )
+
+    # --- search --------------------------------------------------------------------------------
+
+    async def search(
+        self, vector_store_id: str, request: OpenaiSearchVectorStoreRequest
+    ) -> VectorStoreSearchResponsePage:
+        await self._get(vector_store_id)
+        query = request.query if isinstance(request.query, str) else " ".join(request.query)
+        limit = request.max_num_results or 10
+        threshold = (request.ranking_options.score_threshold if request.ranking_options else None) or 0.0
+        if request.filters is not None:
+            matches({}, request.filters)  # validate the filter shape once, up front
+        # Filters apply after the vector search, so search wider when there is one.
+        k = limit * 5 if request.filters else limit
+        found = await self.vector_io.query_chunks(
+            vector_store_id, query, {"max_chunks": k, "score_threshold": threshold}
+        )
+        data = []
+        for chunk, score in zip(found.chunks, found.scores, strict=True):
+            attributes = chunk.metadata.get("attributes") or {}
+            if request.filters is not None and not matches(attributes, request.filters):
+                continue
+            data.append(
+                VectorStoreSearchResponse(
+                    file_id=str(chunk.metadata.get("file_id", chunk.metadata.get("document_id", ""))),
+                    filename=str(chunk.metadata.get("filename", "")),
+                    score=score,
+                    attributes=attributes,
+                    content=[VectorStoreContent(text=c) for c in [_text(chunk)]],
+                )
+            )
+            if len(data) == limit:
+                break
+        return VectorStoreSearchResponsePage(search_query=query, data=data)
+
+
+def _text(chunk: Chunk) -> str:
+    from ..apis.common import content_to_text
+
+    return content_to_text(chunk.content)
+
+
+def _page(items: list, limit: int, after: str | None, before: str | None, cls: type):
+    ids = [i.id for i in items]
+    if after is not None:
+        if after not in ids:
+            raise BadRequestError(f"after: '{after}' is not in this list.")
+        items = items[ids.index(after) + 1 :]
+    if before is not None:
+        ids = [i.id for i in items]
+        if before not in ids:
+            raise BadRequestError(f"before: '{before}' is not in this list.")
+        items = items[: ids.index(before)]
+    page = items[:limit]
+    return cls(
+        data=page,
+        first_id=page[0].id if page else None,
+        last_id=page[-1].id if page else None,
+        has_more=len(items) > limit,
+    )
