@@ -1,0 +1,134 @@
+"""OpenAI vector stores with the openai SDK: files in, searchable chunks out."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.integration
+
+HANDBOOK = """Employee handbook.
+
+Holidays: every employee has twenty-five days of paid holiday per year.
+
+Remote work: staff may work from home up to three days a week after their probation period.
+
+Expenses: receipts must be submitted within thirty days of purchase.
+"""
+RECIPES = """# Soup recipes
+
+Tomato soup: roast tomatoes with garlic, then blend with vegetable stock.
+
+Pea soup: simmer split peas with ham for two hours.
+"""
+
+
+def _upload(openai_client, name: str, text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    return openai_client.files.create(file=(name, io.BytesIO(data)), purpose="assistants").id
+
+
+@pytest.fixture()
+def store(openai_client):
+    handbook = _upload(openai_client, "handbook.txt", HANDBOOK)
+    vs = openai_client.vector_stores.create(name="company", file_ids=[handbook], metadata={"team": "hr"})
+    yield vs, handbook
+    openai_client.vector_stores.delete(vs.id)
+
+
+def test_create_with_files_and_search(openai_client, store) -> None:
+    vs, handbook = store
+    assert vs.name == "company" and vs.metadata == {"team": "hr"}
+    assert vs.file_counts.completed == 1 and vs.file_counts.total == 1
+    results = openai_client.vector_stores.search(vs.id, query="How many vacation days do I get?")
+    top = results.data[0]
+    assert top.file_id == handbook and top.filename == "handbook.txt"
+    assert "twenty-five days" in top.content[0].text
+    scores = [r.score for r in results.data]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_attach_with_static_chunking_attributes_and_filters(openai_client, store) -> None:
+    vs, handbook = store
+    recipes = _upload(openai_client, "recipes.md", RECIPES)
+    f = openai_client.vector_stores.files.create(
+        vector_store_id=vs.id,
+        file_id=recipes,
+        attributes={"kind": "food", "year": 2024},
+        chunking_strategy={
+            "type": "static",
+            "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 20},
+        },
+    )
+    assert f.status == "completed" and f.attributes == {"kind": "food", "year": 2024}
+    assert f.chunking_strategy.type == "static"
+    listed = openai_client.vector_stores.files.list(vector_store_id=vs.id)
+    assert {x.id for x in listed.data} == {handbook, recipes}
+    only_food = openai_client.vector_stores.search(
+        vs.id, query="soup", filters={"type": "eq", "key": "kind", "value": "food"}
+    )
+    assert only_food.data and {r.file_id for r in only_food.data} == {recipes}
+    recent = openai_client.vector_stores.search(
+        vs.id,
+        query="holiday",
+        filters={
+            "type": "and",
+            "filters": [
+                {"type": "gte", "key": "year", "value": 2020},
+                {"type": "ne", "key": "kind", "value": "x"},
+            ],
+        },
+    )
+    assert {r.file_id for r in recent.data} == {recipes}
+    strict = openai_client.vector_stores.search(
+        vs.id, query="tomato soup", ranking_options={"score_threshold": 0.99}
+    )
+    assert strict.data == []
+    updated = openai_client.vector_stores.files.update(
+        vector_store_id=vs.id, file_id=recipes, attributes={"kind": "cooking"}
+    )
+    assert updated.attributes == {"kind": "cooking"}
+    assert (
+        openai_client.vector_stores.search(
+            vs.id, query="soup", filters={"type": "eq", "key": "kind", "value": "food"}
+        ).data
+        == []
+    )
+    openai_client.vector_stores.files.delete(vector_store_id=vs.id, file_id=recipes)
+    after = openai_client.vector_stores.search(vs.id, query="tomato soup recipe", max_num_results=10)
+    assert recipes not in {r.file_id for r in after.data}
+    assert openai_client.vector_stores.retrieve(vs.id).file_counts.total == 1
+
+
+def test_store_crud_and_file_content(openai_client, store, base_url: str) -> None:
+    vs, handbook = store
+    updated = openai_client.vector_stores.update(vs.id, name="company-2", metadata={"team": "ops"})
+    assert (updated.name, updated.metadata) == ("company-2", {"team": "ops"})
+    assert vs.id in {v.id for v in openai_client.vector_stores.list()}
+    content = httpx.get(f"{base_url}/v1/openai/v1/vector_stores/{vs.id}/files/{handbook}/content").json()
+    assert content["file_id"] == handbook and content["filename"] == "handbook.txt"
+    assert "twenty-five days" in content["content"][0]["text"]
+
+
+def test_bad_inputs_leave_the_store_intact(openai_client, store) -> None:
+    vs, handbook = store
+    blob = _upload(openai_client, "archive.zip", b"PK\x03\x04" + bytes(range(256)) * 4)
+    with pytest.raises(openai.BadRequestError):
+        openai_client.vector_stores.files.create(vector_store_id=vs.id, file_id=blob)
+    with pytest.raises(openai.NotFoundError):
+        openai_client.vector_stores.files.create(vector_store_id=vs.id, file_id="file-doesnotexist")
+    with pytest.raises(openai.NotFoundError):
+        openai_client.vector_stores.retrieve("vs_nope")
+    with pytest.raises(openai.NotFoundError):
+        openai_client.vector_stores.search("vs_nope", query="x")
+    with pytest.raises(openai.BadRequestError):
+        openai_client.vector_stores.search(vs.id, query="x", filters={"type": "like", "key": "a", "value": 1})
+    with pytest.raises(openai.BadRequestError):
+        openai_client.vector_stores.files.create(
+            vector_store_id=vs.id, file_id=handbook, attributes={"nested": {"a": 1}}
+        )
+    assert openai_client.vector_stores.retrieve(vs.id).file_counts.total == 1
+    assert openai_client.vector_stores.search(vs.id, query="expenses receipts").data
