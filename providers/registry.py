@@ -72,6 +72,14 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         pip_packages=("pypdf>=4", "beautifulsoup4>=4.12"),
         api_dependencies=(Api.vector_io, Api.inference),
     ),
+    ProviderSpec(
+        api=Api.files,
+        provider_type="inline::localfs",
+        module=f"{_P}.files.localfs",
+        config_class=f"{_P}.files.localfs.config:LocalFSFilesConfig",
+        description="Uploaded files on the local disk, their metadata in a sqlite file beside them.",
+        pip_packages=("python-multipart>=0.0.18",),
+    ),
 )
 
 

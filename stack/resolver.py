@@ -16,6 +16,7 @@ from .apis.models import ModelType
 from .config import RunConfig
 from .datatypes import Api, ProviderSpec
 from .errors import ConfigError
+from .routing.files import FilesRouter
 from .routing.inference import InferenceRouter
 from .routing.models import ModelsTable
 from .routing.safety import SafetyRouter, ShieldsTable
@@ -220,10 +221,17 @@ async def _build_tool_runtime(stack: Stack, instances: dict[str, ProviderInstanc
     stack.routers[Api.tool_runtime] = ToolRuntimeRouter({pid: inst.impl for pid, inst in instances.items()})
 
 
+async def _build_files(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
+    if len(instances) > 1:
+        raise ConfigError(f"The files API takes one provider; the run config has {', '.join(instances)}.")
+    stack.routers[Api.files] = FilesRouter(next(iter(instances.values())).impl)
+
+
 # Per API, what to build once its providers exist: the router other APIs and the routes use.
 _ROUTER_BUILDERS = {
     Api.inference: _build_inference,
     Api.safety: _build_safety,
     Api.vector_io: _build_vector_io,
     Api.tool_runtime: _build_tool_runtime,
+    Api.files: _build_files,
 }

@@ -85,8 +85,12 @@ def test_request_bodies_match(ours, reference) -> None:
         body = op.get("requestBody")
         if not body:
             continue
-        mine = _object(ours, body["content"]["application/json"]["schema"])
-        theirs = _object(reference, ref_ops[key]["requestBody"]["content"]["application/json"]["schema"])
+        media = next(iter(ref_ops[key]["requestBody"]["content"]))
+        if media not in body["content"]:
+            problems.append(f"{key}: request body is not {media}")
+            continue
+        mine = _object(ours, body["content"][media]["schema"])
+        theirs = _object(reference, ref_ops[key]["requestBody"]["content"][media]["schema"])
         if set(mine.get("properties", {})) != set(theirs.get("properties", {})):
             problems.append(
                 f"{key}: fields {sorted(mine.get('properties', {}))} != {sorted(theirs['properties'])}"

@@ -6,7 +6,10 @@ from pydantic import BaseModel, Field
 
 
 class ChromaInlineConfig(BaseModel):
-    db_path: str = Field(description="Folder of the embedded chroma database (created if missing).")
+    db_path: str = Field(
+        default="~/.llamastack/chroma",
+        description="Folder of the embedded chroma database (created if missing).",
+    )
 
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:
@@ -14,7 +17,7 @@ class ChromaInlineConfig(BaseModel):
 
 
 class ChromaRemoteConfig(BaseModel):
-    url: str = Field(description="Base URL of a chroma server, e.g. http://chroma:8000.")
+    url: str = Field(default="http://127.0.0.1:8000", description="Base URL of a chroma server.")
     tenant: str | None = None
     database: str | None = None
 

@@ -6,7 +6,10 @@ from pydantic import BaseModel, Field
 
 
 class SqliteVecConfig(BaseModel):
-    db_path: str = Field(description="The sqlite file holding every vector db of this provider.")
+    db_path: str = Field(
+        default="~/.llamastack/sqlite_vec.db",
+        description="The sqlite file holding every vector db of this provider.",
+    )
 
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:

@@ -1,0 +1,197 @@
+"""Files on the local disk: content as `<storage_dir>/<file id>`, metadata in `<storage_dir>/files.db`.
+
+An upload streams into a temporary file in the same folder and becomes visible only once complete:
+the temporary file is synced and renamed to its id, then the metadata is written. A failed or
+abandoned upload removes its temporary file and leaves every stored file as it was. Leftovers of a
+crash (temporary files, content without metadata) are removed at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+from llamastack.stack.apis.files import OpenAIFileNotFoundError, OpenAIFilePurpose, StoredFile
+from llamastack.stack.errors import PayloadTooLargeError, StackError
+from llamastack.stack.storage.kvstore import SqliteKVStore
+
+from .config import LocalFSFilesConfig
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"file-[0-9a-f]{32}")
+_KEY = "file:"
+_TMP_PREFIX = ".upload-"
+_STALE_S = 600  # leftovers older than this are a crash's, not an upload still under way
+
+
+def too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"The file is larger than this server's upload limit of {limit} bytes ({limit / 2**20:.1f} MiB)."
+    )
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Upload:
+    def __init__(self, owner: LocalFSFiles, tmp_path: Path, fh: BinaryIO) -> None:
+        self._owner = owner
+        self._tmp = tmp_path
+        self._fh: BinaryIO | None = fh
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        if self._fh is None:
+            raise RuntimeError("upload already finished")
+        self.size += len(data)
+        if self.size > self._owner.max_file_bytes:
+            raise too_large(self._owner.max_file_bytes)
+        await asyncio.to_thread(self._fh.write, data)
+
+    def _seal(self, final: Path) -> None:
+        fh, self._fh = self._fh, None
+        assert fh is not None
+        try:
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            fh.close()
+        os.replace(self._tmp, final)
+        _sync_dir(final.parent)
+
+    async def commit(self, *, filename: str, purpose: OpenAIFilePurpose, content_type: str) -> StoredFile:
+        if self._fh is None:
+            raise RuntimeError("upload already finished")
+        record = StoredFile(
+            id=f"file-{uuid.uuid4().hex}",
+            filename=filename,
+            bytes=self.size,
+            created_ns=time.time_ns(),
+            purpose=purpose,
+            content_type=content_type,
+        )
+        final = self._owner.content_path(record.id)
+        try:
+            await asyncio.to_thread(self._seal, final)
+            await self._owner.store.set(_KEY + record.id, record.model_dump_json())
+        except BaseException:
+            self.abort_now()
+            final.unlink(missing_ok=True)
+            raise
+        return record
+
+    def abort_now(self) -> None:
+        """Synchronous, so it also runs while the request task is being cancelled."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fh.close()
+        self._tmp.unlink(missing_ok=True)
+
+    async def abort(self) -> None:
+        self.abort_now()
+
+
+class LocalFSFiles:
+    def __init__(self, config: LocalFSFilesConfig) -> None:
+        self.config = config
+        self.root = Path(config.storage_dir).expanduser()
+        self.max_file_bytes = config.max_file_bytes
+        self.store: SqliteKVStore
+
+    async def initialize(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        self.store = SqliteKVStore(self.root / "files.db")
+        known = {f.id for f in await self.list_all()}
+        removed = await asyncio.to_thread(self._sweep, known)
+        if removed:
+            log.info("Removed %d leftover(s) of interrupted uploads or deletes in %s", removed, self.root)
+
+    def _sweep(self, known: set[str]) -> int:
+        removed = 0
+        cutoff = time.time() - _STALE_S
+        for path in self.root.iterdir():
+            name = path.name
+            leftover = name.startswith(_TMP_PREFIX) or (_ID.fullmatch(name) and name not in known)
+            if leftover and path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    async def shutdown(self) -> None:
+        await self.store.close()
+
+    async def health(self) -> dict[str, str]:
+        ok = await asyncio.to_thread(os.access, self.root, os.W_OK)
+        return {"status": "OK"} if ok else {"status": "Error", "message": f"{self.root} is not writable"}
+
+    def content_path(self, file_id: str) -> Path:
+        return self.root / file_id
+
+    # --- uploads -------------------------------------------------------------------------------
+
+    async def begin_upload(self) -> _Upload:
+        tmp = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        fh = await asyncio.to_thread(open, tmp, "xb")
+        return _Upload(self, tmp, fh)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def get(self, file_id: str) -> StoredFile:
+        raw = await self.store.get(_KEY + file_id) if _ID.fullmatch(file_id) else None
+        if raw is None:
+            raise OpenAIFileNotFoundError(file_id)
+        return StoredFile.model_validate_json(raw)
+
+    async def list_all(self) -> list[StoredFile]:
+        return [StoredFile.model_validate_json(v) for v in await self.store.values_with_prefix(_KEY)]
+
+    async def _missing_content(self, file_id: str) -> StackError:
+        if await self.store.get(_KEY + file_id) is None:
+            return OpenAIFileNotFoundError(file_id)  # deleted meanwhile
+        log.error("File %s has metadata but no content at %s", file_id, self.content_path(file_id))
+        return StackError(f"The content of file '{file_id}' is missing from storage.")
+
+    async def read(self, file_id: str) -> bytes:
+        await self.get(file_id)
+        try:
+            return await asyncio.to_thread(self.content_path(file_id).read_bytes)
+        except FileNotFoundError:
+            raise await self._missing_content(file_id) from None
+
+    async def open_stream(self, file_id: str, chunk_size: int) -> tuple[StoredFile, AsyncIterator[bytes]]:
+        record = await self.get(file_id)
+        try:
+            # Opened now: a delete from here on unlinks the name, not what is being sent.
+            fh = await asyncio.to_thread(open, self.content_path(file_id), "rb")
+        except FileNotFoundError:
+            raise await self._missing_content(file_id) from None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                while data := await asyncio.to_thread(fh.read, chunk_size):
+                    yield data
+            finally:
+                fh.close()
+
+        return record, chunks()
+
+    # --- deletes -------------------------------------------------------------------------------
+
+    async def delete(self, file_id: str) -> None:
+        await self.get(file_id)
+        # Metadata first: the file disappears at once; content left by a crash here is swept at start.
+        await self.store.delete(_KEY + file_id)
+        await asyncio.to_thread(self.content_path(file_id).unlink, missing_ok=True)
