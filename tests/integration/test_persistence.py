@@ -91,3 +91,39 @@ def test_vector_dbs_and_chunks_survive_restart(tmp_path: Path) -> None:
             assert r.json()["chunks"][0]["content"] == "Llamas hum to their young."
     finally:
         server.stop()
+
+
+def test_files_and_vector_stores_survive_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    server = start_server(state)
+    try:
+        api = f"{server.base_url}/v1/openai/v1"
+        uploaded = httpx.post(
+            f"{api}/files",
+            files={"file": ("notes.txt", b"The meeting room is on the fourth floor.", "text/plain")},
+            data={"purpose": "assistants"},
+        ).json()
+        store = httpx.post(
+            f"{api}/vector_stores", json={"name": "notes", "file_ids": [uploaded["id"]]}, timeout=60
+        ).json()
+    finally:
+        server.stop()
+
+    server = start_server(state)
+    try:
+        api = f"{server.base_url}/v1/openai/v1"
+        assert (
+            httpx.get(f"{api}/files/{uploaded['id']}/content").content
+            == b"The meeting room is on the fourth floor."
+        )
+        kept = httpx.get(f"{api}/vector_stores/{store['id']}").json()
+        assert kept["name"] == "notes" and kept["file_counts"]["completed"] == 1
+        found = httpx.post(
+            f"{api}/vector_stores/{store['id']}/search",
+            json={"query": "Where is the meeting room?"},
+            timeout=60,
+        ).json()
+        assert found["data"][0]["file_id"] == uploaded["id"]
+        assert "fourth floor" in found["data"][0]["content"][0]["text"]
+    finally:
+        server.stop()
