@@ -95,6 +95,7 @@ def test_insert_text_markdown_html_url_and_data_url(stack_client, rag_db: str, w
     assert metadata["document_ids"][0] == "guide"
     content, metadata = _query(stack_client, "What are alpacas bred for?", rag_db)
     assert "fibre" in content and metadata["document_ids"][0] == "alpacas"
+    assert f"'source': '{web_server}/alpacas.html'" in content  # metadata carried into the context
     assert "do not index" not in content and "color:red" not in content
     content, _ = _query(stack_client, "wild relatives of llamas", rag_db, max_chunks=1)
     assert "Vicunas" in content

@@ -132,3 +132,21 @@ def test_bad_inputs_leave_the_store_intact(openai_client, store) -> None:
         )
     assert openai_client.vector_stores.retrieve(vs.id).file_counts.total == 1
     assert openai_client.vector_stores.search(vs.id, query="expenses receipts").data
+
+
+def test_llama_stack_client_vector_stores(stack_client, openai_client) -> None:
+    """The same vector stores through llama-stack-client 0.2.12's vector_stores resource."""
+    file_id = _upload(openai_client, "recipes.md", RECIPES)
+    vs = stack_client.vector_stores.create(name="kitchen", file_ids=[file_id])
+    try:
+        assert stack_client.vector_stores.retrieve(vs.id).file_counts.completed == 1
+        attached = stack_client.vector_stores.files.create(
+            vector_store_id=vs.id, file_id=file_id, attributes={"kind": "food"}
+        )
+        assert attached.status == "completed"
+        results = stack_client.vector_stores.search(vector_store_id=vs.id, query="how to make pea soup")
+        assert results.data[0].file_id == file_id
+        assert "split peas" in results.data[0].content[0].text
+        assert vs.id in {v.id for v in stack_client.vector_stores.list().data}
+    finally:
+        stack_client.vector_stores.delete(vs.id)

@@ -35,7 +35,8 @@ class RagRuntime:
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
 
-    async def _load(self, document: RAGDocument) -> str:
+    async def _load(self, document: RAGDocument) -> tuple[str, str | None]:
+        """The document's text and where it came from (its URL, for documents given by URL)."""
         from llamastack.providers.utils.memory.documents import (
             DocumentError,
             DocumentTooLargeError,
@@ -58,7 +59,7 @@ class RagRuntime:
             raise PayloadTooLargeError(f"Document '{document.document_id}': {exc}") from None
         except DocumentError as exc:
             raise BadRequestError(f"Document '{document.document_id}': {exc}") from None
-        return loaded.text
+        return loaded.text, loaded.source
 
     async def insert(
         self, documents: list[RAGDocument], vector_db_id: str, chunk_size_in_tokens: int
@@ -74,7 +75,7 @@ class RagRuntime:
         prepared: list[tuple[RAGDocument, list[Chunk]]] = []
         started = time.perf_counter()
         for document in documents:
-            text = await self._load(document)
+            text, source = await self._load(document)
             # Tokenising and cutting a large document takes a while: keep it off the event loop.
             pieces = await asyncio.to_thread(
                 chunk_text,
@@ -89,6 +90,11 @@ class RagRuntime:
                     metadata={
                         **document.metadata,
                         "document_id": document.document_id,
+                        **(
+                            {"source": source}
+                            if source and source.startswith(("http://", "https://"))
+                            else {}
+                        ),
                         "chunk_id": piece.chunk_id,
                         "chunk_index": piece.index,
                         "token_count": piece.token_count,
