@@ -127,6 +127,17 @@ class ShieldInput(BaseModel):
     params: dict[str, Any] | None = None
 
 
+class ToolGroupInput(BaseModel):
+    """A tool group to register at start-up; an entry whose toolgroup_id comes out empty is skipped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    toolgroup_id: str | None
+    provider_id: str
+    mcp_endpoint: dict[str, str] | None = None
+    args: dict[str, Any] | None = None
+
+
 class ServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -146,6 +157,7 @@ class RunConfig(BaseModel):
     metadata_store: KVStoreConfig | None = None
     models: list[ModelInput] = Field(default_factory=list)
     shields: list[ShieldInput] = Field(default_factory=list)
+    tool_groups: list[ToolGroupInput] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
     @property

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from llamastack.providers.registry import get_spec, providers_for
 
 from .apis.models import ModelType
+from .apis.tools import RegisterToolGroupRequest
 from .config import RunConfig
 from .datatypes import Api, ProviderSpec
 from .errors import ConfigError
@@ -218,7 +219,24 @@ async def _build_vector_io(stack: Stack, instances: dict[str, ProviderInstance])
 
 
 async def _build_tool_runtime(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
-    stack.routers[Api.tool_runtime] = ToolRuntimeRouter({pid: inst.impl for pid, inst in instances.items()})
+    router = ToolRuntimeRouter(stack.store, {pid: inst.impl for pid, inst in instances.items()})
+    configured = []
+    for g in stack.run_config.tool_groups:
+        if not g.toolgroup_id:
+            continue
+        try:
+            configured.append(router.build(RegisterToolGroupRequest.model_validate(g.model_dump())))
+        except Exception as exc:
+            raise ConfigError(
+                f"Tool group '{g.toolgroup_id}' in the run config: {getattr(exc, 'detail', exc)}"
+            ) from None
+    try:
+        await router.groups.load(configured)
+    except Exception as exc:
+        raise ConfigError(
+            f"Could not load the run config's tool groups: {getattr(exc, 'detail', exc)}"
+        ) from None
+    stack.routers[Api.tool_runtime] = router
 
 
 async def _build_files(stack: Stack, instances: dict[str, ProviderInstance]) -> None:

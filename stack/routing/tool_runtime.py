@@ -1,15 +1,74 @@
-"""The tool runtime: for now the RAG tool's insert/query, served by the provider that implements them."""
+"""ToolGroups (which tool groups exist, and which provider serves each), Tools, and the ToolRuntime
+that runs a tool by name in the group that has it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from ..errors import BadRequestError
+from ..apis.tools import (
+    ListToolDefsResponse,
+    ListToolGroupsResponse,
+    ListToolsResponse,
+    RegisterToolGroupRequest,
+    Tool,
+    ToolDef,
+    ToolGroup,
+    ToolInvocationResult,
+)
+from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError
+from ..storage.kvstore import KVStore
+from .table import ResourceTable
+
+
+class ToolGroupNotFoundError(NotFoundError):
+    def __init__(self, toolgroup_id: str) -> None:
+        super().__init__(
+            f"Tool group '{toolgroup_id}' not found. "
+            "Use client.toolgroups.list() (GET /v1/toolgroups) to list them."
+        )
+
+
+class ToolNotFoundError(NotFoundError):
+    def __init__(self, tool_name: str) -> None:
+        super().__init__(
+            f"Tool '{tool_name}' not found. Use client.tools.list() (GET /v1/tools) to list tools."
+        )
+
+
+async def _register(provider: Any, group: ToolGroup) -> ToolGroup:
+    return await provider.register_toolgroup(group)
+
+
+async def _unregister(provider: Any, group: ToolGroup) -> None:
+    await provider.unregister_toolgroup(group)
+
+
+def _as_tool(group: ToolGroup, tool: ToolDef) -> Tool:
+    return Tool(
+        identifier=tool.name,
+        provider_id=group.provider_id,
+        provider_resource_id=tool.name,
+        toolgroup_id=group.identifier,
+        description=tool.description or "",
+        parameters=tool.parameters or [],
+        metadata=tool.metadata,
+    )
 
 
 class ToolRuntimeRouter:
-    def __init__(self, providers: dict[str, Any]) -> None:
+    def __init__(self, store: KVStore, providers: dict[str, Any]) -> None:
         self.providers = providers
+        self.groups: ResourceTable[ToolGroup] = ResourceTable(
+            kind="tool_group",
+            resource_class=ToolGroup,
+            store=store,
+            owners=providers,
+            register_hook=_register,
+            unregister_hook=_unregister,
+            not_found=ToolGroupNotFoundError,
+        )
+        self._tools: dict[str, dict[str, Tool]] = {}  # toolgroup id -> tool name -> tool
 
     @property
     def rag(self) -> Any:
@@ -17,3 +76,77 @@ class ToolRuntimeRouter:
             if hasattr(impl, "insert") and hasattr(impl, "query"):
                 return impl
         raise BadRequestError("No RAG tool provider is configured (add inline::rag-runtime to tool_runtime).")
+
+    # --- tool groups ---------------------------------------------------------------------------
+
+    def build(self, request: RegisterToolGroupRequest) -> ToolGroup:
+        if request.provider_id not in self.providers:
+            raise ProviderNotFoundError(request.provider_id, list(self.providers))
+        return ToolGroup(
+            identifier=request.toolgroup_id,
+            provider_id=request.provider_id,
+            provider_resource_id=request.toolgroup_id,
+            mcp_endpoint=request.mcp_endpoint,
+            args=request.args,
+        )
+
+    async def register_tool_group(self, request: RegisterToolGroupRequest) -> ToolGroup:
+        group = await self.groups.register(self.build(request))
+        self._tools.pop(group.identifier, None)
+        return group
+
+    async def unregister_toolgroup(self, toolgroup_id: str) -> None:
+        await self.groups.unregister(toolgroup_id)
+        self._tools.pop(toolgroup_id, None)
+
+    async def list_tool_groups(self) -> ListToolGroupsResponse:
+        return ListToolGroupsResponse(data=self.groups.list())
+
+    async def get_tool_group(self, toolgroup_id: str) -> ToolGroup:
+        return self.groups.get(toolgroup_id)
+
+    # --- tools ---------------------------------------------------------------------------------
+
+    async def _group_tools(self, group: ToolGroup, *, refresh: bool = False) -> dict[str, Tool]:
+        if refresh or group.identifier not in self._tools:
+            defs = await self.groups.owner(group).list_tools(group)
+            self._tools[group.identifier] = {d.name: _as_tool(group, d) for d in defs}
+        return self._tools[group.identifier]
+
+    async def list_tools(self, toolgroup_id: str | None = None) -> ListToolsResponse:
+        groups = [self.groups.get(toolgroup_id)] if toolgroup_id else self.groups.list()
+        found = await asyncio.gather(*(self._group_tools(g) for g in groups))
+        return ListToolsResponse(data=[t for tools in found for t in tools.values()])
+
+    async def list_runtime_tools(self, toolgroup_id: str | None) -> ListToolDefsResponse:
+        tools = (await self.list_tools(toolgroup_id)).data
+        return ListToolDefsResponse(
+            data=[
+                ToolDef(
+                    name=t.identifier, description=t.description, parameters=t.parameters, metadata=t.metadata
+                )
+                for t in tools
+            ]
+        )
+
+    async def find_tool(self, tool_name: str) -> tuple[ToolGroup, Tool]:
+        for refresh in (False, True):  # a remote group may have gained the tool since it was listed
+            for group in self.groups.list():
+                tools = await self._group_tools(group, refresh=refresh)
+                if tool_name in tools:
+                    return group, tools[tool_name]
+        raise ToolNotFoundError(tool_name)
+
+    async def get_tool(self, tool_name: str) -> Tool:
+        return (await self.find_tool(tool_name))[1]
+
+    async def invoke_tool(
+        self, tool_name: str, kwargs: dict[str, Any], provider_data: dict[str, Any] | None = None
+    ) -> ToolInvocationResult:
+        group, tool = await self.find_tool(tool_name)
+        missing = [
+            p.name for p in tool.parameters if p.required and p.name not in kwargs and p.default is None
+        ]
+        if missing:
+            raise BadRequestError(f"Tool '{tool_name}' needs the argument(s) {', '.join(missing)}.")
+        return await self.groups.owner(group).invoke(tool_name, kwargs, group, provider_data)

@@ -17,7 +17,7 @@ from ..datatypes import Api
 from ..errors import StackError
 from ..resolver import Stack
 from ..version import __version__
-from .routes import files, inference, inspect, models, safety, vector_io, vector_stores
+from .routes import files, inference, inspect, models, safety, tools, vector_io, vector_stores
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ _ROUTE_APIS = (
     ("/v1/vector-dbs", Api.vector_io),
     ("/v1/vector-io/", Api.vector_io),
     ("/v1/tool-runtime/", Api.tool_runtime),
+    ("/v1/toolgroups", Api.tool_runtime),
+    ("/v1/tools", Api.tool_runtime),
     ("/v1/openai/v1/vector_stores", Api.vector_io),
     ("/v1/openai/v1/files", Api.files),
 )
@@ -112,6 +114,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         safety.router,
         vector_io.router,
         vector_stores.router,
+        tools.router,
         files.router,
     )
     for module_router in routers:

@@ -9,6 +9,7 @@ from typing import Any
 
 from llamastack.stack.apis.common import TextContentItem, content_to_text
 from llamastack.stack.apis.inference.core import ChatMessage, ChatRequest, SamplingOptions
+from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from llamastack.stack.apis.vector_io import (
     Chunk,
     LLMRAGQueryGeneratorConfig,
@@ -26,7 +27,22 @@ _HEADER = "knowledge_search tool found {n} chunks:\nBEGIN of knowledge_search to
 _FOOTER = "END of knowledge_search tool results.\n"
 
 
+KNOWLEDGE_SEARCH = ToolDef(
+    name="knowledge_search",
+    description="Search for information in a database.",
+    parameters=[
+        ToolParameter(
+            name="query",
+            parameter_type="string",
+            description="The query to search for. Can be a natural language sentence or keywords.",
+        )
+    ],
+)
+
+
 class RagRuntime:
+    """Serves the RAG API and the ``builtin::rag`` tool group (its ``knowledge_search`` tool)."""
+
     def __init__(self, config: RagRuntimeConfig, *, vector_io: Any, inference: Any) -> None:
         self.config = config
         self.vector_io = vector_io
@@ -34,6 +50,36 @@ class RagRuntime:
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
+
+    async def register_toolgroup(self, group: ToolGroup) -> ToolGroup:
+        return group
+
+    async def unregister_toolgroup(self, group: ToolGroup) -> None:
+        return None
+
+    async def list_tools(self, group: ToolGroup) -> list[ToolDef]:
+        return [KNOWLEDGE_SEARCH]
+
+    async def invoke(
+        self, tool_name: str, kwargs: dict[str, Any], group: ToolGroup, provider_data: dict[str, Any] | None
+    ) -> ToolInvocationResult:
+        if tool_name != KNOWLEDGE_SEARCH.name:
+            raise BadRequestError(f"Tool group '{group.identifier}' has no tool '{tool_name}'.")
+        query = kwargs.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise BadRequestError("knowledge_search needs a non-empty string argument 'query'.")
+        # The vector dbs come from the call (agents pass their own) or from the group's args.
+        db_ids = kwargs.get("vector_db_ids") or (group.args or {}).get("vector_db_ids") or []
+        if isinstance(db_ids, str):
+            db_ids = [db_ids]
+        if not db_ids:
+            raise BadRequestError(
+                "knowledge_search needs vector_db_ids (in the call or the tool group's args)."
+            )
+        raw_config = kwargs.get("query_config") or (group.args or {}).get("query_config")
+        config = RAGQueryConfig.model_validate(raw_config) if raw_config else None
+        result = await self.query(query, list(db_ids), config)
+        return ToolInvocationResult(content=result.content, metadata=result.metadata)
 
     async def _load(self, document: RAGDocument) -> tuple[str, str | None]:
         """The document's text and where it came from (its URL, for documents given by URL)."""
