@@ -73,6 +73,15 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         api_dependencies=(Api.vector_io, Api.inference),
     ),
     ProviderSpec(
+        api=Api.agents,
+        provider_type="inline::agents",
+        module=f"{_P}.agents.local",
+        config_class=f"{_P}.agents.local.config:LocalAgentsConfig",
+        description="The agent loop: inference, tools, shields and memory, with sessions kept in sqlite.",
+        api_dependencies=(Api.inference, Api.tool_runtime),
+        optional_api_dependencies=(Api.safety, Api.vector_io),
+    ),
+    ProviderSpec(
         api=Api.files,
         provider_type="inline::localfs",
         module=f"{_P}.files.localfs",

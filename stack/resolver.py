@@ -86,6 +86,9 @@ def _api_order(run_config: RunConfig) -> list[Api]:
             spec = get_spec(api, entry.provider_type)
             if spec is not None:
                 deps.update(spec.api_dependencies)
+                # Optional dependencies that this config provides must be built first, too.
+                configured = {_api(name) for name in run_config.providers}
+                deps.update(d for d in spec.optional_api_dependencies if d in configured)
         graph[api] = deps
     try:
         return list(TopologicalSorter(graph).static_order())
@@ -245,8 +248,15 @@ async def _build_files(stack: Stack, instances: dict[str, ProviderInstance]) -> 
     stack.routers[Api.files] = FilesRouter(next(iter(instances.values())).impl)
 
 
+async def _build_agents(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
+    if len(instances) > 1:
+        raise ConfigError("Only one agents provider can run at a time.")
+    stack.routers[Api.agents] = next(iter(instances.values())).impl
+
+
 # Per API, what to build once its providers exist: the router other APIs and the routes use.
 _ROUTER_BUILDERS = {
+    Api.agents: _build_agents,
     Api.inference: _build_inference,
     Api.safety: _build_safety,
     Api.vector_io: _build_vector_io,

@@ -17,7 +17,7 @@ from ..datatypes import Api
 from ..errors import StackError
 from ..resolver import Stack
 from ..version import __version__
-from .routes import files, inference, inspect, models, safety, tools, vector_io, vector_stores
+from .routes import agents, files, inference, inspect, models, safety, tools, vector_io, vector_stores
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ _ROUTE_APIS = (
     ("/v1/tool-runtime/", Api.tool_runtime),
     ("/v1/toolgroups", Api.tool_runtime),
     ("/v1/tools", Api.tool_runtime),
+    ("/v1/agents", Api.agents),
     ("/v1/openai/v1/vector_stores", Api.vector_io),
     ("/v1/openai/v1/files", Api.files),
 )
@@ -115,6 +116,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         vector_io.router,
         vector_stores.router,
         tools.router,
+        agents.router,
         files.router,
     )
     for module_router in routers:

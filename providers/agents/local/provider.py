@@ -1,0 +1,539 @@
+"""The agent loop: shields in, memory, inference, tools (server-side, or handed to the client),
+shields out, repeated up to max_infer_iters; every step streamed and stored."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from llamastack.stack.apis import agents as a
+from llamastack.stack.apis.common import TextContentItem, content_to_text
+from llamastack.stack.apis.inference import native as n
+from llamastack.stack.apis.inference.core import ChatRequest, ToolOptions, ToolSpec
+from llamastack.stack.apis.tools import ToolDef
+from llamastack.stack.apis.vector_io import RAGDocument, RAGQueryConfig
+from llamastack.stack.errors import BadRequestError, StackError
+from llamastack.stack.storage.kvstore import SqliteKVStore
+from llamastack.stack.translate import native as tn
+
+from .config import LocalAgentsConfig
+from .store import AgentStore, SessionRecord, TurnRecord
+
+RAG_GROUP = "builtin::rag"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+def _chunk(payload: Any) -> a.AgentTurnResponseStreamChunk:
+    return a.AgentTurnResponseStreamChunk(event=a.AgentTurnResponseEvent(payload=payload))
+
+
+def _tool_spec(tool: ToolDef) -> ToolSpec:
+    if tool.metadata and isinstance(tool.metadata.get("input_schema"), dict):
+        return ToolSpec(
+            name=tool.name, description=tool.description, parameters=tool.metadata["input_schema"]
+        )
+    kinds = tn._PARAM_TYPES
+    properties = {}
+    for p in tool.parameters or []:
+        prop: dict[str, Any] = {"description": p.description, "x-param-type": p.parameter_type}
+        if (kind := kinds.get(p.parameter_type.lower())) is not None:
+            prop["type"] = kind
+        properties[p.name] = prop
+    required = [p.name for p in tool.parameters or [] if p.required]
+    return ToolSpec(
+        name=tool.name,
+        description=tool.description,
+        parameters={"type": "object", "properties": properties, "required": required},
+    )
+
+
+def _group_name(group: a.AgentTool) -> str:
+    return group if isinstance(group, str) else group.name
+
+
+def _group_args(group: a.AgentTool) -> dict[str, Any]:
+    return {} if isinstance(group, str) else group.args
+
+
+def _check_arguments(tool: ToolSpec, arguments: dict[str, Any]) -> str | None:
+    """What is wrong with the model's arguments for a tool, or None."""
+    schema = tool.parameters
+    missing = [name for name in schema.get("required", []) if name not in arguments]
+    if missing:
+        return f"missing required argument(s): {', '.join(missing)}"
+    try:
+        import jsonschema
+    except ImportError:
+        return None
+    try:
+        jsonschema.validate(arguments, {k: v for k, v in schema.items() if not k.startswith("x-")})
+    except jsonschema.ValidationError as exc:
+        return exc.message
+    except jsonschema.SchemaError:
+        return None
+    return None
+
+
+class LocalAgents:
+    def __init__(
+        self, config: LocalAgentsConfig, *, inference: Any, tool_runtime: Any, safety: Any, vector_io: Any
+    ):
+        self.config = config
+        self.inference = inference
+        self.tool_runtime = tool_runtime
+        self.safety = safety
+        self.vector_io = vector_io
+        self.store = AgentStore(SqliteKVStore(config.db_path))
+
+    async def health(self) -> dict[str, str]:
+        return {"status": "OK"}
+
+    async def shutdown(self) -> None:
+        await self.store.kv.close()
+
+    # --- agents and sessions -------------------------------------------------------------------
+
+    async def create_agent(self, config: a.AgentConfig) -> a.AgentCreateResponse:
+        self.inference.models.get(config.model)  # 404 for an unknown model
+        for shield_id in [*(config.input_shields or []), *(config.output_shields or [])]:
+            if self.safety is None:
+                raise BadRequestError("This server has no safety provider, so agents cannot use shields.")
+            self.safety.shields.table.get(shield_id)
+        for group in config.toolgroups or []:
+            self.tool_runtime.groups.get(_group_name(group))
+        agent = a.Agent(agent_id=_id(), agent_config=config, created_at=_now())
+        await self.store.put_agent(agent)
+        return a.AgentCreateResponse(agent_id=agent.agent_id)
+
+    async def create_session(self, agent_id: str, name: str) -> a.AgentSessionCreateResponse:
+        await self.store.get_agent(agent_id)
+        record = SessionRecord(
+            session_id=_id(), session_name=name, agent_id=agent_id, started_at=_now().isoformat()
+        )
+        await self.store.put_session(record)
+        return a.AgentSessionCreateResponse(session_id=record.session_id)
+
+    # --- turns ---------------------------------------------------------------------------------
+
+    async def _history(self, session: SessionRecord) -> list[n.Message]:
+        messages: list[n.Message] = []
+        for turn_id in session.turn_ids:
+            messages += (await self.store.get_turn(session.session_id, turn_id)).messages
+        return messages
+
+    async def create_turn(
+        self, agent_id: str, session_id: str, request: a.CreateAgentTurnRequest
+    ) -> AsyncIterator[a.AgentTurnResponseStreamChunk]:
+        agent = await self.store.get_agent(agent_id)
+        session = await self.store.get_session(agent_id, session_id)
+        for group in request.toolgroups or []:
+            self.tool_runtime.groups.get(_group_name(group))
+        turn = a.Turn(
+            turn_id=_id(),
+            session_id=session_id,
+            input_messages=request.messages,
+            steps=[],
+            output_message=n.CompletionMessage(content="", stop_reason=n.StopReason.end_of_turn),
+            started_at=_now(),
+        )
+        record = TurnRecord(
+            turn=turn,
+            messages=list(request.messages),
+            toolgroups=[g if isinstance(g, str) else g.model_dump() for g in request.toolgroups or []],
+        )
+        if request.documents:
+            await self._index_documents(agent, session, request.documents)
+        session.turn_ids.append(turn.turn_id)
+        await self.store.put_turn(record)
+        await self.store.put_session(session)
+        return self._run(agent, session, record, request.tool_config, first=True)
+
+    async def resume_turn(
+        self, agent_id: str, session_id: str, turn_id: str, request: a.ResumeAgentTurnRequest
+    ) -> AsyncIterator[a.AgentTurnResponseStreamChunk]:
+        agent = await self.store.get_agent(agent_id)
+        session = await self.store.get_session(agent_id, session_id)
+        record = await self.store.get_turn(session_id, turn_id)
+        if not record.awaiting:
+            raise BadRequestError(f"Turn '{turn_id}' is not waiting for tool responses.")
+        answered = {r.call_id for r in request.tool_responses}
+        if answered != set(record.awaiting):
+            raise BadRequestError(
+                f"Turn '{turn_id}' waits for responses to calls {sorted(record.awaiting)}; "
+                f"got {sorted(answered)}."
+            )
+        step = a.ToolExecutionStep(
+            turn_id=turn_id,
+            step_id=_id(),
+            started_at=_now(),
+            completed_at=_now(),
+            tool_calls=[c for c in record.turn.output_message.tool_calls or [] if c.call_id in answered],
+            tool_responses=request.tool_responses,
+        )
+        record.turn.steps.append(step)
+        record.messages += [
+            n.ToolResponseMessage(call_id=r.call_id, content=r.content) for r in request.tool_responses
+        ]
+        record.awaiting = []
+        await self.store.put_turn(record)
+        return self._run(agent, session, record, None, first=False, resumed_step=step)
+
+    async def _index_documents(
+        self, agent: a.Agent, session: SessionRecord, documents: list[a.Document]
+    ) -> None:
+        if self.vector_io is None:
+            raise BadRequestError("This server has no vector_io provider, so documents cannot be attached.")
+        if session.vector_db_id is None:
+            from llamastack.stack.apis.vector_io import RegisterVectorDbRequest
+
+            models = [m for m in self.inference.models.table.list() if m.model_type == "embedding"]
+            if not models:
+                raise BadRequestError("Attaching documents needs an embedding model; none is registered.")
+            session.vector_db_id = f"session-{session.session_id}"
+            await self.vector_io.dbs.register_vector_db(
+                RegisterVectorDbRequest(
+                    vector_db_id=session.vector_db_id, embedding_model=models[0].identifier
+                )
+            )
+        rag = self.tool_runtime.rag
+        docs = [
+            RAGDocument(document_id=f"doc-{_id()}", content=d.content, mime_type=d.mime_type, metadata={})
+            for d in documents
+        ]
+        await rag.insert(docs, session.vector_db_id, 256)
+
+    def _groups(self, agent: a.Agent, record: TurnRecord) -> list[a.AgentTool]:
+        extra = [
+            g if isinstance(g, str) else a.AgentToolGroupWithArgs.model_validate(g) for g in record.toolgroups
+        ]
+        return [*(agent.agent_config.toolgroups or []), *extra]
+
+    async def _tools(
+        self, agent: a.Agent, record: TurnRecord
+    ) -> tuple[dict[str, ToolSpec], dict[str, dict], set[str]]:
+        """Tools the model may call, the per-agent args of each server tool, and the client tool names."""
+        specs: dict[str, ToolSpec] = {}
+        args: dict[str, dict] = {}
+        for group in self._groups(agent, record):
+            name = _group_name(group)
+            if name == RAG_GROUP:
+                continue  # RAG agents retrieve before every inference (memory_retrieval step)
+            for tool in (await self.tool_runtime.list_tools(name)).data:
+                specs[tool.identifier] = _tool_spec(
+                    ToolDef(
+                        name=tool.identifier,
+                        description=tool.description,
+                        parameters=tool.parameters,
+                        metadata=tool.metadata,
+                    )
+                )
+                args[tool.identifier] = _group_args(group)
+        client = set()
+        for tool in agent.agent_config.client_tools or []:
+            specs[tool.name] = _tool_spec(tool)
+            client.add(tool.name)
+        return specs, args, client
+
+    async def _shield_step(
+        self, shields: list[str], messages: list[n.Message], turn_id: str
+    ) -> AsyncIterator[tuple[a.AgentTurnResponseStreamChunk | None, a.ShieldCallStep]]:
+        for shield_id in shields:
+            step_id = _id()
+            started = _now()
+            yield _chunk(a.StepStartPayload(step_type=a.StepType.shield_call, step_id=step_id)), None  # type: ignore[misc]
+            result = await self.safety.run_shield(shield_id, messages, {})
+            step = a.ShieldCallStep(
+                turn_id=turn_id,
+                step_id=step_id,
+                started_at=started,
+                completed_at=_now(),
+                violation=result.violation,
+            )
+            yield (
+                _chunk(
+                    a.StepCompletePayload(
+                        step_type=a.StepType.shield_call, step_id=step_id, step_details=step
+                    )
+                ),
+                step,
+            )
+
+    async def _memory(
+        self, agent: a.Agent, session: SessionRecord, record: TurnRecord, query: str
+    ) -> tuple[list[str], str | None, Any]:
+        db_ids: list[str] = []
+        for group in self._groups(agent, record):
+            if _group_name(group) == RAG_GROUP:
+                db_ids += list(_group_args(group).get("vector_db_ids") or [])
+        if session.vector_db_id:
+            db_ids.append(session.vector_db_id)
+        if not db_ids or not query.strip():
+            return db_ids, None, None
+        result = await self.tool_runtime.rag.query(
+            query, db_ids, RAGQueryConfig(max_chunks=self.config.memory_max_chunks)
+        )
+        context = content_to_text(result.content) if result.content else None
+        return db_ids, context, result.content
+
+    async def _run(
+        self,
+        agent: a.Agent,
+        session: SessionRecord,
+        record: TurnRecord,
+        tool_config: n.ToolConfig | None,
+        *,
+        first: bool,
+        resumed_step: a.ToolExecutionStep | None = None,
+    ) -> AsyncIterator[a.AgentTurnResponseStreamChunk]:
+        config = agent.agent_config
+        turn = record.turn
+        yield _chunk(a.TurnStartPayload(turn_id=turn.turn_id))
+        if resumed_step is not None:
+            yield _chunk(
+                a.StepCompletePayload(
+                    step_type=a.StepType.tool_execution,
+                    step_id=resumed_step.step_id,
+                    step_details=resumed_step,
+                )
+            )
+        history = await self._history_before(session, turn.turn_id)
+        if first and config.input_shields:
+            async for event, step in self._shield_step(config.input_shields, record.messages, turn.turn_id):
+                yield event
+                if step is not None:
+                    turn.steps.append(step)
+                    if step.violation is not None:
+                        async for e in self._finish(
+                            record, step.violation.user_message or "", n.StopReason.end_of_turn
+                        ):
+                            yield e
+                        return
+        if first:
+            query = content_to_text(record.messages[-1].content)
+            db_ids, context, inserted = await self._memory(agent, session, record, query)
+            if db_ids:
+                step_id = _id()
+                started = _now()
+                yield _chunk(a.StepStartPayload(step_type=a.StepType.memory_retrieval, step_id=step_id))
+                step = a.MemoryRetrievalStep(
+                    turn_id=turn.turn_id,
+                    step_id=step_id,
+                    started_at=started,
+                    completed_at=_now(),
+                    vector_db_ids=",".join(db_ids),
+                    inserted_context=inserted or "",
+                )
+                turn.steps.append(step)
+                yield _chunk(
+                    a.StepCompletePayload(
+                        step_type=a.StepType.memory_retrieval, step_id=step_id, step_details=step
+                    )
+                )
+                last = record.messages[-1]
+                if context and isinstance(last, n.UserMessage):
+                    record.messages[-1] = last.model_copy(update={"context": context})
+
+        specs, group_args, client_tools = await self._tools(agent, record)
+        effective = tool_config or config.tool_config or n.ToolConfig()
+        choice = effective.tool_choice or (config.tool_choice.value if config.tool_choice else "auto")
+        prompt_format = effective.tool_prompt_format or config.tool_prompt_format
+        max_iters = config.max_infer_iters or 10
+        while True:
+            if record.iterations >= max_iters:
+                async for e in self._finish(
+                    record, turn.output_message.content, n.StopReason.out_of_tokens, keep=True
+                ):
+                    yield e
+                return
+            record.iterations += 1
+            # A required/named tool is forced on the first inference only, so a turn cannot loop on tools.
+            this_choice = (
+                choice if record.iterations == 1 and first else ("auto" if choice != "none" else "none")
+            )
+            messages = [n.SystemMessage(content=config.instructions), *history, *record.messages]
+            core = ChatRequest(
+                messages=tn.messages_from_native(messages),
+                sampling=tn.sampling_from_native(config.sampling_params, None),
+                tools=ToolOptions(
+                    tools=list(specs.values()),
+                    choice=this_choice,
+                    prompt_format=prompt_format.value if prompt_format else None,  # type: ignore[arg-type]
+                )
+                if specs
+                else None,
+            )
+            if config.response_format is not None and not specs:
+                core.json_schema, core.grammar = tn._response_format(config.response_format)
+            step_id = _id()
+            started = _now()
+            yield _chunk(a.StepStartPayload(step_type=a.StepType.inference, step_id=step_id))
+            text, calls, finish, eom = "", [], None, False
+            async for chunk in self.inference.chat_stream(config.model, core):
+                for delta in tn.chat_stream_chunks(chunk):
+                    if delta.event.event_type == n.ChatCompletionResponseEventType.progress:
+                        yield _chunk(
+                            a.StepProgressPayload(
+                                step_type=a.StepType.inference, step_id=step_id, delta=delta.event.delta
+                            )
+                        )
+                text += chunk.text
+                calls += chunk.tool_calls or []
+                finish = chunk.finish_reason or finish
+                eom = eom or chunk.end_of_message
+            message = n.CompletionMessage(
+                content=text if not calls else "",
+                stop_reason=tn.stop_reason(finish, eom),
+                tool_calls=[tn.tool_call_to_native(c) for c in calls],
+            )
+            step = a.InferenceStep(
+                turn_id=turn.turn_id,
+                step_id=step_id,
+                started_at=started,
+                completed_at=_now(),
+                model_response=message,
+            )
+            turn.steps.append(step)
+            turn.output_message = message
+            record.messages.append(message)
+            yield _chunk(
+                a.StepCompletePayload(step_type=a.StepType.inference, step_id=step_id, step_details=step)
+            )
+            await self.store.put_turn(record)
+
+            if not message.tool_calls:
+                if config.output_shields:
+                    async for event, shield in self._shield_step(
+                        config.output_shields, [*history, *record.messages], turn.turn_id
+                    ):
+                        yield event
+                        if shield is not None:
+                            turn.steps.append(shield)
+                            if shield.violation is not None:
+                                async for e in self._finish(
+                                    record, shield.violation.user_message or "", n.StopReason.end_of_turn
+                                ):
+                                    yield e
+                                return
+                async for e in self._finish(record, message.content, message.stop_reason, keep=True):
+                    yield e
+                return
+
+            pending = [c for c in message.tool_calls if c.tool_name in client_tools]
+            if pending:
+                record.awaiting = [c.call_id for c in pending]
+                await self.store.put_turn(record)
+                yield _chunk(a.TurnAwaitingInputPayload(turn=turn))
+                return
+
+            step_id = _id()
+            started = _now()
+            yield _chunk(a.StepStartPayload(step_type=a.StepType.tool_execution, step_id=step_id))
+            responses = [await self._execute(c, specs, group_args) for c in message.tool_calls]
+            tool_step = a.ToolExecutionStep(
+                turn_id=turn.turn_id,
+                step_id=step_id,
+                started_at=started,
+                completed_at=_now(),
+                tool_calls=message.tool_calls,
+                tool_responses=responses,
+            )
+            turn.steps.append(tool_step)
+            record.messages += [
+                n.ToolResponseMessage(call_id=r.call_id, content=r.content) for r in responses
+            ]
+            yield _chunk(
+                a.StepCompletePayload(
+                    step_type=a.StepType.tool_execution, step_id=step_id, step_details=tool_step
+                )
+            )
+            await self.store.put_turn(record)
+
+    async def _history_before(self, session: SessionRecord, turn_id: str) -> list[n.Message]:
+        messages: list[n.Message] = []
+        for tid in session.turn_ids:
+            if tid == turn_id:
+                break
+            messages += (await self.store.get_turn(session.session_id, tid)).messages
+        return messages
+
+    async def _execute(
+        self, call: n.ToolCall, specs: dict[str, ToolSpec], group_args: dict[str, dict]
+    ) -> a.ToolResponse:
+        """Runs one server-side tool; anything that goes wrong becomes its answer, for the model to see."""
+        arguments = call.arguments if isinstance(call.arguments, dict) else {}
+        if isinstance(call.arguments, str):
+            try:
+                arguments = json.loads(call.arguments)
+            except json.JSONDecodeError:
+                return a.ToolResponse(
+                    call_id=call.call_id,
+                    tool_name=call.tool_name,
+                    content="error: arguments are not valid JSON",
+                )
+        spec = specs.get(call.tool_name)
+        if spec is None:
+            return a.ToolResponse(
+                call_id=call.call_id,
+                tool_name=call.tool_name,
+                content=f"error: unknown tool '{call.tool_name}'",
+            )
+        problem = _check_arguments(spec, arguments)
+        if problem:
+            return a.ToolResponse(
+                call_id=call.call_id,
+                tool_name=call.tool_name,
+                content=f"error: invalid arguments: {problem}",
+                metadata={"error": problem},
+            )
+        try:
+            result = await self.tool_runtime.invoke_tool(
+                call.tool_name, {**arguments, **group_args.get(call.tool_name, {})}
+            )
+        except StackError as exc:
+            return a.ToolResponse(
+                call_id=call.call_id,
+                tool_name=call.tool_name,
+                content=f"error: {exc.detail}",
+                metadata={"error": exc.detail},
+            )
+        content = result.content if result.content is not None else ""
+        if result.error_message:
+            content = f"{content_to_text(content)}\nerror: {result.error_message}".strip()
+        return a.ToolResponse(
+            call_id=call.call_id, tool_name=call.tool_name, content=content, metadata=result.metadata
+        )
+
+    async def _finish(
+        self, record: TurnRecord, content: Any, stop_reason: n.StopReason, *, keep: bool = False
+    ) -> AsyncIterator[a.AgentTurnResponseStreamChunk]:
+        turn = record.turn
+        if not keep:
+            turn.output_message = n.CompletionMessage(content=content, stop_reason=stop_reason)
+            record.messages.append(turn.output_message)
+        else:
+            turn.output_message = turn.output_message.model_copy(update={"stop_reason": stop_reason})
+        turn.completed_at = _now()
+        attachments = []
+        for step in turn.steps:
+            if isinstance(step, a.ToolExecutionStep):
+                for response in step.tool_responses:
+                    for item in (response.metadata or {}).get("attachments", []) or []:
+                        attachments.append(
+                            a.Attachment(
+                                content=TextContentItem(text=item.get("filename", "")),
+                                mime_type=item.get("mime_type", "application/octet-stream"),
+                            )
+                        )
+        turn.output_attachments = attachments or None
+        await self.store.put_turn(record)
+        yield _chunk(a.TurnCompletePayload(turn=turn))
