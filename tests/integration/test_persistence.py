@@ -127,3 +127,56 @@ def test_files_and_vector_stores_survive_restart(tmp_path: Path) -> None:
         assert "fourth floor" in found["data"][0]["content"][0]["text"]
     finally:
         server.stop()
+
+
+def test_agent_session_continues_after_restart(tmp_path: Path) -> None:
+    from llama_stack_client import LlamaStackClient
+
+    state = tmp_path / "state"
+    greedy = {"strategy": {"type": "greedy"}, "max_tokens": 24}
+    server = start_server(state)
+    try:
+        client = LlamaStackClient(base_url=server.base_url, max_retries=0)
+        agent_id = client.agents.create(
+            agent_config={
+                "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                "instructions": "Be brief.",
+                "sampling_params": greedy,
+            }
+        ).agent_id
+        session_id = client.agents.session.create(agent_id=agent_id, session_name="long chat").session_id
+        first = client.agents.turn.create(
+            agent_id=agent_id,
+            session_id=session_id,
+            stream=False,
+            messages=[{"role": "user", "content": "My name is Alice."}],
+        )
+    finally:
+        server.stop()
+
+    server = start_server(state)
+    try:
+        client = LlamaStackClient(base_url=server.base_url, max_retries=0)
+        session = client.agents.session.retrieve(agent_id=agent_id, session_id=session_id)
+        assert [t.turn_id for t in session.turns] == [first.turn_id]
+        second = client.agents.turn.create(
+            agent_id=agent_id,
+            session_id=session_id,
+            stream=False,
+            messages=[{"role": "user", "content": "What is my name?"}],
+        )
+        # Greedy decoding: the turn must equal a chat completion over the whole restored conversation.
+        expected = client.inference.chat_completion(
+            model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            sampling_params=greedy,
+            messages=[
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "My name is Alice."},
+                {"role": "assistant", "content": first.output_message.content, "stop_reason": "end_of_turn"},
+                {"role": "user", "content": "What is my name?"},
+            ],
+        )
+        assert second.output_message.content == expected.completion_message.content
+        assert len(client.agents.session.retrieve(agent_id=agent_id, session_id=session_id).turns) == 2
+    finally:
+        server.stop()
