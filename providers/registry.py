@@ -73,6 +73,27 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         api_dependencies=(Api.vector_io, Api.inference),
     ),
     ProviderSpec(
+        api=Api.tool_runtime,
+        provider_type="remote::brave-search",
+        module=f"{_P}.tool_runtime.web",
+        config_class=f"{_P}.tool_runtime.web.config:BraveSearchConfig",
+        description="builtin::websearch with the Brave Search API (key from config or provider data).",
+    ),
+    ProviderSpec(
+        api=Api.tool_runtime,
+        provider_type="remote::tavily-search",
+        module=f"{_P}.tool_runtime.web",
+        config_class=f"{_P}.tool_runtime.web.config:TavilySearchConfig",
+        description="builtin::websearch with the Tavily API (key from config or provider data).",
+    ),
+    ProviderSpec(
+        api=Api.tool_runtime,
+        provider_type="remote::wolfram-alpha",
+        module=f"{_P}.tool_runtime.web",
+        config_class=f"{_P}.tool_runtime.web.config:WolframAlphaConfig",
+        description="builtin::wolfram_alpha with the Wolfram Alpha API (key from config or provider data).",
+    ),
+    ProviderSpec(
         api=Api.agents,
         provider_type="inline::agents",
         module=f"{_P}.agents.local",

@@ -85,3 +85,12 @@ def test_bad_tool_requests(stack_client, base_url: str) -> None:
         headers={"X-LlamaStack-Provider-Data": "{not json"},
     )
     assert r.status_code == 400 and "X-LlamaStack-Provider-Data" in r.json()["detail"]
+
+
+def test_websearch_and_wolfram_groups_need_a_key(stack_client) -> None:
+    groups = {g.identifier: g.provider_id for g in stack_client.toolgroups.list()}
+    assert groups["builtin::websearch"] == "brave-search"
+    assert groups["builtin::wolfram_alpha"] == "wolfram-alpha"
+    with pytest.raises(llama_stack_client.BadRequestError) as info:
+        stack_client.tool_runtime.invoke_tool(tool_name="web_search", kwargs={"query": "llamas"})
+    assert "brave_search_api_key" in str(info.value)
