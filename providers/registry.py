@@ -94,6 +94,14 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         description="builtin::wolfram_alpha with the Wolfram Alpha API (key from config or provider data).",
     ),
     ProviderSpec(
+        api=Api.tool_runtime,
+        provider_type="remote::model-context-protocol",
+        module=f"{_P}.tool_runtime.mcp",
+        config_class=f"{_P}.tool_runtime.mcp.config:MCPToolRuntimeConfig",
+        description="Tool groups served by MCP servers (SSE or streamable HTTP) through the mcp SDK.",
+        pip_packages=("mcp>=2.3,<3",),
+    ),
+    ProviderSpec(
         api=Api.agents,
         provider_type="inline::agents",
         module=f"{_P}.agents.local",

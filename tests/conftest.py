@@ -164,3 +164,33 @@ def stack_client(base_url: str):
     from llama_stack_client import LlamaStackClient
 
     return LlamaStackClient(base_url=base_url, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MCP server (tests/mcp_server_fixture.py, streamable HTTP) on loopback."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("mcp") / "mcp.log"
+    fixture = Path(__file__).parent / "mcp_server_fixture.py"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(fixture), "--port", str(port), "--transport", "streamable-http"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"MCP fixture exited: {log_path.read_text()}")
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("MCP fixture did not start in 30 s") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

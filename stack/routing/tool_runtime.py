@@ -4,6 +4,7 @@ that runs a tool by name in the group that has it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from ..apis.tools import (
@@ -16,9 +17,11 @@ from ..apis.tools import (
     ToolGroup,
     ToolInvocationResult,
 )
-from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError
+from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError, UpstreamError
 from ..storage.kvstore import KVStore
 from .table import ResourceTable
+
+log = logging.getLogger(__name__)
 
 
 class ToolGroupNotFoundError(NotFoundError):
@@ -113,9 +116,19 @@ class ToolRuntimeRouter:
             self._tools[group.identifier] = {d.name: _as_tool(group, d) for d in defs}
         return self._tools[group.identifier]
 
+    async def _tools_or_none(self, group: ToolGroup, *, refresh: bool = False) -> dict[str, Tool]:
+        """A group's tools; a group whose server is down is skipped so the others keep working."""
+        try:
+            return await self._group_tools(group, refresh=refresh)
+        except UpstreamError as exc:
+            log.warning("Tool group '%s' is unavailable: %s", group.identifier, exc.detail)
+            return {}
+
     async def list_tools(self, toolgroup_id: str | None = None) -> ListToolsResponse:
-        groups = [self.groups.get(toolgroup_id)] if toolgroup_id else self.groups.list()
-        found = await asyncio.gather(*(self._group_tools(g) for g in groups))
+        if toolgroup_id:
+            found = [await self._group_tools(self.groups.get(toolgroup_id))]
+        else:
+            found = await asyncio.gather(*(self._tools_or_none(g) for g in self.groups.list()))
         return ListToolsResponse(data=[t for tools in found for t in tools.values()])
 
     async def list_runtime_tools(self, toolgroup_id: str | None) -> ListToolDefsResponse:
@@ -132,7 +145,7 @@ class ToolRuntimeRouter:
     async def find_tool(self, tool_name: str) -> tuple[ToolGroup, Tool]:
         for refresh in (False, True):  # a remote group may have gained the tool since it was listed
             for group in self.groups.list():
-                tools = await self._group_tools(group, refresh=refresh)
+                tools = await self._tools_or_none(group, refresh=refresh)
                 if tool_name in tools:
                     return group, tools[tool_name]
         raise ToolNotFoundError(tool_name)

@@ -233,3 +233,37 @@ def test_bad_agent_requests(stack_client, base_url: str) -> None:
     stack_client.agents.delete(agent_id)
     # llama-stack-client 0.2.12 has no agents.retrieve; ask over HTTP.
     assert httpx.get(f"{base_url}/v1/agents/{agent_id}").status_code == 404
+
+
+def test_mcp_tool_group_and_an_agent_using_it(stack_client, mcp_url: str) -> None:
+    stack_client.toolgroups.register(
+        toolgroup_id="mcp::fixture", provider_id="model-context-protocol", mcp_endpoint={"uri": mcp_url}
+    )
+    try:
+        tools = {t.identifier for t in stack_client.tools.list(toolgroup_id="mcp::fixture")}
+        assert {"add", "echo"} <= tools
+        result = stack_client.tool_runtime.invoke_tool(tool_name="add", kwargs={"a": 2, "b": 3})
+        assert "5" in str(result.content)
+        agent = Agent(
+            stack_client,
+            model=CHAT_MODEL,
+            instructions=INSTRUCTIONS,
+            sampling_params=GREEDY,
+            tools=["mcp::fixture"],
+            tool_config={"tool_choice": "echo"},
+        )
+        session_id = agent.create_session("mcp")
+        turn = agent.create_turn(
+            messages=[{"role": "user", "content": "Echo the word llama."}],
+            session_id=session_id,
+            stream=False,
+        )
+        kinds = _steps(turn)
+        assert kinds[:2] == ["inference", "tool_execution"]
+        call = turn.steps[1].tool_calls[0]
+        response = turn.steps[1].tool_responses[0]
+        assert call.tool_name == "echo"
+        expected = call.arguments["text"] * int(call.arguments.get("times", 1))
+        assert str(response.content).count(expected) >= 1 or expected in str(response.content)
+    finally:
+        stack_client.toolgroups.unregister("mcp::fixture")
