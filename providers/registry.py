@@ -102,6 +102,13 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         pip_packages=("mcp>=2.3,<3",),
     ),
     ProviderSpec(
+        api=Api.tool_runtime,
+        provider_type="inline::code-interpreter",
+        module=f"{_P}.tool_runtime.code_interpreter",
+        config_class=f"{_P}.tool_runtime.code_interpreter.config:CodeInterpreterConfig",
+        description="The builtin::code_interpreter tool: Python 3 in a limited subprocess, no network.",
+    ),
+    ProviderSpec(
         api=Api.agents,
         provider_type="inline::agents",
         module=f"{_P}.agents.local",

@@ -267,3 +267,36 @@ def test_mcp_tool_group_and_an_agent_using_it(stack_client, mcp_url: str) -> Non
         assert str(response.content).count(expected) >= 1 or expected in str(response.content)
     finally:
         stack_client.toolgroups.unregister("mcp::fixture")
+
+
+def test_code_interpreter_turn_and_max_infer_iters(stack_client) -> None:
+    direct = stack_client.tool_runtime.invoke_tool(
+        tool_name="code_interpreter",
+        kwargs={"code": "open('out.txt', 'w').write('hi')\nprint(6 * 7)"},
+    )
+    assert "42" in str(direct.content)
+    assert direct.metadata["attachments"][0]["filename"] == "out.txt"
+
+    agent = Agent(
+        stack_client,
+        model=CHAT_MODEL,
+        instructions=INSTRUCTIONS,
+        tools=["builtin::code_interpreter"],
+        tool_config={"tool_choice": "code_interpreter"},
+        max_infer_iters=1,
+        # Room for the model's code: a call cut off by max_tokens is not a call.
+        sampling_params={"strategy": {"type": "greedy"}, "max_tokens": 400},
+    )
+    session_id = agent.create_session("code")
+    turn = agent.create_turn(
+        messages=[{"role": "user", "content": "Run this Python code: print(6 * 7)"}],
+        session_id=session_id,
+        stream=False,
+    )
+    # One inference (forced to call the tool), the execution, then the loop bound ends the turn.
+    assert _steps(turn) == ["inference", "tool_execution"]
+    assert turn.output_message.stop_reason == "out_of_tokens"
+    execution = turn.steps[1]
+    assert execution.tool_calls[0].tool_name == "code_interpreter"
+    assert isinstance(execution.tool_calls[0].arguments["code"], str)
+    assert str(execution.tool_responses[0].content)  # stdout/stderr of whatever the model wrote

@@ -18,3 +18,14 @@ from llamastack.providers.inference.llama_cpp.engine import _hold_back
 )
 def test_hold_back_keeps_only_what_could_start_a_stop(text: str, stops: list[str], held: int) -> None:
     assert _hold_back(text, stops) == held
+
+
+def test_json_grammar_strings_exclude_raw_control_characters() -> None:
+    """A JSON string may not hold a raw newline; the grammar must not let the model write one."""
+    from llamastack.providers.inference.llama_cpp.engine import _json_grammar
+
+    grammar = _json_grammar(
+        '{"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}'
+    )
+    char_rule = next(line for line in grammar.splitlines() if line.startswith("char ::="))
+    assert "\\x00-\\x1F" in char_rule

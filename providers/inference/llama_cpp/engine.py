@@ -62,6 +62,18 @@ class _LogprobRecorder:
         return TokenLogprob(token=piece(token), logprob=float(lp[token]), top=top)
 
 
+# llama-cpp-python's JSON-schema converter lets string characters include raw control characters
+# (a literal newline inside a JSON string), which is not JSON. Strings get JSON's own rule instead.
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def _json_grammar(schema_json: str) -> str:
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(schema_json).replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
 def _hold_back(text: str, stops: list[str]) -> int:
     """Length of the longest tail of ``text`` that could still grow into a stop sequence."""
     keep = 0
@@ -186,7 +198,7 @@ class LlamaCppModel:
 
         try:
             if schema_json is not None:
-                return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+                gbnf = _json_grammar(schema_json)
             return LlamaGrammar.from_string(gbnf or "", verbose=False)
         except Exception as exc:
             what = "JSON schema" if schema_json is not None else "grammar"
