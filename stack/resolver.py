@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -12,7 +14,6 @@ from pydantic import BaseModel, ValidationError
 
 from llamastack.providers.registry import get_spec, providers_for
 
-from .apis.models import ModelType
 from .apis.tools import RegisterToolGroupRequest
 from .config import RunConfig
 from .datatypes import Api, ProviderSpec
@@ -21,6 +22,7 @@ from .routing.files import FilesRouter
 from .routing.inference import InferenceRouter
 from .routing.models import ModelsTable
 from .routing.safety import SafetyRouter, ShieldsTable
+from .routing.table import ResourceTable
 from .routing.tool_runtime import ToolRuntimeRouter
 from .routing.vector_io import VectorDBsTable, VectorIORouter
 from .routing.vector_stores import OpenAIVectorStores
@@ -152,59 +154,70 @@ async def build_stack(run_config: RunConfig) -> Stack:
     return stack
 
 
-async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
-    models = ModelsTable(stack.store, {pid: inst.impl for pid, inst in instances.items()})
+def _impls(instances: dict[str, ProviderInstance]) -> dict[str, Any]:
+    return {pid: inst.impl for pid, inst in instances.items()}
+
+
+async def _load_configured(
+    table: ResourceTable[Any], kind: str, entries: list[tuple[str | None, Callable[[], Any]]]
+) -> None:
+    """Registers the run config's resources of one kind (entries switched off, with no id, are
+    skipped), then the stored ones; any problem stops start-up with a message naming the entry."""
     configured = []
-    for m in stack.run_config.models:
-        if not m.model_id:
+    for ident, build in entries:
+        if not ident:
             continue  # switched off from the environment
         try:
-            configured.append(
-                models.build(
-                    m.model_id,
-                    provider_id=m.provider_id,
-                    provider_model_id=m.provider_model_id,
-                    model_type=ModelType(m.model_type),
-                    metadata=m.metadata,
-                )
-            )
+            configured.append(build())
         except Exception as exc:
             raise ConfigError(
-                f"Model '{m.model_id}' in the run config: {getattr(exc, 'detail', exc)}"
+                f"{kind.capitalize()} '{ident}' in the run config: {getattr(exc, 'detail', exc)}"
             ) from None
     try:
-        await models.table.load(configured)
+        await table.load(configured)
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"Could not load the run config's models: {getattr(exc, 'detail', exc)}") from None
+        raise ConfigError(f"Could not load the run config's {kind}s: {getattr(exc, 'detail', exc)}") from None
+
+
+async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
+    models = ModelsTable(stack.store, _impls(instances))
+    entries = [
+        (
+            m.model_id,
+            functools.partial(
+                models.build,
+                m.model_id,
+                provider_id=m.provider_id,
+                provider_model_id=m.provider_model_id,
+                model_type=m.model_type,
+                metadata=m.metadata,
+            ),
+        )
+        for m in stack.run_config.models
+    ]
+    await _load_configured(models.table, "model", entries)
     stack.models = models
     stack.routers[Api.inference] = InferenceRouter(models)
 
 
 async def _build_safety(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
-    shields = ShieldsTable(stack.store, {pid: inst.impl for pid, inst in instances.items()})
-    configured = []
-    for s in stack.run_config.shields:
-        if not s.shield_id:
-            continue
-        try:
-            configured.append(
-                shields.build(
-                    s.shield_id,
-                    provider_id=s.provider_id,
-                    provider_shield_id=s.provider_shield_id,
-                    params=s.params,
-                )
-            )
-        except Exception as exc:
-            raise ConfigError(
-                f"Shield '{s.shield_id}' in the run config: {getattr(exc, 'detail', exc)}"
-            ) from None
-    try:
-        await shields.table.load(configured)
-    except Exception as exc:
-        raise ConfigError(f"Could not load the run config's shields: {getattr(exc, 'detail', exc)}") from None
+    shields = ShieldsTable(stack.store, _impls(instances))
+    entries = [
+        (
+            s.shield_id,
+            functools.partial(
+                shields.build,
+                s.shield_id,
+                provider_id=s.provider_id,
+                provider_shield_id=s.provider_shield_id,
+                params=s.params,
+            ),
+        )
+        for s in stack.run_config.shields
+    ]
+    await _load_configured(shields.table, "shield", entries)
     stack.shields = shields
     stack.routers[Api.safety] = SafetyRouter(shields)
 
@@ -213,7 +226,7 @@ async def _build_vector_io(stack: Stack, instances: dict[str, ProviderInstance])
     inference = stack.routers.get(Api.inference)
     if inference is None:
         raise ConfigError("vector_io providers need an inference provider serving an embedding model.")
-    dbs = VectorDBsTable(stack.store, {pid: inst.impl for pid, inst in instances.items()}, inference)
+    dbs = VectorDBsTable(stack.store, _impls(instances), inference)
     await dbs.table.load([])
     stack.vector_dbs = dbs
     router = VectorIORouter(dbs)
@@ -222,23 +235,15 @@ async def _build_vector_io(stack: Stack, instances: dict[str, ProviderInstance])
 
 
 async def _build_tool_runtime(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
-    router = ToolRuntimeRouter(stack.store, {pid: inst.impl for pid, inst in instances.items()})
-    configured = []
-    for g in stack.run_config.tool_groups:
-        if not g.toolgroup_id:
-            continue
-        try:
-            configured.append(router.build(RegisterToolGroupRequest.model_validate(g.model_dump())))
-        except Exception as exc:
-            raise ConfigError(
-                f"Tool group '{g.toolgroup_id}' in the run config: {getattr(exc, 'detail', exc)}"
-            ) from None
-    try:
-        await router.groups.load(configured)
-    except Exception as exc:
-        raise ConfigError(
-            f"Could not load the run config's tool groups: {getattr(exc, 'detail', exc)}"
-        ) from None
+    router = ToolRuntimeRouter(stack.store, _impls(instances))
+    entries = [
+        (
+            g.toolgroup_id,
+            functools.partial(router.build, RegisterToolGroupRequest.model_validate(g.model_dump())),
+        )
+        for g in stack.run_config.tool_groups
+    ]
+    await _load_configured(router.groups, "tool group", entries)
     stack.routers[Api.tool_runtime] = router
 
 

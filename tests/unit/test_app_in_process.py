@@ -140,3 +140,16 @@ async def test_inspect_routes_and_providers(client: httpx.AsyncClient) -> None:
         }
     ]
     assert (await client.get("/v1/version")).json()["version"]
+
+
+async def test_bad_run_config_entries_stop_start_up_naming_them(tmp_path: Path) -> None:
+    from llamastack.stack.errors import ConfigError
+
+    config = _config(tmp_path)
+    config["models"].append({"model_id": "weird", "provider_model_id": EMBEDDER, "model_type": "sound"})
+    with pytest.raises(ConfigError, match="Model 'weird' in the run config"):
+        await build_stack(parse_run_config(config, {}))
+    config = _config(tmp_path)
+    config["models"][0]["provider_model_id"] = str(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="missing"):
+        await build_stack(parse_run_config(config, {}))
