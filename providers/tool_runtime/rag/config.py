@@ -10,6 +10,13 @@ class RagRuntimeConfig(BaseModel):
     max_document_bytes: int = Field(default=25 * 2**20, ge=1024, description="Largest document accepted.")
     fetch_timeout_s: float = Field(default=20.0, gt=0, description="Timeout for documents given as URLs.")
     embedding_batch_size: int = Field(default=256, ge=1, description="Chunks embedded and stored per batch.")
+    allow_private_urls: bool = Field(
+        default=True,
+        description=(
+            "Whether documents given by URL may point at loopback, private or link-local addresses. "
+            "Turn off on a shared server so users cannot make it fetch internal hosts."
+        ),
+    )
 
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:
