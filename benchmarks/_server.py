@@ -1,0 +1,99 @@
+"""What the benchmark scripts share: starting `llama-stack run local` on loopback, and percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (q in 0..100)."""
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def cli_path() -> str:
+    beside = Path(sys.executable).parent / "llama-stack"
+    found = str(beside) if beside.exists() else shutil.which("llama-stack")
+    if not found:
+        raise SystemExit("The llama-stack command was not found.")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    base_url: str
+    startup_s: float
+    proc: subprocess.Popen[bytes]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s: float) -> None:
+    deadline = time.perf_counter() + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(url).status_code == 200:
+                    return
+            time.sleep(0.01)
+    raise TimeoutError(f"server not healthy after {timeout_s:.0f}s (log: {log})")
+
+
+@contextlib.contextmanager
+def running_server(work_dir: Path, threads: int | None = None, timeout_s: float = 120.0) -> Iterator[Server]:
+    """Spawn `llama-stack run local` on a free loopback port with its own state dir; always stopped."""
+    port = free_port()
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=work_dir))
+    log = work_dir / f"server-{port}.log"
+    env = {**os.environ, "LLAMA_STACK_STATE_DIR": str(state)}
+    env.pop("CHROMA_URL", None)  # only the inline stores: no chroma server is started here
+    if threads is not None:
+        env["LLAMA_CPP_N_THREADS"] = str(threads)
+    cmd = [cli_path(), "run", "local", "--port", str(port), "--host", "127.0.0.1"]
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_healthy(proc, f"{base}/v1/health", log, timeout_s)
+        yield Server(base, time.perf_counter() - start, proc)
+    finally:
+        _stop(proc)
