@@ -86,7 +86,7 @@ def _json_args(arguments: str | dict) -> str:
     return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
-def _response_format(fmt: n.ResponseFormat | None) -> tuple[dict | None, str | None]:
+def response_format_to_core(fmt: n.ResponseFormat | None) -> tuple[dict | None, str | None]:
     if fmt is None:
         return None, None
     if isinstance(fmt, n.JsonSchemaResponseFormat):
@@ -101,7 +101,7 @@ def _response_format(fmt: n.ResponseFormat | None) -> tuple[dict | None, str | N
 
 
 # Native param_type names (Python's or JSON schema's) to JSON schema types.
-_PARAM_TYPES = {
+PARAM_TYPES = {
     "str": "string",
     "string": "string",
     "int": "integer",
@@ -122,7 +122,7 @@ def tool_spec_from_native(tool: n.ToolDefinition) -> ToolSpec:
     required: list[str] = []
     for name, param in (tool.parameters or {}).items():
         prop: dict = {"x-param-type": param.param_type}
-        if (kind := _PARAM_TYPES.get(param.param_type.lower())) is not None:
+        if (kind := PARAM_TYPES.get(param.param_type.lower())) is not None:
             prop["type"] = kind
         if param.description:
             prop["description"] = param.description
@@ -163,7 +163,7 @@ def tool_options_from_native(req: n.ChatCompletionRequest) -> ToolOptions | None
 
 
 def chat_request_from_native(req: n.ChatCompletionRequest) -> ChatRequest:
-    schema, grammar = _response_format(req.response_format)
+    schema, grammar = response_format_to_core(req.response_format)
     return ChatRequest(
         messages=messages_from_native(req.messages),
         sampling=sampling_from_native(req.sampling_params, req.logprobs),
@@ -174,7 +174,7 @@ def chat_request_from_native(req: n.ChatCompletionRequest) -> ChatRequest:
 
 
 def completion_request_from_native(req: n.CompletionRequest) -> CompletionRequest:
-    schema, grammar = _response_format(req.response_format)
+    schema, grammar = response_format_to_core(req.response_format)
     return CompletionRequest(
         prompt=_text(req.content, "content"),
         sampling=sampling_from_native(req.sampling_params, req.logprobs),

@@ -42,7 +42,7 @@ def _tool_spec(tool: ToolDef) -> ToolSpec:
         return ToolSpec(
             name=tool.name, description=tool.description, parameters=tool.metadata["input_schema"]
         )
-    kinds = tn._PARAM_TYPES
+    kinds = tn.PARAM_TYPES
     properties = {}
     for p in tool.parameters or []:
         prop: dict[str, Any] = {"description": p.description, "x-param-type": p.parameter_type}
@@ -373,7 +373,7 @@ class LocalAgents:
                 else None,
             )
             if config.response_format is not None and not specs:
-                core.json_schema, core.grammar = tn._response_format(config.response_format)
+                core.json_schema, core.grammar = tn.response_format_to_core(config.response_format)
             step_id = _id()
             started = _now()
             yield _chunk(a.StepStartPayload(step_type=a.StepType.inference, step_id=step_id))
