@@ -97,3 +97,30 @@ def running_server(work_dir: Path, threads: int | None = None, timeout_s: float 
         yield Server(base, time.perf_counter() - start, proc)
     finally:
         _stop(proc)
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (the server it started)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def noise_note(busy0: float, own0: float, wall0: float) -> str:
+    """Call after the server has been stopped (and so reaped): its CPU then counts as this process's."""
+    wall = time.perf_counter() - wall0
+    other = max(0.0, (busy_cpu_s() - busy0) - (own_cpu_s() - own0))
+    return (
+        f"CPU used by other processes during the run: {other:.1f} core-s over {wall:.0f} s "
+        f"({100 * other / wall:.0f}% of one core); figures are noisy if this is much above ~5%"
+    )

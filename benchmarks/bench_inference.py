@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import cli_path, percentile, running_server
+from _server import busy_cpu_s, cli_path, noise_note, own_cpu_s, percentile, running_server
 from rich.console import Console
 from rich.table import Table
 
@@ -502,32 +502,6 @@ def run_stream(llm: Any, client: httpx.Client, args: argparse.Namespace) -> tupl
     return stream_table(results, n), problems
 
 
-def _busy_cpu_s() -> float:
-    """CPU seconds the whole machine has spent busy (Linux /proc/stat; 0 elsewhere)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return 0.0
-    ticks = [int(x) for x in fields]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s() -> float:
-    """CPU seconds of this process and its reaped children (the servers and CLI runs it started)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def noise_note(busy0: float, own0: float, wall0: float) -> str:
-    wall = time.perf_counter() - wall0
-    other = max(0.0, (_busy_cpu_s() - busy0) - (_own_cpu_s() - own0))
-    return (
-        f"CPU used by other processes during the run: {other:.1f} core-s over {wall:.0f} s "
-        f"({100 * other / wall:.0f}% of one core); figures are noisy if this is much above ~5%"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     path = gguf_path()
@@ -535,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         f"[bold]bench_inference[/] model={path.name} cpus={os.cpu_count()} python={sys.version.split()[0]}"
     )
     problems: list[str] = []
-    busy0, own0, wall0 = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
+    busy0, own0, wall0 = busy_cpu_s(), own_cpu_s(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         work = Path(tmp)
         console.print("timing `llama-stack --help` and cold starts ...")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import percentile, running_server
+from _server import busy_cpu_s, noise_note, own_cpu_s, percentile, running_server
 from rich.console import Console
 from rich.table import Table
 
@@ -306,33 +306,6 @@ def query_table(runs: list[QueryRun], questions: list[Question]) -> Table:
 # --- main -------------------------------------------------------------------------------------------------
 
 
-def _busy_cpu_s() -> float:
-    """CPU seconds the whole machine has spent busy (Linux /proc/stat; 0 elsewhere)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return 0.0
-    ticks = [int(x) for x in fields]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s() -> float:
-    """CPU seconds of this process and its reaped children (the server it started)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def noise_note(busy0: float, own0: float, wall0: float) -> str:
-    """Call after the server has been stopped (and so reaped): its CPU then counts as this process's."""
-    wall = time.perf_counter() - wall0
-    other = max(0.0, (_busy_cpu_s() - busy0) - (_own_cpu_s() - own0))
-    return (
-        f"CPU used by other processes during the run: {other:.1f} core-s over {wall:.0f} s "
-        f"({100 * other / wall:.0f}% of one core); figures are noisy if this is much above ~5%"
-    )
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="full ingests per path (fresh db each)")
@@ -363,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         f"[bold]bench_rag[/] passages={len(passages)} questions={len(questions)} model={EMBED_MODEL} "
         f"cpus={os.cpu_count()} python={sys.version.split()[0]}"
     )
-    busy0, own0, wall0 = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
+    busy0, own0, wall0 = busy_cpu_s(), own_cpu_s(), time.perf_counter()
     encoder = NumpyBertEncoder(model_folder())
     console.print("in-process embedding and queries ...")
     ingests = [inproc_embed(encoder, passages, args.rounds, args.embed_batch)]
