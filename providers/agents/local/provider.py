@@ -244,29 +244,33 @@ class LocalAgents:
             client.add(tool.name)
         return specs, args, client
 
-    async def _shield_step(
-        self, shields: list[str], messages: list[n.Message], turn_id: str
-    ) -> AsyncIterator[tuple[a.AgentTurnResponseStreamChunk | None, a.ShieldCallStep]]:
+    async def _guard(
+        self, shields: list[str], messages: list[n.Message], record: TurnRecord
+    ) -> AsyncIterator[a.AgentTurnResponseStreamChunk]:
+        """Runs the shields as shield_call steps; the first violation ends the turn with its message
+        (the caller sees turn.completed_at set)."""
+        turn = record.turn
         for shield_id in shields:
             step_id = _id()
             started = _now()
-            yield _chunk(a.StepStartPayload(step_type=a.StepType.shield_call, step_id=step_id)), None  # type: ignore[misc]
+            yield _chunk(a.StepStartPayload(step_type=a.StepType.shield_call, step_id=step_id))
             result = await self.safety.run_shield(shield_id, messages, {})
             step = a.ShieldCallStep(
-                turn_id=turn_id,
+                turn_id=turn.turn_id,
                 step_id=step_id,
                 started_at=started,
                 completed_at=_now(),
                 violation=result.violation,
             )
-            yield (
-                _chunk(
-                    a.StepCompletePayload(
-                        step_type=a.StepType.shield_call, step_id=step_id, step_details=step
-                    )
-                ),
-                step,
+            turn.steps.append(step)
+            yield _chunk(
+                a.StepCompletePayload(step_type=a.StepType.shield_call, step_id=step_id, step_details=step)
             )
+            if result.violation is not None:
+                message = result.violation.user_message or ""
+                async for event in self._finish(record, message, n.StopReason.end_of_turn):
+                    yield event
+                return
 
     async def _memory(
         self, agent: a.Agent, session: SessionRecord, record: TurnRecord, query: str
@@ -308,16 +312,10 @@ class LocalAgents:
             )
         history = await self._history_before(session, turn.turn_id)
         if first and config.input_shields:
-            async for event, step in self._shield_step(config.input_shields, record.messages, turn.turn_id):
+            async for event in self._guard(config.input_shields, record.messages, record):
                 yield event
-                if step is not None:
-                    turn.steps.append(step)
-                    if step.violation is not None:
-                        async for e in self._finish(
-                            record, step.violation.user_message or "", n.StopReason.end_of_turn
-                        ):
-                            yield e
-                        return
+            if turn.completed_at is not None:
+                return
         if first:
             query = content_to_text(record.messages[-1].content)
             db_ids, context, inserted = await self._memory(agent, session, record, query)
@@ -412,18 +410,11 @@ class LocalAgents:
 
             if not message.tool_calls:
                 if config.output_shields:
-                    async for event, shield in self._shield_step(
-                        config.output_shields, [*history, *record.messages], turn.turn_id
-                    ):
+                    messages = [*history, *record.messages]
+                    async for event in self._guard(config.output_shields, messages, record):
                         yield event
-                        if shield is not None:
-                            turn.steps.append(shield)
-                            if shield.violation is not None:
-                                async for e in self._finish(
-                                    record, shield.violation.user_message or "", n.StopReason.end_of_turn
-                                ):
-                                    yield e
-                                return
+                    if turn.completed_at is not None:
+                        return
                 async for e in self._finish(record, message.content, message.stop_reason, keep=True):
                     yield e
                 return
