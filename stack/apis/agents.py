@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .common import URL, InterleavedContent, InterleavedContentItem
+from .common import URL, InterleavedContent, InterleavedContentItem, JsonBool, JsonInt
 from .inference.native import (
     CompletionMessage,
     ContentDelta,
@@ -42,11 +42,11 @@ class AgentConfig(BaseModel):
     tool_choice: ToolChoice | None = None
     tool_prompt_format: ToolPromptFormat | None = None
     tool_config: ToolConfig | None = None
-    max_infer_iters: int | None = Field(default=10, ge=1, le=100)
+    max_infer_iters: JsonInt | None = Field(default=10, ge=1, le=100)
     model: str
     instructions: str
     name: str | None = None
-    enable_session_persistence: bool | None = False
+    enable_session_persistence: JsonBool | None = False
     response_format: ResponseFormat | None = None
 
 
@@ -153,7 +153,7 @@ class Session(BaseModel):
 
 class CreateAgentTurnRequest(BaseModel):
     messages: list[TurnInputMessage] = Field(min_length=1)
-    stream: bool | None = False
+    stream: JsonBool | None = False
     documents: list[Document] | None = None
     toolgroups: list[AgentTool] | None = None
     tool_config: ToolConfig | None = None
@@ -161,7 +161,7 @@ class CreateAgentTurnRequest(BaseModel):
 
 class ResumeAgentTurnRequest(BaseModel):
     tool_responses: list[ToolResponse] = Field(min_length=1)
-    stream: bool | None = False
+    stream: JsonBool | None = False
 
 
 class AgentStepResponse(BaseModel):

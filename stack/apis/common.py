@@ -5,7 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictBool
+
+# Request fields take JSON's own types, as OpenAI does: "yes" is not a boolean, "5" or 5.5 not an
+# integer, "0.5" not a number (pydantic's lax mode would coerce them).
+JsonBool = StrictBool
+JsonInt = Annotated[int, Strict()]
+JsonFloat = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 class URL(BaseModel):

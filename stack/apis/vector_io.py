@@ -6,7 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .common import URL, InterleavedContent, InterleavedContentItem, Resource, ResourceType
+from .common import (
+    URL,
+    InterleavedContent,
+    InterleavedContentItem,
+    JsonFloat,
+    JsonInt,
+    Resource,
+    ResourceType,
+)
 
 
 class VectorDB(Resource):
@@ -22,7 +30,7 @@ class ListVectorDBsResponse(BaseModel):
 class RegisterVectorDbRequest(BaseModel):
     vector_db_id: str = Field(min_length=1, max_length=200)
     embedding_model: str
-    embedding_dimension: int | None = Field(default=None, ge=1)
+    embedding_dimension: JsonInt | None = Field(default=None, ge=1)
     provider_id: str | None = None
     provider_vector_db_id: str | None = None
 
@@ -36,7 +44,7 @@ class Chunk(BaseModel):
 class InsertChunksRequest(BaseModel):
     vector_db_id: str
     chunks: list[Chunk] = Field(min_length=1)
-    ttl_seconds: int | None = Field(default=None, ge=1)
+    ttl_seconds: JsonInt | None = Field(default=None, ge=1)
 
 
 class QueryChunksRequest(BaseModel):
@@ -60,7 +68,7 @@ class RAGDocument(BaseModel):
 class InsertRequest(BaseModel):
     documents: list[RAGDocument] = Field(min_length=1)
     vector_db_id: str
-    chunk_size_in_tokens: int = Field(ge=16, le=8192)
+    chunk_size_in_tokens: JsonInt = Field(ge=16, le=8192)
 
 
 class DefaultRAGQueryGeneratorConfig(BaseModel):
@@ -81,12 +89,12 @@ RAGQueryGeneratorConfig = Annotated[
 
 class RRFRanker(BaseModel):
     type: Literal["rrf"] = "rrf"
-    impact_factor: float = Field(default=60.0, gt=0)
+    impact_factor: JsonFloat = Field(default=60.0, gt=0)
 
 
 class WeightedRanker(BaseModel):
     type: Literal["weighted"] = "weighted"
-    alpha: float = Field(default=0.5, ge=0, le=1)
+    alpha: JsonFloat = Field(default=0.5, ge=0, le=1)
 
 
 Ranker = Annotated[RRFRanker | WeightedRanker, Field(discriminator="type")]
@@ -96,8 +104,8 @@ DEFAULT_CHUNK_TEMPLATE = "Result {index}\nContent: {chunk.content}\nMetadata: {m
 
 class RAGQueryConfig(BaseModel):
     query_generator_config: RAGQueryGeneratorConfig = Field(default_factory=DefaultRAGQueryGeneratorConfig)
-    max_tokens_in_context: int = Field(default=4096, ge=1)
-    max_chunks: int = Field(default=5, ge=1, le=100)
+    max_tokens_in_context: JsonInt = Field(default=4096, ge=1)
+    max_chunks: JsonInt = Field(default=5, ge=1, le=100)
     chunk_template: str = DEFAULT_CHUNK_TEMPLATE
     mode: str | None = None
     ranker: Ranker | None = None

@@ -131,6 +131,22 @@ class VectorIORouter:
                     f"chunks[{i}].embedding has {len(chunk.embedding)} dimensions; "
                     f"vector db '{vector_db_id}' stores {db.embedding_dimension}."
                 )
+        # One id per chunk in a store. Explicit ids given twice are a mistake to report; chunks
+        # identical in document and text (repeated boilerplate) are the same chunk, stored once.
+        seen: dict[str, int] = {}
+        unique: list[Chunk] = []
+        for i, chunk in enumerate(chunks):
+            ident = chunk_id(chunk)
+            if ident in seen:
+                if isinstance(chunk.metadata.get("chunk_id"), str):
+                    raise BadRequestError(
+                        f"chunks[{seen[ident]}] and chunks[{i}] have the same metadata.chunk_id "
+                        f"'{ident}'; give each chunk of one insert its own id."
+                    )
+                continue
+            seen[ident] = i
+            unique.append(chunk)
+        chunks = unique
         missing = [i for i, c in enumerate(chunks) if c.embedding is None]
         computed = (
             await self.embed(db, [content_to_text(chunks[i].content) for i in missing]) if missing else []

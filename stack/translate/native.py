@@ -139,13 +139,18 @@ def tool_spec_from_native(tool: n.ToolDefinition) -> ToolSpec:
 
 
 def tool_options_from_native(req: n.ChatCompletionRequest) -> ToolOptions | None:
-    if not req.tools:
-        return None
     config = req.tool_config or n.ToolConfig()
     fields = req.tool_config.model_fields_set if req.tool_config else set()
     choice = (
         config.tool_choice if "tool_choice" in fields else (req.tool_choice or config.tool_choice or "auto")
     )
+    if not req.tools:
+        asked = str(getattr(choice, "value", choice))
+        if asked not in ("auto", "none"):
+            raise BadRequestError(
+                f"tool_choice '{asked}' needs tools, and the request has none; send tools or omit it."
+            )
+        return None
     prompt_format = config.tool_prompt_format or req.tool_prompt_format
     specs = [tool_spec_from_native(t) for t in req.tools]
     names = [t.name for t in specs]

@@ -49,6 +49,17 @@ def _stop(stop: o.Stop | None) -> list[str]:
     return [s for s in stops if s]
 
 
+def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
+    if not bias:
+        return None
+    out: dict[int, float] = {}
+    for key, value in bias.items():
+        if not (key.isascii() and key.isdigit()):
+            raise BadRequestError(f"logit_bias: keys are token ids (like \"1234\"), not '{key}'.")
+        out[int(key)] = value
+    return out
+
+
 def _json_schema(fmt: o.OpenAIResponseFormatParam | None) -> dict | None:
     if fmt is None or isinstance(fmt, o.OpenAIResponseFormatText):
         return None
@@ -74,6 +85,8 @@ def _tool_options(req: o.OpenaiChatCompletionRequest) -> ToolOptions | None:
     if req.functions:
         raise UnsupportedError("functions/function_call are deprecated by OpenAI; send tools/tool_choice.")
     if not req.tools:
+        if req.tool_choice is not None:
+            raise BadRequestError("tool_choice is only allowed when tools are given; send tools or omit it.")
         return None
     specs = [_tool_spec(t, f"tools[{i}]") for i, t in enumerate(req.tools)]
     names = [t.name for t in specs]
@@ -116,6 +129,7 @@ def chat_request_from_openai(req: o.OpenaiChatCompletionRequest) -> ChatRequest:
             stop=_stop(req.stop),
             seed=req.seed,
             logprobs=logprobs,
+            logit_bias=_logit_bias(req.logit_bias),
         ),
         json_schema=_json_schema(req.response_format),
         tools=_tool_options(req),
@@ -148,6 +162,7 @@ def completion_request_from_openai(req: o.OpenaiCompletionRequest) -> Completion
             stop=_stop(req.stop),
             seed=req.seed,
             logprobs=logprobs,
+            logit_bias=_logit_bias(req.logit_bias),
         ),
     )
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import json
 import logging
+import math
 import random
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,11 +32,13 @@ from llamastack.stack.apis.inference.core import (
 )
 from llamastack.stack.errors import BadRequestError, ContextLengthExceededError, ServerBusyError
 
+from ...utils.gbnf import check_grammar
 from .config import LlamaCppConfig
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
+_GRAMMAR_CACHE = 64  # compiled grammars kept per model (agents and tools repeat theirs)
 
 
 class _LogprobRecorder:
@@ -60,6 +63,18 @@ class _LogprobRecorder:
             idx = idx[np.argsort(-lp[idx])]
             top = [(piece(int(i)), float(lp[i])) for i in idx]
         return TokenLogprob(token=piece(token), logprob=float(lp[token]), top=top)
+
+
+class _LogitBias:
+    """A logits processor adding OpenAI's logit_bias (token id -> bias) to every step's logits."""
+
+    def __init__(self, bias: dict[int, float]) -> None:
+        self.ids = np.fromiter(bias.keys(), dtype=np.int64)
+        self.values = np.fromiter(bias.values(), dtype=np.float32)
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        scores[self.ids] += self.values
+        return scores
 
 
 # llama-cpp-python's JSON-schema converter lets string characters include raw control characters
@@ -100,6 +115,8 @@ class LlamaCppModel:
             verbose=False,
         )
         self.n_ctx = self.llm.n_ctx()
+        self.n_vocab = self.llm.n_vocab()
+        self._grammars: dict[tuple[str | None, str | None], Any] = {}
         self._vocab = self.llm._model.vocab
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._eom_id = self._single_token("<|eom_id|>")
@@ -109,6 +126,7 @@ class LlamaCppModel:
         self._formatter = self._make_formatter(llama_cpp)
         self._lock = asyncio.Lock()
         self._waiting = 0
+        self._recent_s: float | None = None  # seconds one request holds the model, recently
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-cpp-{path.stem}")
 
     # --- set-up -------------------------------------------------------------------------------
@@ -181,34 +199,85 @@ class LlamaCppModel:
         return self.llm.tokenize(prompt.encode(), add_bos=False, special=True)
 
     def completion_prompt(self, prompt: str) -> list[int]:
-        return self.llm.tokenize(prompt.encode(), add_bos=True, special=False)
+        tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=False)
+        if not tokens and self.llm.token_bos() >= 0:
+            # An empty prompt on a model that adds no BOS itself: continue from BOS, as OpenAI does
+            # from its own start token (llama.cpp cannot decode an empty batch).
+            tokens = [self.llm.token_bos()]
+        return tokens
+
+    def check_tokens(self, sampling: SamplingOptions) -> None:
+        """Token ids from the client must exist: llama.cpp indexes its arrays with them unchecked."""
+        bad = sorted(t for t in sampling.logit_bias or {} if not 0 <= t < self.n_vocab)
+        if bad:
+            raise BadRequestError(
+                f"logit_bias names token id(s) {', '.join(map(str, bad[:5]))} outside this model's "
+                f"vocabulary (ids 0-{self.n_vocab - 1})."
+            )
+        if sampling.logprobs is not None and not 0 <= sampling.logprobs <= min(20, self.n_vocab):
+            raise BadRequestError("logprobs: ask for at most 20 top tokens.")
 
     def check_context(self, prompt_tokens: int, max_tokens: int | None) -> int:
         """Returns how many tokens may be generated; raises 400 if the request cannot fit."""
+        if prompt_tokens == 0:
+            raise BadRequestError("The prompt is empty; send some text to complete.")
         if prompt_tokens >= self.n_ctx or prompt_tokens + (max_tokens or 0) > self.n_ctx:
             raise ContextLengthExceededError(
                 limit=self.n_ctx, prompt_tokens=prompt_tokens, max_tokens=max_tokens
             )
         return max_tokens or (self.n_ctx - prompt_tokens)
 
-    @staticmethod
-    @functools.lru_cache(maxsize=64)
-    def _grammar(gbnf: str | None, schema_json: str | None) -> Any:
+    def _compile_grammar(self, gbnf: str | None, schema_json: str | None) -> Any:
+        """A grammar llama.cpp can use, or a 400: client grammars never reach it unchecked.
+
+        Our own checker gives the precise message and stops what llama.cpp's parser cannot survive
+        (deep nesting, token ids past the vocabulary); then llama.cpp's parser itself is asked, as it
+        answers a grammar it rejects with a null sampler that llama-cpp-python would use and crash on.
+        """
+        import llama_cpp
         from llama_cpp import LlamaGrammar
 
-        try:
-            if schema_json is not None:
+        what = "JSON schema" if schema_json is not None else "grammar"
+        if schema_json is not None:
+            try:
                 gbnf = _json_grammar(schema_json)
-            return LlamaGrammar.from_string(gbnf or "", verbose=False)
-        except Exception as exc:
-            what = "JSON schema" if schema_json is not None else "grammar"
-            raise BadRequestError(f"The {what} could not be compiled into a grammar: {exc}") from None
+            except Exception as exc:  # the converter raises plain exceptions on schemas it cannot map
+                raise BadRequestError(f"The JSON schema could not be turned into a grammar: {exc}") from None
+        text = gbnf or ""
+        try:
+            token_ids = check_grammar(text)
+        except BadRequestError as exc:
+            if schema_json is None:
+                raise
+            raise BadRequestError(f"The JSON schema cannot be enforced as a grammar: {exc.detail}") from None
+        for token_id in token_ids:
+            if token_id >= self.n_vocab:
+                raise BadRequestError(
+                    f"The {what} names token <[{token_id}]>, but the model's vocabulary has "
+                    f"{self.n_vocab} tokens (ids 0-{self.n_vocab - 1})."
+                )
+        probe = llama_cpp.llama_sampler_init_grammar(self._vocab, text.encode(), b"root")
+        if not probe:
+            source = "grammar made from the JSON schema" if schema_json is not None else "grammar"
+            raise BadRequestError(
+                f"llama.cpp rejected the {source} (for example a <token> that is not exactly one token "
+                "of this model's vocabulary); check it against llama.cpp's GBNF syntax."
+            )
+        llama_cpp.llama_sampler_free(probe)
+        return LlamaGrammar.from_string(text, verbose=False)
 
     def grammar_for(self, json_schema: dict[str, Any] | None, gbnf: str | None) -> Any:
         if json_schema is None and gbnf is None:
             return None
         schema_json = json.dumps(json_schema, sort_keys=True) if json_schema is not None else None
-        return self._grammar(gbnf, schema_json)
+        key = (gbnf, schema_json)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            grammar = self._compile_grammar(gbnf, schema_json)
+            self._grammars[key] = grammar
+            if len(self._grammars) > _GRAMMAR_CACHE:
+                self._grammars.pop(next(iter(self._grammars)))
+        return grammar
 
     # --- generation (worker thread) -------------------------------------------------------------
 
@@ -223,8 +292,12 @@ class LlamaCppModel:
         cancel: threading.Event,
     ) -> GenerationResult:
         llm = self.llm
-        llm.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(31))
+        # llama.cpp seeds are 32-bit; OpenAI's are 64-bit.
+        llm.set_seed(sampling.seed & 0x7FFFFFFF if sampling.seed is not None else random.getrandbits(31))
         recorder = _LogprobRecorder() if sampling.logprobs is not None else None
+        processors: list[Any] = [_LogitBias(sampling.logit_bias)] if sampling.logit_bias else []
+        if recorder is not None:
+            processors.append(recorder)
         greedy = not sampling.temperature
         stream = llm.generate(
             tokens,
@@ -235,7 +308,7 @@ class LlamaCppModel:
             repeat_penalty=sampling.repetition_penalty or 1.0,
             frequency_penalty=sampling.frequency_penalty or 0.0,
             presence_penalty=sampling.presence_penalty or 0.0,
-            logits_processor=[recorder] if recorder is not None else None,
+            logits_processor=processors or None,
             grammar=grammar,
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -249,6 +322,7 @@ class LlamaCppModel:
         n = 0
         for token in stream:
             if cancel.is_set():
+                log.info("Generation cancelled after %d tokens: the client went away.", n)
                 finish = "stop"
                 break
             if self._is_eog(self._vocab, token):
@@ -297,11 +371,17 @@ class LlamaCppModel:
 
     # --- the async face -----------------------------------------------------------------------
 
-    async def _enter_queue(self) -> None:
+    def retry_after_s(self) -> int:
+        """How long a new request would wait: the running one and each queued one, at the recent pace."""
+        return max(1, math.ceil((self._waiting + 1) * (self._recent_s or 1.0)))
+
+    async def _enter_queue(self, model_id: str) -> None:
         if self._waiting >= self.config.max_queued_requests:
+            wait = self.retry_after_s()
             raise ServerBusyError(
-                f"Model '{self.path.name}' has {self._waiting} requests waiting; try again shortly.",
-                retry_after_s=2,
+                f"Model '{model_id}' has {self._waiting} requests waiting (about {wait} s of work); "
+                f"try again in {wait} s.",
+                retry_after_s=wait,
             )
         self._waiting += 1
         try:
@@ -309,17 +389,31 @@ class LlamaCppModel:
         finally:
             self._waiting -= 1
 
+    def _finished(self, started: float) -> None:
+        # An exponential average of how long one request holds the model, for Retry-After.
+        took = time.monotonic() - started
+        self._recent_s = took if self._recent_s is None else 0.7 * self._recent_s + 0.3 * took
+        self._lock.release()
+
     def _start(self, *args: Any) -> asyncio.Future[GenerationResult]:
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         future = loop.run_in_executor(self._executor, self._generate, *args)
         # The lock is released when the thread is done, even if the caller has gone away.
-        future.add_done_callback(lambda _: self._lock.release())
+        future.add_done_callback(lambda _: self._finished(started))
         return future
 
     async def generate(
-        self, tokens: list[int], budget: int, sampling: SamplingOptions, stops: list[str], grammar: Any
+        self,
+        tokens: list[int],
+        budget: int,
+        sampling: SamplingOptions,
+        stops: list[str],
+        grammar: Any,
+        *,
+        model_id: str,
     ) -> GenerationResult:
-        await self._enter_queue()
+        await self._enter_queue(model_id)
         cancel = threading.Event()
         try:
             future = self._start(tokens, budget, sampling, stops, grammar, None, cancel)
@@ -333,9 +427,16 @@ class LlamaCppModel:
             raise
 
     async def generate_stream(
-        self, tokens: list[int], budget: int, sampling: SamplingOptions, stops: list[str], grammar: Any
+        self,
+        tokens: list[int],
+        budget: int,
+        sampling: SamplingOptions,
+        stops: list[str],
+        grammar: Any,
+        *,
+        model_id: str,
     ) -> AsyncIterator[GenerationChunk]:
-        await self._enter_queue()
+        await self._enter_queue(model_id)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()

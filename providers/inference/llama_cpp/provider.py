@@ -91,6 +91,7 @@ class LlamaCppInference:
             messages = generic_tool_messages(request.messages, tools) if uses_tools else request.messages
             tokens, template_stops = engine.chat_prompt(messages)
         budget = engine.check_context(len(tokens), request.sampling.max_tokens)
+        engine.check_tokens(request.sampling)
         schema = request.json_schema
         if schema is not None:
             check_enforceable(schema, "response_format")
@@ -105,6 +106,7 @@ class LlamaCppInference:
         engine = self._engine(model)
         tokens = engine.completion_prompt(request.prompt)
         budget = engine.check_context(len(tokens), request.sampling.max_tokens)
+        engine.check_tokens(request.sampling)
         schema = request.json_schema
         if schema is not None:
             check_enforceable(schema, "response_format")
@@ -114,25 +116,33 @@ class LlamaCppInference:
 
     async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
         engine, tokens, budget, stops, grammar, builtin = self._prepare_chat(model, request)
-        result = await engine.generate(tokens, budget, request.sampling, stops, grammar)
+        result = await engine.generate(
+            tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
+        )
         if request.tools is not None and request.tools.active:
             result = apply_to_result(result, request.tools, builtin)
         return result
 
     def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
         engine, tokens, budget, stops, grammar, builtin = self._prepare_chat(model, request)
-        stream = engine.generate_stream(tokens, budget, request.sampling, stops, grammar)
+        stream = engine.generate_stream(
+            tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
+        )
         if request.tools is not None and request.tools.active:
             return apply_to_stream(stream, request.tools, builtin)
         return stream
 
     async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
         engine, tokens, budget, stops, grammar = self._prepare_completion(model, request)
-        return await engine.generate(tokens, budget, request.sampling, stops, grammar)
+        return await engine.generate(
+            tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
+        )
 
     def complete_stream(self, model: Model, request: CompletionRequest) -> AsyncIterator[GenerationChunk]:
         engine, tokens, budget, stops, grammar = self._prepare_completion(model, request)
-        return engine.generate_stream(tokens, budget, request.sampling, stops, grammar)
+        return engine.generate_stream(
+            tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
+        )
 
     async def embed(self, model: Model, texts: list[str], *, truncate=None) -> EmbeddingResult:
         raise UnsupportedError("inline::llama-cpp does not serve embeddings.")

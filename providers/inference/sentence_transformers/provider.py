@@ -61,7 +61,19 @@ class SentenceTransformersInference:
                 if self.config.backend == "numpy":
                     raise BadRequestError(f"The numpy backend cannot run '{folder}': {exc}.") from None
                 log.info("Using the torch backend for %s (%s)", folder, exc)
-        return _TorchEncoder(folder)
+        if not (folder / "config.json").is_file():
+            raise BadRequestError(
+                f"'{folder}' is not an embedding model folder (it has no config.json); point "
+                "provider_model_id at a sentence-transformers or BERT model directory."
+            )
+        try:
+            return _TorchEncoder(folder)
+        except BadRequestError:
+            raise
+        except Exception as exc:  # transformers raises many kinds on folders it cannot load
+            raise BadRequestError(
+                f"'{folder}' could not be loaded as an embedding model: {type(exc).__name__}: {exc}"
+            ) from None
 
     async def register_model(self, model: Model) -> Model:
         if model.model_type != ModelType.embedding:

@@ -41,6 +41,7 @@ class SamplingOptions:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     logprobs: int | None = None  # None: no logprobs; N: the sampled token plus the top N
+    logit_bias: dict[int, float] | None = None  # token id -> bias added to its logit
 
 
 @dataclass(slots=True)

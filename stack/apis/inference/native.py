@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..common import InterleavedContent, InterleavedContentItem
+from ..common import InterleavedContent, InterleavedContentItem, JsonBool, JsonFloat, JsonInt
 
 
 class StopReason(StrEnum):
@@ -34,13 +34,13 @@ class GreedySamplingStrategy(BaseModel):
 
 class TopPSamplingStrategy(BaseModel):
     type: Literal["top_p"] = "top_p"
-    temperature: float | None = Field(default=None, ge=0.0)
-    top_p: float | None = Field(default=0.95, gt=0.0, le=1.0)
+    temperature: JsonFloat | None = Field(default=None, ge=0.0)
+    top_p: JsonFloat | None = Field(default=0.95, gt=0.0, le=1.0)
 
 
 class TopKSamplingStrategy(BaseModel):
     type: Literal["top_k"] = "top_k"
-    top_k: int = Field(ge=1)
+    top_k: JsonInt = Field(ge=1, le=1_000_000)
 
 
 SamplingStrategy = Annotated[
@@ -50,8 +50,8 @@ SamplingStrategy = Annotated[
 
 class SamplingParams(BaseModel):
     strategy: SamplingStrategy = Field(default_factory=GreedySamplingStrategy)
-    max_tokens: int | None = Field(default=0, ge=0)
-    repetition_penalty: float | None = 1.0
+    max_tokens: JsonInt | None = Field(default=0, ge=0)
+    repetition_penalty: JsonFloat | None = Field(default=1.0, gt=0.0)
     stop: list[str] | None = Field(default=None, max_length=4)
 
 
@@ -65,7 +65,7 @@ class ToolCall(BaseModel):
 class ToolParamDefinition(BaseModel):
     param_type: str
     description: str | None = None
-    required: bool | None = True
+    required: JsonBool | None = True
     default: Any = None
 
 
@@ -124,7 +124,7 @@ Message = Annotated[
 
 
 class LogProbConfig(BaseModel):
-    top_k: int | None = Field(default=0, ge=0, le=20)
+    top_k: JsonInt | None = Field(default=0, ge=0, le=20)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -135,7 +135,7 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: ToolChoice | None = None
     tool_prompt_format: ToolPromptFormat | None = None
     response_format: ResponseFormat | None = None
-    stream: bool | None = False
+    stream: JsonBool | None = False
     logprobs: LogProbConfig | None = None
     tool_config: ToolConfig | None = None
 
@@ -145,7 +145,7 @@ class CompletionRequest(BaseModel):
     content: InterleavedContent
     sampling_params: SamplingParams | None = None
     response_format: ResponseFormat | None = None
-    stream: bool | None = False
+    stream: JsonBool | None = False
     logprobs: LogProbConfig | None = None
 
 
@@ -153,7 +153,7 @@ class EmbeddingsRequest(BaseModel):
     model_id: str
     contents: list[str] | list[InterleavedContentItem] = Field(min_length=1)
     text_truncation: Literal["none", "start", "end"] | None = None
-    output_dimension: int | None = Field(default=None, ge=1)
+    output_dimension: JsonInt | None = Field(default=None, ge=1)
     task_type: Literal["query", "document"] | None = None
 
 

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..common import JsonBool, JsonFloat, JsonInt
+
 
 class OpenAIChatCompletionContentPartTextParam(BaseModel):
     type: Literal["text"] = "text"
@@ -35,7 +37,7 @@ class OpenAIChatCompletionToolCallFunction(BaseModel):
 
 
 class OpenAIChatCompletionToolCall(BaseModel):
-    index: int | None = None
+    index: JsonInt | None = None
     id: str | None = None
     type: Literal["function"] = "function"
     function: OpenAIChatCompletionToolCallFunction | None = None
@@ -89,7 +91,7 @@ class OpenAIResponseFormatText(BaseModel):
 class OpenAIJSONSchema(BaseModel):
     name: str
     description: str | None = None
-    strict: bool | None = None
+    strict: JsonBool | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
@@ -113,49 +115,53 @@ Stop = str | list[str]
 class OpenaiChatCompletionRequest(BaseModel):
     model: str
     messages: list[OpenAIMessageParam] = Field(min_length=1)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: JsonFloat | None = Field(default=None, ge=-2.0, le=2.0)
     function_call: str | dict[str, Any] | None = None
     functions: list[dict[str, Any]] | None = None
-    logit_bias: dict[str, float] | None = None
-    logprobs: bool | None = None
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    n: int | None = Field(default=None, ge=1, le=1)
-    parallel_tool_calls: bool | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, Annotated[JsonFloat, Field(ge=-100, le=100)]] | None = Field(
+        default=None, description="Token id (as a string) to a bias from -100 to 100 added to its logit."
+    )
+    logprobs: JsonBool | None = None
+    max_completion_tokens: JsonInt | None = Field(default=None, ge=1)
+    max_tokens: JsonInt | None = Field(default=None, ge=1)
+    n: JsonInt | None = Field(default=None, ge=1, le=1)
+    parallel_tool_calls: JsonBool | None = None
+    presence_penalty: JsonFloat | None = Field(default=None, ge=-2.0, le=2.0)
     response_format: OpenAIResponseFormatParam | None = None
-    seed: int | None = None
+    seed: JsonInt | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: Stop | None = None
-    stream: bool | None = None
+    stream: JsonBool | None = None
     stream_options: dict[str, Any] | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    temperature: JsonFloat | None = Field(default=None, ge=0.0, le=2.0)
     tool_choice: str | dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_logprobs: JsonInt | None = Field(default=None, ge=0, le=20)
+    top_p: JsonFloat | None = Field(default=None, gt=0.0, le=1.0)
     user: str | None = None
 
 
 class OpenaiCompletionRequest(BaseModel):
     model: str
     prompt: str | list[str] | list[int] | list[list[int]]
-    best_of: int | None = Field(default=None, ge=1, le=1)
-    echo: bool | None = None
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    logit_bias: dict[str, float] | None = None
-    logprobs: bool | int | None = None
-    max_tokens: int | None = Field(default=None, ge=0)
-    n: int | None = Field(default=None, ge=1, le=1)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    seed: int | None = None
+    best_of: JsonInt | None = Field(default=None, ge=1, le=1)
+    echo: JsonBool | None = None
+    frequency_penalty: JsonFloat | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, Annotated[JsonFloat, Field(ge=-100, le=100)]] | None = Field(
+        default=None, description="Token id (as a string) to a bias from -100 to 100 added to its logit."
+    )
+    logprobs: JsonBool | JsonInt | None = None
+    max_tokens: JsonInt | None = Field(default=None, ge=0)
+    n: JsonInt | None = Field(default=None, ge=1, le=1)
+    presence_penalty: JsonFloat | None = Field(default=None, ge=-2.0, le=2.0)
+    seed: JsonInt | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: Stop | None = None
-    stream: bool | None = None
+    stream: JsonBool | None = None
     stream_options: dict[str, Any] | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    temperature: JsonFloat | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: JsonFloat | None = Field(default=None, gt=0.0, le=1.0)
     user: str | None = None
     guided_choice: list[str] | None = None
-    prompt_logprobs: int | None = None
+    prompt_logprobs: JsonInt | None = None
     suffix: str | None = None
 
 
@@ -163,7 +169,7 @@ class OpenaiEmbeddingsRequest(BaseModel):
     model: str
     input: str | list[str]
     encoding_format: Literal["float", "base64"] | None = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: JsonInt | None = Field(default=None, ge=1)
     user: str | None = None
 
 

@@ -11,9 +11,10 @@ from ...apis import agents as a
 from ...datatypes import Api
 from ...errors import NotFoundError
 from ..deps import json_response, router_of
+from ..route import StackRoute
 from ..sse import sse_response
 
-router = APIRouter(tags=["Agents"])
+router = APIRouter(tags=["Agents"], route_class=StackRoute)
 _STREAM = {"text/event-stream": {}}
 _SESSION = "/v1/agents/{agent_id}/session/{session_id}"
 

@@ -8,6 +8,8 @@ reading anything.
 
 from __future__ import annotations
 
+import email.message
+import email.utils
 import logging
 from urllib.parse import quote
 
@@ -29,9 +31,10 @@ from ...datatypes import Api
 from ...errors import BadRequestError, PayloadTooLargeError
 from ...routing.files import MAX_LIST_LIMIT, FilesRouter, parse_purpose
 from ..deps import json_response, router_of
+from ..route import StackRoute
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["Files"])
+router = APIRouter(tags=["Files"], route_class=StackRoute)
 _BASE = "/v1/openai/v1/files"
 _FILE = _BASE + "/{file_id}"
 
@@ -97,18 +100,13 @@ class _UploadForm:
 
     def _header_end(self) -> None:
         part = self._part
-        part.headers[part.header_field.decode("latin-1").strip().lower()] = part.header_value.decode(
-            "utf-8", "replace"
-        )
+        part.headers[part.header_field.decode("latin-1").strip().lower()] = _header_text(part.header_value)
         part.header_field.clear()
         part.header_value.clear()
 
     def _headers_finished(self) -> None:
         part = self._part
-        _, options = parse_options_header(part.headers.get("content-disposition", ""))
-        part.name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in options:
-            part.filename = options[b"filename"].decode("utf-8", "replace")
+        part.name, part.filename = _disposition_names(part.headers.get("content-disposition", ""))
         part.content_type = part.headers.get("content-type")
         if part.name == "file":
             if self.file_part is not None:
@@ -163,6 +161,29 @@ class _UploadForm:
     async def abort(self) -> None:
         if self.upload is not None:
             await self.upload.abort()
+
+
+def _header_text(raw: bytes | bytearray) -> str:
+    # Clients send non-ASCII file names as raw UTF-8 (HTML5 forms, httpx, requests); old ones Latin-1.
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return bytes(raw).decode("latin-1")
+
+
+def _disposition_names(value: str) -> tuple[str, str | None]:
+    """The part's name and file name from Content-Disposition, RFC 5987 ``filename*`` first."""
+    message = email.message.Message()
+    message["content-disposition"] = value
+    name, plain, extended = "", None, None
+    for key, param in message.get_params(header="content-disposition", failobj=[])[1:]:
+        if key == "name" and isinstance(param, str):
+            name = param
+        elif key == "filename" and isinstance(param, tuple):
+            extended = email.utils.collapse_rfc2231_value(param)
+        elif key == "filename" and plain is None:
+            plain = email.utils.unquote(param)
+    return name, extended if extended is not None else plain
 
 
 def _boundary(content_type: str) -> bytes:

@@ -19,9 +19,10 @@ from ...routing.inference import InferenceRouter
 from ...translate import native as tn
 from ...translate import openai as to
 from ..deps import json_response, router_of
+from ..route import StackRoute
 from ..sse import prepend, sse_response
 
-router = APIRouter(tags=["Inference"])
+router = APIRouter(tags=["Inference"], route_class=StackRoute)
 
 _STREAM = {"text/event-stream": {}}
 

@@ -12,8 +12,9 @@ from ...errors import ProviderNotFoundError
 from ...resolver import ProviderInstance
 from ...version import __version__
 from ..deps import stack_of
+from ..route import StackRoute
 
-router = APIRouter(tags=["Inspect"])
+router = APIRouter(tags=["Inspect"], route_class=StackRoute)
 
 
 class HealthStatus(StrEnum):
@@ -72,7 +73,7 @@ async def list_routes(request: Request) -> ListRoutesResponse:
     )
 
 
-providers_router = APIRouter(tags=["Providers"])
+providers_router = APIRouter(tags=["Providers"], route_class=StackRoute)
 
 
 async def _info(instance: ProviderInstance) -> ProviderInfo:

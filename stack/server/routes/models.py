@@ -13,8 +13,9 @@ from ...apis.models import (
     RegisterModelRequest,
 )
 from ..deps import json_response, stack_of
+from ..route import StackRoute
 
-router = APIRouter(tags=["Models"])
+router = APIRouter(tags=["Models"], route_class=StackRoute)
 
 
 def _models(request: Request):

@@ -15,8 +15,9 @@ from ...apis.safety import (
 from ...datatypes import Api
 from ...routing.safety import SafetyRouter, ShieldsTable
 from ..deps import json_response, router_of
+from ..route import StackRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StackRoute)
 
 
 def _shields(request: Request) -> ShieldsTable:

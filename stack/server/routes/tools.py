@@ -22,8 +22,9 @@ from ...datatypes import Api
 from ...errors import BadRequestError
 from ...routing.tool_runtime import ToolRuntimeRouter
 from ..deps import json_response, router_of
+from ..route import StackRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StackRoute)
 PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
 
 

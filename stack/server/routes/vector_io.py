@@ -19,8 +19,9 @@ from ...apis.vector_io import (
 from ...datatypes import Api
 from ...routing.vector_io import VectorDBsTable, VectorIORouter
 from ..deps import json_response, router_of
+from ..route import StackRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StackRoute)
 
 
 def _vector_io(request: Request) -> VectorIORouter:

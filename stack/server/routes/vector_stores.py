@@ -11,8 +11,9 @@ from ...apis import vector_stores as vs
 from ...datatypes import Api
 from ...routing.vector_stores import OpenAIVectorStores
 from ..deps import json_response, router_of
+from ..route import StackRoute
 
-router = APIRouter(tags=["VectorIO"])
+router = APIRouter(tags=["VectorIO"], route_class=StackRoute)
 _BASE = "/v1/openai/v1/vector_stores"
 _STORE = _BASE + "/{vector_store_id}"
 _FILE = _STORE + "/files/{file_id}"

@@ -1,0 +1,115 @@
+"""The route class every API route uses: strict JSON bodies, and work cancelled when the client leaves.
+
+- JSON bodies are parsed strictly: ``NaN``/``Infinity`` (not JSON, but Python's parser takes them)
+  and lone UTF-16 surrogates (``"\\ud800"``: valid JSON escapes that no UTF-8 string can hold, so
+  every tokenizer, encoder and database downstream would fail on them) are a 400 naming where they
+  are, before any handler sees the body.
+- A client that disconnects before its response has started cancels the handler (and with it a
+  generation waiting in or running on the model's queue): Starlette does not do this by itself, so
+  a departed client would otherwise hold the model until its request finished. Streaming responses
+  watch for the disconnect themselves once they start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number; send a finite number or null")
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """The location of the first string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _SURROGATE.search(key):
+                return f"{path} (a key)"
+            found = _lone_surrogate(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+class StrictJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                parsed = json.loads(body, parse_constant=_reject_constant)
+            except ValueError as exc:
+                if isinstance(exc, json.JSONDecodeError):
+                    raise
+                text = body.decode("utf-8", "replace")
+                raise json.JSONDecodeError(str(exc), text, 0) from None
+            # Only \u escapes can smuggle a lone surrogate in; most bodies have none.
+            if b"\\u" in body and (where := _lone_surrogate(parsed, "body")) is not None:
+                raise json.JSONDecodeError(
+                    f"{where} contains an unpaired UTF-16 surrogate escape (like \\ud800), which is "
+                    "not a character; send valid Unicode text",
+                    body.decode("utf-8", "replace"),
+                    0,
+                )
+            self._json = parsed
+        return self._json
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, Response]) -> Response:
+    # The whole body is read first, so from here on receive() only reports the disconnect.
+    await request.body()
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    return Response(status_code=499)  # never delivered: the client is gone
+
+
+def _reads_body_itself(request: Request) -> bool:
+    # Streamed uploads (multipart) are read by the handler chunk by chunk; never buffer them.
+    return request.headers.get("content-type", "").lower().startswith("multipart/")
+
+
+class StackRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            request = StrictJSONRequest(request.scope, request.receive, request._send)
+            if _reads_body_itself(request):
+                return await handler(request)
+            return await _cancel_on_disconnect(request, handler(request))
+
+        return route_handler
