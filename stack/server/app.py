@@ -6,17 +6,20 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..datatypes import Api
 from ..errors import StackError
 from ..resolver import Stack
 from ..version import __version__
+from .openapi import install_openapi
 from .routes import agents, files, inference, inspect, models, safety, tools, vector_io, vector_stores
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,19 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "Invalid request: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else "")
 
 
+_STATUS_CODES = {s.value for s in HTTPStatus}
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path: Starlette's 405 names only the first route's."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and isinstance(route, APIRoute):
+            methods |= route.methods
+    return ", ".join(sorted(methods - {"HEAD"}))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StackError)
     async def stack_error(request: Request, exc: StackError) -> JSONResponse:
@@ -77,7 +93,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(request, exc.status_code, "Error", str(exc.detail), getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        title = HTTPStatus(exc.status_code).phrase if exc.status_code in _STATUS_CODES else "Error"
+        return _error(request, exc.status_code, title, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -122,6 +142,7 @@ def create_app(stack: Stack | None = None) -> FastAPI:
     for module_router in routers:
         app.include_router(module_router)
     install_error_handlers(app)
+    install_openapi(app)
     app.state.api_routes = _api_routes(routers, stack)
     return app
 

@@ -379,3 +379,32 @@ def test_upload_reads_rfc5987_file_names(http: httpx.Client) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["filename"] == "データ.txt"
+
+
+def test_dropped_agent_turn_stream_cancels_its_generation(server: RunningServer) -> None:
+    # A grammar that forces a long answer: ~1000 tokens if nobody stops it.
+    endless = {"type": "grammar", "bnf": {"root": 'root ::= ("llama " | "alpaca "){1000}'}}
+    config = {
+        "model": CHAT_MODEL,
+        "instructions": "Answer.",
+        "response_format": endless,
+        "sampling_params": {"max_tokens": 1500},
+    }
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        agent_id = http.post("/v1/agents", json={"agent_config": config}).json()["agent_id"]
+        session_id = http.post(f"/v1/agents/{agent_id}/session", json={"session_name": "s"}).json()[
+            "session_id"
+        ]
+        before = _cancellations(server)
+        turn = {"messages": [{"role": "user", "content": "Go."}], "stream": True}
+        with http.stream("POST", f"/v1/agents/{agent_id}/session/{session_id}/turn", json=turn) as r:
+            assert r.status_code == 200
+            deltas = 0
+            for line in r.iter_lines():
+                deltas += '"step_type":"inference"' in line and '"delta"' in line
+                if deltas >= 3:
+                    break  # leaving the block drops the connection mid-turn
+    deadline = time.monotonic() + 30
+    while _cancellations(server) == before:
+        assert time.monotonic() < deadline, "the agent turn's generation went on after its client left"
+        time.sleep(0.1)
