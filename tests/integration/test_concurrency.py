@@ -105,17 +105,24 @@ def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
     try:
         statuses: list[int] = []
         headers: list[str | None] = []
+        body = {"model": CHAT_MODEL, "prompt": "Once upon a time", "max_tokens": 60, "temperature": 0}
+        body["logit_bias"] = {"0": -100, "1": -100, "2": -100}  # all 60 tokens, every time
+        started = time.monotonic()
+        assert (
+            httpx.post(f"{server.base_url}/v1/openai/v1/completions", json=body, timeout=120).status_code
+            == 200
+        )
+        one_request_s = time.monotonic() - started
 
         def call() -> None:
-            r = httpx.post(
-                f"{server.base_url}/v1/openai/v1/completions",
-                json={"model": CHAT_MODEL, "prompt": "Once upon a time", "max_tokens": 60, "temperature": 0},
-                timeout=120,
-            )
+            r = httpx.post(f"{server.base_url}/v1/openai/v1/completions", json=body, timeout=120)
             statuses.append(r.status_code)
             headers.append(r.headers.get("retry-after"))
             if r.status_code == 503:
-                assert "try again" in json.loads(r.text)["detail"]
+                detail = json.loads(r.text)["detail"]
+                assert "try again" in detail
+                # The model as clients name it, not the file behind it.
+                assert f"'{CHAT_MODEL}'" in detail and ".gguf" not in detail
 
         threads = [threading.Thread(target=call) for _ in range(4)]
         for t in threads:
@@ -126,6 +133,8 @@ def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
         # One generating, one waiting; the others are turned away rather than piling up.
         assert statuses.count(200) >= 2
         assert 503 in statuses
-        assert all(h is not None for s, h in zip(statuses, headers, strict=True) if s == 503)
+        waits = [int(h or 0) for s, h in zip(statuses, headers, strict=True) if s == 503]
+        # A new request waits for the running one and the queued one: at least one request's time.
+        assert all(w >= max(1, int(one_request_s)) for w in waits), (waits, one_request_s)
     finally:
         server.stop()
