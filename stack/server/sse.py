@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
+from starlette.requests import Request
 
 from ..errors import StackError
 
@@ -54,6 +55,12 @@ def sse_response(
             yield {"data": "[DONE]"}
 
     return EventSourceResponse(events(), sep="\n")
+
+
+def wants_done_marker(request: Request) -> bool:
+    """OpenAI streams end with ``data: [DONE]``, which OpenAI clients expect; llama-stack-client parses
+    every event as JSON and fails on it (the reference server never sends it), so it does not get one."""
+    return "LlamaStackClient/" not in request.headers.get("user-agent", "")
 
 
 async def prepend(first: object, rest: AsyncIterator[object]) -> AsyncIterator[object]:

@@ -151,3 +151,31 @@ def test_unknown_model_is_404(stack_client) -> None:
         stack_client.inference.chat_completion(model_id="nope", messages=QUESTION)
     with pytest.raises(llama_stack_client.NotFoundError):
         stack_client.models.retrieve("nope")
+
+
+def test_openai_streams_end_cleanly_for_llama_stack_client(stack_client) -> None:
+    # llama-stack-client parses every event as JSON: a `data: [DONE]` would raise at the end.
+    chunks = list(
+        stack_client.chat.completions.create(
+            model=CHAT_MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True
+        )
+    )
+    assert chunks and chunks[-1].choices[0].finish_reason is not None
+    completions = list(
+        stack_client.completions.create(model=CHAT_MODEL, prompt="Hi", max_tokens=4, stream=True)
+    )
+    assert completions and completions[-1].choices[0].finish_reason is not None
+
+
+def test_openai_clients_still_get_done_marker(base_url: str) -> None:
+    import httpx
+
+    body = {
+        "model": CHAT_MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 2,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{base_url}/v1/openai/v1/chat/completions", json=body, timeout=60) as r:
+        lines = [line for line in r.iter_lines() if line.startswith("data:")]
+    assert lines[-1] == "data: [DONE]"

@@ -20,7 +20,7 @@ from ...translate import native as tn
 from ...translate import openai as to
 from ..deps import json_response, router_of
 from ..route import StackRoute
-from ..sse import prepend, sse_response
+from ..sse import prepend, sse_response, wants_done_marker
 
 router = APIRouter(tags=["Inference"], route_class=StackRoute)
 
@@ -110,7 +110,7 @@ async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionR
     if body.stream:
         stream = await _started(inference.chat_stream(body.model, core))
         builder = to.ChatChunkBuilder(body.model, _include_usage(body.stream_options))
-        return sse_response([builder.first()], stream, builder.chunks, done_marker=True)
+        return sse_response([builder.first()], stream, builder.chunks, done_marker=wants_done_marker(request))
     return json_response(to.chat_completion(await inference.chat(body.model, core), body.model))
 
 
@@ -126,7 +126,7 @@ async def openai_completion(request: Request, body: o.OpenaiCompletionRequest) -
     if body.stream:
         stream = await _started(inference.complete_stream(body.model, core))
         builder = to.CompletionChunkBuilder(body.model, _include_usage(body.stream_options))
-        return sse_response([], stream, builder.chunks, done_marker=True)
+        return sse_response([], stream, builder.chunks, done_marker=wants_done_marker(request))
     result = await inference.complete(body.model, core)
     return json_response(to.completion(result, body.model, core.prompt if body.echo else None))
 
