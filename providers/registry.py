@@ -106,7 +106,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         provider_type="inline::code-interpreter",
         module=f"{_P}.tool_runtime.code_interpreter",
         config_class=f"{_P}.tool_runtime.code_interpreter.config:CodeInterpreterConfig",
-        description="The builtin::code_interpreter tool: Python 3 in a limited subprocess, no network.",
+        description="The builtin::code_interpreter tool: Python 3 in a bubblewrap sandbox, no network.",
     ),
     ProviderSpec(
         api=Api.agents,

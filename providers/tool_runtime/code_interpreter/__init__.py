@@ -1,4 +1,4 @@
-"""inline::code-interpreter: the builtin::code_interpreter tool, Python 3 in a limited subprocess."""
+"""inline::code-interpreter: the builtin::code_interpreter tool, Python 3 in a bubblewrap sandbox."""
 
 from __future__ import annotations
 

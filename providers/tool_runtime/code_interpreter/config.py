@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class CodeInterpreterConfig(BaseModel):
@@ -18,19 +18,46 @@ class CodeInterpreterConfig(BaseModel):
     max_processes: int = Field(
         default=32,
         ge=1,
-        description="Processes and threads the code may start (RLIMIT_NPROC; not enforced for root).",
+        description="Processes and threads of one run (RLIMIT_NPROC, per run in the bubblewrap sandbox).",
     )
     max_open_files: int = Field(default=128, ge=16, description="Open file descriptors (RLIMIT_NOFILE).")
-    network_isolation: Literal["auto", "namespace", "guard"] = Field(
+    isolation: Literal["auto", "bubblewrap", "none"] = Field(
         default="auto",
-        description="namespace: `unshare --net` (kernel-enforced); guard: socket functions raise "
-        "(against accidents, not a boundary); auto: namespace when it works here, else guard.",
+        description="bubblewrap: run the code in a bubblewrap sandbox, or refuse to run it; none: no "
+        "sandbox (needs allow_unsandboxed); auto: bubblewrap, or none only if allow_unsandboxed is set.",
+    )
+    allow_unsandboxed: bool = Field(
+        default=False,
+        description="Run code without a sandbox (as the server's user, with its files and network) "
+        "when there is none. Only for trusted code.",
+    )
+    sandbox_uid: int = Field(
+        default=65534,
+        ge=1,
+        lt=2**32 - 1,
+        description="uid and gid of the code in the sandbox; on the host too when the server runs as root.",
     )
     python: str = Field(
         default_factory=lambda: sys.executable,
         description="Interpreter to run; started with -I -S, so only its standard library is importable.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_options(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "network_isolation" in data:
+            raise ValueError(
+                "network_isolation was replaced by isolation (auto, bubblewrap or none) and "
+                "allow_unsandboxed; see docs/configuration.md"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _none_is_explicit(self) -> CodeInterpreterConfig:
+        if self.isolation == "none" and not self.allow_unsandboxed:
+            raise ValueError("isolation 'none' runs code without a sandbox: also set allow_unsandboxed: true")
+        return self
+
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:
-        return {"timeout_s": 10.0, "max_memory_mb": 1024, "network_isolation": "auto"}
+        return {"timeout_s": 10.0, "max_memory_mb": 1024, "isolation": "auto", "allow_unsandboxed": False}

@@ -1,21 +1,26 @@
 """The builtin::code_interpreter tool group: one tool, `code_interpreter`, that runs Python 3 in a
-sandboxed subprocess (see sandbox.py for what is and is not isolated) and returns its output and the
-files it wrote."""
+sandbox (see sandbox.py and bubblewrap.py) and returns its output and the files it wrote. Without a
+working sandbox the tool refuses to run code, unless the config allows running it unsandboxed."""
 
 from __future__ import annotations
 
 import base64
+import logging
 import signal
 from typing import Any
 
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
-from llamastack.stack.errors import BadRequestError, ConfigError
+from llamastack.stack.errors import BadRequestError
 
+from .bubblewrap import SandboxUnavailable
 from .config import CodeInterpreterConfig
 from .sandbox import Attachment, Limits, RunResult, Sandbox
 
+log = logging.getLogger(__name__)
+
 TOOL_NAME = "code_interpreter"
 TIMEOUT_CODE = 124  # as coreutils `timeout`; a signal is 128 + its number, as in shells
+UNAVAILABLE_CODE = 126  # as shells, for a command found but not runnable
 _SIGNAL_REASONS = {signal.SIGXCPU: "CPU time limit exceeded", signal.SIGXFSZ: "file size limit exceeded"}
 
 TOOL = ToolDef(
@@ -85,7 +90,7 @@ def format_content(result: RunResult, error: str | None) -> str:
 
 def _metadata(result: RunResult) -> dict[str, Any]:
     return {
-        "network_isolation": result.network_isolation,
+        "sandbox": result.sandbox,
         "exit_code": result.exit_code,
         "timed_out": result.timed_out,
         "duration_ms": round(result.duration_s * 1000, 1),
@@ -107,20 +112,23 @@ def _metadata(result: RunResult) -> dict[str, Any]:
 class CodeInterpreterRuntime:
     def __init__(self, config: CodeInterpreterConfig) -> None:
         self.config = config
-        self.sandbox = Sandbox(config.python, _limits(config), config.network_isolation)
+        self.sandbox = Sandbox(
+            config.python,
+            _limits(config),
+            isolation=config.isolation,
+            allow_unsandboxed=config.allow_unsandboxed,
+            uid=config.sandbox_uid,
+        )
 
     async def initialize(self) -> None:
-        try:
-            await self.sandbox.start()
-        except RuntimeError as exc:
-            raise ConfigError(f"inline::code-interpreter: {exc}") from None
+        kind = await self.sandbox.start()
+        level = logging.INFO if kind == "bubblewrap" else logging.WARNING
+        log.log(level, "code interpreter sandbox: %s", self.sandbox.describe())
 
     async def health(self) -> dict[str, str]:
-        return {
-            "status": "OK",
-            "network_isolation": self.sandbox.network_isolation,
-            "pid_namespace": "yes" if self.sandbox.pid_namespace else "no",
-        }
+        if self.sandbox.kind is None:
+            return {"status": "Error", "sandbox": "unavailable", "message": self.sandbox.describe()}
+        return {"status": "OK", "sandbox": self.sandbox.kind, "message": self.sandbox.describe()}
 
     async def register_toolgroup(self, group: ToolGroup) -> ToolGroup:
         return group
@@ -141,7 +149,16 @@ class CodeInterpreterRuntime:
         code = kwargs.get("code")
         if not isinstance(code, str):
             raise BadRequestError(f"Tool '{TOOL_NAME}' needs the argument 'code' (a string of Python 3).")
-        result = await self.sandbox.run(code)
+        try:
+            result = await self.sandbox.run(code)
+        except SandboxUnavailable as exc:
+            message = f"the code interpreter cannot run code: {exc}"
+            return ToolInvocationResult(
+                content=f"[not run: {message}]",
+                error_message=message,
+                error_code=UNAVAILABLE_CODE,
+                metadata={"sandbox": "unavailable"},
+            )
         error, error_code = _failure(result, self.config.timeout_s)
         return ToolInvocationResult(
             content=format_content(result, error),

@@ -1,37 +1,28 @@
-"""Runs untrusted Python 3 in a child process with limits, and reports what happened.
+"""Runs untrusted Python 3 in a sandbox with limits, and reports what happened.
 
 Each run gets a fresh scratch directory (its cwd, HOME and TMPDIR, deleted afterwards), an environment
 with nothing inherited from the server (no API keys), and ``python -I -S -B -u``: isolated mode, no
-``site`` (the standard library works, the server's site-packages do not leak in), no bytecode files,
-unbuffered output (what was printed before a timeout still comes back).
+``site`` (only the standard library), no bytecode files, unbuffered output (what was printed before
+a timeout still comes back).
 
-Limits: a wall-clock timeout, after which the whole process group is killed (so is whatever is left of
-it when the main process exits), and rlimits: CPU seconds, address space, processes, size of any file
-written, open files, no core dumps. The bootstrap sets them before the user code runs, rather than a
-``preexec_fn``: that would make the server fork() instead of vfork(), which with a 2 GiB model loaded
-stalls the event loop ~80 ms per run, and is unsafe in a threaded process. Lowered hard limits cannot be
-raised again without CAP_SYS_RESOURCE, which the code never has in a user namespace (in ``guard`` mode
-a root server's code does have it, as it would after a ``preexec_fn`` too).
+Sandboxes (``isolation``):
 
-Network, best effort without privileges, chosen once per interpreter at start-up and cached:
+* ``bubblewrap`` (see bubblewrap.py): its own mount, PID, network, IPC and UTS namespaces. The code sees
+  only the read-only system and Python runtime, its code file and its scratch directory; runs as an
+  unprivileged uid also when the server is root; has no network; cannot see or signal other processes.
+* ``none``: a plain child process as the server's user, seeing what the server sees, with network.
+  Only when the config says ``allow_unsandboxed: true``; never chosen silently.
 
-* ``namespace``: ``unshare --map-root-user --net`` puts the code in its own user and network
-  namespaces, where the only interface is a loopback that is down: a kernel-enforced boundary. Where
-  possible also ``--pid --fork --kill-child --mount-proc``: the code runs as pid 1 of its own PID
-  namespace, sees only its own processes in /proc, cannot signal the server, and every process it
-  started dies with it. (As a namespace's init it ignores signals it sends itself for which it has no
-  handler; RLIMIT_CPU then kills it one second after the soft limit.)
-* ``guard``: when unprivileged user namespaces are unavailable, a bootstrap replaces the ``socket``
-  module's constructors and resolvers with functions raising ``PermissionError`` before the user code
-  runs. This is a guard against accidental use, NOT a security boundary: ctypes, ``_socket``, a fresh
-  interpreter started with ``subprocess``, or any binary on PATH can bypass it. In this mode the code
-  also runs as the server's user in the server's PID namespace: it can signal the server and read
-  ``/proc/<server pid>/environ`` (the server's environment at start-up).
+When no sandbox can be set up the sandbox stays unavailable, and says why (``problem``).
 
-Neither mode isolates the filesystem: the code can read and write whatever the server's user can.
-RLIMIT_NPROC counts all processes and threads of the user and is not enforced by Linux for uid 0, not
-even inside a user namespace: a server running as root has no fork limit beyond the timeout and the
-kills.
+Limits: a wall-clock timeout, after which the whole process group is killed (with bubblewrap, killing
+bwrap takes its PID namespace down: everything the code started dies with it), and rlimits: CPU
+seconds, address space, processes, size of any file written, open files, no core dumps. The bootstrap
+sets them before the user code runs, rather than a ``preexec_fn``: that would make the server fork()
+instead of vfork(), which with a 2 GiB model loaded stalls the event loop ~80 ms per run, and is unsafe
+in a threaded process. In the sandbox the code has no CAP_SYS_RESOURCE: it cannot raise them.
+RLIMIT_NPROC counts processes and threads per user namespace and uid; bubblewrap gives every run its
+own user namespace and a uid that is not root (Linux does not enforce it for root): it limits each run.
 
 This module uses the standard library only.
 """
@@ -51,18 +42,22 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
-NetworkIsolation = Literal["namespace", "guard"]
+from . import bubblewrap
+from .bubblewrap import Bubblewrap, Runtime, SandboxUnavailable
 
-NETWORK_DISABLED = "network access is disabled in the code interpreter"
+SandboxKind = Literal["bubblewrap", "none"]
+Isolation = Literal["auto", "bubblewrap", "none"]
+
 _CODE_FILE = "code.py"  # next to the scratch dir, not in it: never returned as an attachment
 _DRAIN_S = 2.0  # after a kill, how long to wait for pipes held open by escaped processes
 _PROBE_TIMEOUT_S = 10.0
 _PATH = "/usr/local/bin:/usr/bin:/bin"
+_PYTHON_FLAGS = ("-I", "-S", "-B", "-u")
 
-# Runs as `python -I -S -B -u -c BOOTSTRAP <code file> <namespace|guard> <rlimits>`.
-BOOTSTRAP = f'''
+# Runs as `python -I -S -B -u -c BOOTSTRAP <code file> <rlimits>`.
+BOOTSTRAP = """
 import sys
 
 
@@ -74,30 +69,6 @@ def _limit(spec):
         resource.setrlimit(res, (soft, hard))
 
 
-def _guard_network():
-    import _socket
-    import socket
-
-    def denied(*args, **kwargs):
-        raise PermissionError({NETWORK_DISABLED!r})
-
-    class GuardedSocket(socket.socket):
-        """Only AF_UNIX sockets (asyncio's self-pipe, socketpair) may be made."""
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            if self.family != socket.AF_UNIX:
-                self.close()
-                denied()
-
-    socket.socket = socket.SocketType = GuardedSocket  # (the socket class itself uses _socket.socket)
-    for name in ("create_connection", "create_server", "getaddrinfo", "gethostbyname",
-                 "gethostbyname_ex", "gethostbyaddr", "getnameinfo"):
-        setattr(socket, name, denied)
-        if hasattr(_socket, name):
-            setattr(_socket, name, denied)
-
-
 def _print_exception(exc, tb, source):
     import linecache  # imported only now: linecache and traceback cost ~7 ms of start-up
     import traceback
@@ -106,14 +77,12 @@ def _print_exception(exc, tb, source):
     traceback.print_exception(type(exc), exc, tb)
 
 
-def _run(path, mode, limits):
+def _run(path, limits):
     import builtins
     import os
     import sys  # local: the globals of __main__ are cleared for the user code below
 
     _limit(limits)
-    if mode == "guard":
-        _guard_network()
     with open(path, encoding="utf-8") as f:
         source = f.read()
     sys.argv = ["<code>"]
@@ -137,8 +106,8 @@ def _run(path, mode, limits):
         sys.exit(1)
 
 
-_run(sys.argv[1], sys.argv[2], sys.argv[3])
-'''
+_run(sys.argv[1], sys.argv[2])
+"""
 
 
 @dataclass(frozen=True)
@@ -169,7 +138,7 @@ class RunResult:
     exit_code: int | None  # negative: killed by that signal; None: timed out
     timed_out: bool
     duration_s: float
-    network_isolation: NetworkIsolation
+    sandbox: SandboxKind
     attachments: list[Attachment] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)  # over the attachment caps
 
@@ -225,11 +194,11 @@ def _own_threads() -> int:
         return 1
 
 
-def _rlimits(limits: Limits, mode: NetworkIsolation) -> str:
+def _rlimits(limits: Limits, kind: SandboxKind) -> str:
     """`resource:soft:hard,...` for the bootstrap, never above the server's own hard limits."""
     cpu_s = math.ceil(limits.timeout_s) + 1  # the wall clock normally wins; this catches threads
     nproc = limits.processes
-    if mode == "guard":  # counted over all processes and threads of the user, the server's included
+    if kind == "none":  # counted over all processes and threads of the user, the server's included
         nproc += _own_threads()
     wanted = [
         (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),  # SIGXCPU at the soft limit, SIGKILL at the hard one
@@ -351,14 +320,14 @@ async def _spawn(
     return (None if timed_out else proc.returncode), timed_out
 
 
-# `unshare` options, strongest first. The first adds a PID namespace with its own /proc: the code cannot
-# see or signal the server (or read its /proc entries), and everything it started dies with it.
-_NAMESPACES: tuple[tuple[str, ...], ...] = (
-    ("--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"),
-    ("--map-root-user", "--net"),
+_PROBE = "import os, socket; print(os.getuid(), ','.join(n for _, n in socket.if_nameindex()))"
+_NOT_WORKING = (
+    "bubblewrap is installed but cannot set up the sandbox here ({detail}). It needs mount, PID and "
+    "network namespaces, and user namespaces for an unprivileged user (sysctl user.max_user_namespaces "
+    "above 0; on Ubuntu an AppArmor profile allowing bwrap); inside a container, run it with them allowed"
 )
-_PROBE = "import os, socket; print(os.getpid(), ','.join(n for _, n in socket.if_nameindex()))"
-_probes: dict[tuple[str, str], tuple[str, ...] | None] = {}  # (unshare, python) -> options that work
+_runtimes: dict[str, Runtime] = {}  # per interpreter, for the life of the server
+_verdicts: dict[tuple[str, str, int, int], str | None] = {}  # (bwrap, python, uid, euid) -> problem
 
 
 class Sandbox:
@@ -366,76 +335,108 @@ class Sandbox:
         self,
         python: str,
         limits: Limits,
-        network: Literal["auto", "namespace", "guard"] = "auto",
+        isolation: Isolation = "auto",
+        allow_unsandboxed: bool = False,
+        uid: int = 65534,
     ) -> None:
         self.python = python
         self.limits = limits
-        self.network = network
-        self.unshare = shutil.which("unshare", path=_PATH)
-        self.namespace_options: tuple[str, ...] | None = None
-        self.network_isolation: NetworkIsolation = "guard"
+        self.isolation = isolation
+        self.allow_unsandboxed = allow_unsandboxed
+        self.uid = uid
+        self.kind: SandboxKind | None = None  # None: unavailable, see `problem`
+        self.problem: str | None = None
+        self.bubblewrap: Bubblewrap | None = None
 
-    @property
-    def pid_namespace(self) -> bool:
-        return self.namespace_options is not None and "--pid" in self.namespace_options
-
-    async def start(self) -> NetworkIsolation:
-        """Chooses the network isolation, probing `unshare` once per interpreter. Raises RuntimeError
-        when `namespace` was asked for and does not work here."""
-        if self.network != "guard":
-            self.namespace_options = await self._probe()
-        if self.namespace_options is None and self.network == "namespace":
-            raise RuntimeError(
-                "network_isolation 'namespace' needs `unshare --net --map-root-user` to work "
-                "unprivileged (util-linux, user namespaces enabled); it does not here."
+    def describe(self) -> str:
+        if self.kind == "bubblewrap" and self.bubblewrap:
+            return self.bubblewrap.describe
+        if self.kind == "none":
+            return (
+                "none: code runs unsandboxed as the server's user, with its files and network "
+                f"(allow_unsandboxed is set; {self.problem or 'isolation: none'})"
             )
-        self.network_isolation = "guard" if self.namespace_options is None else "namespace"
-        return self.network_isolation
+        return f"unavailable, the tool refuses to run code: {self.problem}"
 
-    async def _probe(self) -> tuple[str, ...] | None:
-        if not self.unshare:
+    async def start(self) -> SandboxKind | None:
+        """Chooses the sandbox once; never raises for a missing one (the tool then refuses to run)."""
+        if self.isolation != "none":
+            try:
+                self.bubblewrap = await self._working_bubblewrap()
+                self.kind = "bubblewrap"
+                return self.kind
+            except SandboxUnavailable as exc:
+                self.problem = f"no sandbox: {exc}"
+        if self.isolation == "bubblewrap":
             return None
-        key = (self.unshare, self.python)
-        if key not in _probes:
-            _probes[key] = None
-            limits = Limits(timeout_s=_PROBE_TIMEOUT_S, max_attachments=0)
-            for options in _NAMESPACES:
-                try:
-                    result = await self._run_in(_PROBE, [self.unshare, *options], "namespace", limits)
-                except OSError:
-                    break
-                pid, _, interfaces = result.stdout.strip().partition(" ")
-                if result.exit_code == 0 and interfaces == "lo" and (pid == "1") == ("--pid" in options):
-                    _probes[key] = options
-                    break
-        return _probes[key]
+        if self.allow_unsandboxed:
+            self.kind = "none"
+        elif self.isolation == "none":
+            self.problem = "isolation 'none' needs allow_unsandboxed: true"
+        else:
+            self.problem = f"{self.problem}; or set allow_unsandboxed: true to run code unsandboxed"
+        return self.kind
+
+    async def _working_bubblewrap(self) -> Bubblewrap:
+        runtime = _runtimes.get(self.python) or await bubblewrap.find_runtime(self.python)
+        _runtimes[self.python] = runtime
+        setup = bubblewrap.build(runtime, self.uid)
+        key = (setup.bwrap, runtime.executable, self.uid, os.geteuid())
+        if key not in _verdicts:
+            _verdicts[key] = await self._probe(setup)
+        if _verdicts[key]:
+            raise SandboxUnavailable(_verdicts[key])
+        return setup
+
+    async def _probe(self, setup: Bubblewrap) -> str | None:
+        """Why bubblewrap does not work here, or None when a run inside it is what it should be."""
+        limits = Limits(timeout_s=_PROBE_TIMEOUT_S, max_attachments=0)
+        try:
+            result = await self._run_in(_PROBE, setup, limits)
+        except OSError as exc:
+            return _NOT_WORKING.format(detail=str(exc))
+        if result.timed_out:
+            return _NOT_WORKING.format(detail="a trial run timed out")
+        if result.exit_code != 0 or result.stdout.split() != [str(self.uid), "lo"]:
+            lines = result.stderr.strip() or result.stdout.strip() or f"exit code {result.exit_code}"
+            return _NOT_WORKING.format(detail=lines.splitlines()[-1])
+        return None
 
     async def run(self, code: str) -> RunResult:
-        prefix = [] if self.namespace_options is None else [cast(str, self.unshare), *self.namespace_options]
-        return await self._run_in(code, prefix, self.network_isolation, self.limits)
+        """Raises SandboxUnavailable when there is no sandbox (and running without one is not allowed)."""
+        if self.kind is None:
+            raise SandboxUnavailable(self.problem or "the sandbox was not started")
+        return await self._run_in(code, self.bubblewrap if self.kind == "bubblewrap" else None, self.limits)
 
-    async def _run_in(
-        self, code: str, prefix: list[str], mode: NetworkIsolation, limits: Limits
-    ) -> RunResult:
-        root = Path(tempfile.mkdtemp(prefix="llamastack-code-"))
+    async def _run_in(self, code: str, setup: Bubblewrap | None, limits: Limits) -> RunResult:
+        root = Path(tempfile.mkdtemp(prefix="llamastack-code-"))  # 0700: only the server gets in
         try:
             work = root / "work"
             work.mkdir()
-            (root / _CODE_FILE).write_text(code, encoding="utf-8")
-            return await self._execute(root, work, prefix, mode, limits)
+            code_file = root / _CODE_FILE
+            code_file.write_text(code, encoding="utf-8")
+            code_file.chmod(0o444)
+            if setup is not None and setup.drop:  # the code runs as another host uid: it owns the scratch
+                os.chown(work, setup.uid, setup.uid)
+            return await self._execute(code_file, work, setup, limits)
         finally:
             await asyncio.to_thread(remove_tree, root)
 
     async def _execute(
-        self, root: Path, work: Path, prefix: list[str], mode: NetworkIsolation, limits: Limits
+        self, code_file: Path, work: Path, setup: Bubblewrap | None, limits: Limits
     ) -> RunResult:
+        kind: SandboxKind = "none" if setup is None else "bubblewrap"
+        prefix, python = [], self.python
+        if setup is not None:
+            prefix = setup.argv(str(work), str(code_file), tmpfs_bytes=limits.file_bytes)
+            python = setup.runtime.executable
         argv = [
             *prefix,
-            self.python,
-            *("-I", "-S", "-B", "-u", "-c", BOOTSTRAP),
-            str(root / _CODE_FILE),
-            mode,
-            _rlimits(limits, mode),
+            python,
+            *_PYTHON_FLAGS,
+            *("-c", BOOTSTRAP),
+            str(code_file),
+            _rlimits(limits, kind),
         ]
         out, err = _Output(limits.output_bytes), _Output(limits.output_bytes)
         try:
@@ -456,7 +457,7 @@ class Sandbox:
             exit_code=returncode,
             timed_out=timed_out,
             duration_s=duration,
-            network_isolation=mode,
+            sandbox=kind,
             attachments=attachments,
             skipped_files=skipped,
         )
