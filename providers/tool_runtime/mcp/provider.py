@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 from llamastack.stack.apis.common import ImageContentItem, InterleavedContentItem, TextContentItem
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError, UpstreamError
+from llamastack.stack.outbound import OutboundPolicy
 
 from .config import MCPToolRuntimeConfig
 
@@ -71,8 +72,10 @@ class _Unreachable(Exception):
 
 
 class MCPToolRuntime:
-    def __init__(self, config: MCPToolRuntimeConfig) -> None:
+    def __init__(self, config: MCPToolRuntimeConfig, outbound: OutboundPolicy | None = None) -> None:
         self.config = config
+        # Every connection to an MCP server goes through the stack's outbound policy.
+        self.outbound = outbound or OutboundPolicy()
         # Building an SSL context costs ~18 ms, most of a session's set-up; one context serves every
         # HTTP client this provider opens (it holds only the trust settings, nothing per server).
         self._ssl_context: ssl.SSLContext | None = None
@@ -250,13 +253,14 @@ class MCPToolRuntime:
             timeout: httpx2.Timeout | None = None,
             auth: httpx2.Auth | None = None,
         ) -> httpx2.AsyncClient:
-            return httpx2.AsyncClient(
+            client: httpx2.AsyncClient = self.outbound.async_client_httpx2(
                 headers=headers,
                 timeout=timeout or httpx2.Timeout(connect_s, read=read_timeout_s),
                 auth=auth,
                 verify=ssl_context,
                 event_hooks={"response": [record]},
             )
+            return client
 
         if endpoint.transport == "sse":
             from mcp.client.sse import sse_client
