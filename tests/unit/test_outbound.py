@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -308,6 +309,73 @@ async def test_the_checked_address_is_the_one_connected_to(
         with pytest.raises(OutboundRefusedError, match=r"resolves only to private addresses"):
             await client.get(f"http://rebind.test:{web.port}/doc")
     assert len(web.requests) == 1
+
+
+def _self_signed(hostname: str) -> tuple[bytes, bytes]:
+    """A certificate (PEM) for `hostname` and its key."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+async def test_tls_verifies_and_sends_sni_for_the_hostname(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connecting by IP keeps TLS about the URL's hostname: the certificate is checked against it and
+    it is the SNI the server sees."""
+    pytest.importorskip("cryptography", reason="generating a test certificate needs cryptography")
+    import ssl
+
+    cert_pem, key_pem = _self_signed("docs.test")
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    sni: list[str | None] = []
+    server_context.sni_callback = lambda _sock, name, _ctx: sni.append(name)  # type: ignore[assignment]
+    tls = _Web({"/doc": (200, {"Content-Type": "text/plain"}, b"over tls")})
+    tls.httpd.socket = server_context.wrap_socket(tls.httpd.socket, server_side=True)
+
+    real = socket.getaddrinfo
+
+    def resolve(host: object, *args: object, **kwargs: object) -> list:
+        if host in ("docs.test", b"docs.test"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", tls.port))]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    trust = ssl.create_default_context(cadata=cert_pem.decode())
+    try:
+        policy = _policy(f"127.0.0.1:{tls.port}")
+        async with policy.async_client(timeout=5, verify=trust) as client:
+            assert (await client.get(f"https://docs.test:{tls.port}/doc")).text == "over tls"
+    finally:
+        tls.close()
+    assert sni == ["docs.test"]
+    assert tls.requests == [("/doc", f"docs.test:{tls.port}")]
 
 
 async def test_httpx2_clients_are_guarded_too(listener: socket.socket, web: _Web) -> None:

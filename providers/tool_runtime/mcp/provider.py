@@ -6,7 +6,8 @@ anything else streamable HTTP (``args.transport`` forces one: ``"sse"`` or ``"st
 Every operation opens its own MCP session (handshake, work, close) and keeps nothing afterwards, so
 a server that restarts, redeploys or changes its tools is simply seen fresh by the next request.
 Per-request headers (e.g. ``Authorization``) come from provider data:
-``{"mcp_headers": {"<endpoint uri>": {"Authorization": "Bearer ..."}}}``.
+``{"mcp_headers": {"<endpoint uri>": {"Authorization": "Bearer ..."}}}``. Every connection goes
+through the stack's outbound policy: an endpoint on a non-public address needs ``server.outbound``.
 """
 
 from __future__ import annotations
