@@ -223,8 +223,8 @@ class OutboundPolicy:
         reason = classify(ip)
         if reason is None:
             return None
-        if reason == "cloud metadata" or reason in ("unspecified", "multicast"):
-            return reason
+        if reason in ("cloud metadata", "unspecified", "multicast"):
+            return reason  # not something allow_private_networks is meant to open
         return None if self.config.allow_private_networks else reason
 
     async def addresses(self, host: str, port: int) -> list[str]:
