@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
+from .outbound import OutboundConfig
 
 _START = "${env."
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -145,6 +146,8 @@ class ServerConfig(BaseModel):
     port: int = 8321
     # A saturated model queue answers 503 with Retry-After instead of piling up.
     max_queued_requests_per_model: int = 64
+    # What the server may connect to when it fetches on a client's behalf (documents by URL, MCP).
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
 
 
 class RunConfig(BaseModel):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from .outbound import OutboundPolicy
 
 
 class Api(StrEnum):
@@ -41,3 +45,18 @@ class ProviderSpec:
     @property
     def is_remote(self) -> bool:
         return self.provider_type.startswith("remote::")
+
+
+class ProviderDeps(dict[Api, Any]):
+    """What a provider's factory receives: the APIs it declared, keyed by Api, and the stack services
+    every provider uses rather than re-implementing (`outbound`: the policy for connections it opens
+    on a client's behalf)."""
+
+    def __init__(self, apis: Mapping[Api, Any] | None = None, *, outbound: OutboundPolicy | None = None):
+        super().__init__(apis or {})
+        self.outbound = outbound if outbound is not None else OutboundPolicy()
+
+    @staticmethod
+    def outbound_of(deps: Mapping[Api, Any]) -> OutboundPolicy:
+        """The stack's outbound policy; the strict default for a plain mapping (a provider built by hand)."""
+        return deps.outbound if isinstance(deps, ProviderDeps) else OutboundPolicy()

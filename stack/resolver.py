@@ -16,8 +16,9 @@ from llamastack.providers.registry import get_spec, providers_for
 
 from .apis.tools import RegisterToolGroupRequest
 from .config import RunConfig
-from .datatypes import Api, ProviderSpec
+from .datatypes import Api, ProviderDeps, ProviderSpec
 from .errors import ConfigError
+from .outbound import OutboundPolicy
 from .routing.files import FilesRouter
 from .routing.inference import InferenceRouter
 from .routing.models import ModelsTable
@@ -51,6 +52,7 @@ class Stack:
     models: ModelsTable | None = None
     shields: ShieldsTable | None = None
     vector_dbs: VectorDBsTable | None = None
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     def provider_list(self) -> list[ProviderInstance]:
         return [p for by_id in self.providers.values() for p in by_id.values()]
@@ -98,7 +100,9 @@ def _api_order(run_config: RunConfig) -> list[Api]:
         raise ConfigError(f"Provider dependencies form a cycle: {exc.args[1]}") from None
 
 
-async def _instantiate(api: Api, entry: Any, routers: dict[Api, Any]) -> ProviderInstance:
+async def _instantiate(
+    api: Api, entry: Any, routers: dict[Api, Any], outbound: OutboundPolicy
+) -> ProviderInstance:
     spec = get_spec(api, entry.provider_type)
     if spec is None:
         known = ", ".join(s.provider_type for s in providers_for(api)) or "none"
@@ -117,7 +121,10 @@ async def _instantiate(api: Api, entry: Any, routers: dict[Api, Any]) -> Provide
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"Invalid config for provider '{entry.provider_id}': {problems}") from None
-    deps = {d: routers[d] for d in (*spec.api_dependencies, *spec.optional_api_dependencies) if d in routers}
+    deps = ProviderDeps(
+        {d: routers[d] for d in (*spec.api_dependencies, *spec.optional_api_dependencies) if d in routers},
+        outbound=outbound,
+    )
     try:
         impl = await importlib.import_module(spec.module).get_provider_impl(config, deps)
     except ImportError as exc:
@@ -133,6 +140,7 @@ async def _instantiate(api: Api, entry: Any, routers: dict[Api, Any]) -> Provide
 async def build_stack(run_config: RunConfig) -> Stack:
     run_config.state_path.mkdir(parents=True, exist_ok=True)
     stack = Stack(run_config=run_config, store=open_kvstore(run_config.kvstore_config()))
+    stack.outbound = outbound = OutboundPolicy(run_config.server.outbound)
     try:
         ids: set[str] = set()
         for api in _api_order(run_config):
@@ -143,7 +151,7 @@ async def build_stack(run_config: RunConfig) -> Stack:
                 if entry.provider_id in ids:
                     raise ConfigError(f"provider_id '{entry.provider_id}' is used twice in the run config.")
                 ids.add(entry.provider_id)
-                instances[entry.provider_id] = await _instantiate(api, entry, stack.routers)
+                instances[entry.provider_id] = await _instantiate(api, entry, stack.routers, outbound)
             stack.providers[api] = instances
             builder = _ROUTER_BUILDERS.get(api)
             if builder is not None and instances:

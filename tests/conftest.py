@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -133,9 +135,64 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
+@dataclass
+class DocsServer:
+    """A real HTTP server on 127.0.0.1 answering GETs from `routes` (path -> status, headers, body)
+    and recording every path it was asked for in `hits`."""
+
+    url: str
+    routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
+    hits: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return self.url.removeprefix("http://")
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, chroma_url: str) -> Iterator[RunningServer]:
-    env = {"SAFETY_MODEL_PATH": smollm2_path(), "SAFETY_MODEL": GUARD_MODEL, "CHROMA_URL": chroma_url}
+def docs_server() -> Iterator[DocsServer]:
+    docs = DocsServer(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            docs.hits.append(self.path)
+            status, headers, body = docs.routes.get(self.path, (404, {}, b""))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    docs.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield docs
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def mcp_port() -> int:
+    """The port the MCP fixture server will listen on, known before the stack starts."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, chroma_url: str, docs_server: DocsServer, mcp_port: int
+) -> Iterator[RunningServer]:
+    env = {
+        "SAFETY_MODEL_PATH": smollm2_path(),
+        "SAFETY_MODEL": GUARD_MODEL,
+        "CHROMA_URL": chroma_url,
+        # The server refuses loopback addresses for documents by URL and MCP endpoints: allow exactly
+        # the ports of the test fixtures, nothing else on this machine (not the server itself).
+        "LLAMA_STACK_OUTBOUND_ALLOW": f"{docs_server.address},127.0.0.1:{mcp_port}",
+    }
     running = start_server(tmp_path_factory.mktemp("state"), env=env)
     yield running
     running.stop()
@@ -167,9 +224,10 @@ def stack_client(base_url: str):
 
 
 @pytest.fixture(scope="session")
-def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real MCP server (tests/mcp_server_fixture.py, streamable HTTP) on loopback."""
-    port = free_port()
+def mcp_url(tmp_path_factory: pytest.TempPathFactory, mcp_port: int) -> Iterator[str]:
+    """A real MCP server (tests/mcp_server_fixture.py, streamable HTTP) on loopback, at the port the
+    `server` fixture allows."""
+    port = mcp_port
     log_path = tmp_path_factory.mktemp("mcp") / "mcp.log"
     fixture = Path(__file__).parent / "mcp_server_fixture.py"
     with log_path.open("wb") as log:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import base64
-import http.server
-import threading
 from collections.abc import Iterator
 
 import llama_stack_client
 import pytest
 
-from conftest import EMBEDDING_MODEL
+from conftest import EMBEDDING_MODEL, DocsServer
 
 pytestmark = pytest.mark.integration
 
@@ -40,29 +38,10 @@ def rag_db(stack_client) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def web_server() -> Iterator[str]:
-    """A real HTTP server on loopback serving a document by URL."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/alpacas.html":
-                body = HTML.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            else:
-                self.send_response(404)
-                self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def web_server(docs_server: DocsServer) -> str:
+    """A real HTTP server on loopback (allowed by the server's outbound policy) serving a document."""
+    docs_server.routes["/alpacas.html"] = (200, {"Content-Type": "text/html; charset=utf-8"}, HTML.encode())
+    return docs_server.url
 
 
 def _query(stack_client, text: str, db: str, **config) -> tuple[str, dict]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import threading
@@ -9,6 +10,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from llamastack.providers.utils.memory.documents import (
     guess_mime_type,
     load_document,
 )
+from llamastack.stack.outbound import OutboundConfig, OutboundPolicy, OutboundRefusedError
 
 DATA = Path(__file__).parent.parent / "data" / "documents"
 
@@ -325,65 +328,78 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-async def test_fetch_html(server: str) -> None:
-    doc = await load_document(f"{server}/page")
+def _allowing(url: str) -> OutboundPolicy:
+    """The outbound policy with this loopback server's port, and only that, allowed."""
+    return OutboundPolicy(OutboundConfig(allow_hosts=[url.removeprefix("http://")]))
+
+
+@pytest.fixture()
+def fetch(server: str) -> Callable[..., Any]:
+    """load_document, allowed to reach the test server."""
+    return functools.partial(load_document, outbound=_allowing(server))
+
+
+async def test_fetch_html(server: str, fetch: Callable[..., Any]) -> None:
+    doc = await fetch(f"{server}/page")
     assert (doc.mime_type, doc.source) == ("text/html", f"{server}/page")
     assert "The llama is a domesticated South American camelid." in doc.text
     assert "SCRIPT-TEXT" not in doc.text
 
 
-async def test_fetch_follows_redirects_and_keeps_the_given_url(server: str) -> None:
-    doc = await load_document({"uri": f"{server}/redirect"})
+async def test_fetch_follows_redirects_and_keeps_the_given_url(
+    server: str, fetch: Callable[..., Any]
+) -> None:
+    doc = await fetch({"uri": f"{server}/redirect"})
     assert doc.mime_type == "text/html"
     assert doc.source == f"{server}/redirect"
     assert doc.text.startswith("Llamas of the Andes")
 
 
-async def test_fetch_redirect_loop(server: str) -> None:
+async def test_fetch_redirect_loop(server: str, fetch: Callable[..., Any]) -> None:
     with pytest.raises(DocumentFetchError, match="too many redirects"):
-        await load_document(f"{server}/loop")
+        await fetch(f"{server}/loop")
 
 
-async def test_fetch_content_type_detection(server: str) -> None:
-    md = await load_document(f"{server}/notes.md")  # octet-stream: the suffix decides
+async def test_fetch_content_type_detection(server: str, fetch: Callable[..., Any]) -> None:
+    md = await fetch(f"{server}/notes.md")  # octet-stream: the suffix decides
     assert (md.mime_type, md.text) == ("text/markdown", (DATA / "sample.md").read_text())
-    latin = await load_document(f"{server}/latin")
+    latin = await fetch(f"{server}/latin")
     assert (latin.mime_type, latin.text) == ("text/plain", "Grüße aus Zürich")
-    sniffed = await load_document(f"{server}/no-type")
+    sniffed = await fetch(f"{server}/no-type")
     assert (sniffed.mime_type, sniffed.text) == ("text/html", "Sniffed html")
-    pdf = await load_document(f"{server}/paper")
+    pdf = await fetch(f"{server}/paper")
     assert (pdf.mime_type, pdf.text) == ("application/pdf", "A paper about llamas.")
-    data = await load_document(f"{server}/data.json")
+    data = await fetch(f"{server}/data.json")
     assert (data.mime_type, data.text) == ("application/json", '{\n  "a": 1\n}')
-    forced = await load_document(f"{server}/data.json", "text/plain")
+    forced = await fetch(f"{server}/data.json", "text/plain")
     assert (forced.mime_type, forced.text) == ("text/plain", '{"a":1}')
 
 
-async def test_fetch_bad_status(server: str) -> None:
+async def test_fetch_bad_status(server: str, fetch: Callable[..., Any]) -> None:
     with pytest.raises(DocumentFetchError, match="HTTP 404 Not Found"):
-        await load_document(f"{server}/missing")
+        await fetch(f"{server}/missing")
     with pytest.raises(DocumentFetchError, match="HTTP 500"):
-        await load_document({"uri": f"{server}/broken"})
+        await fetch({"uri": f"{server}/broken"})
 
 
-async def test_fetch_unsupported_type(server: str) -> None:
+async def test_fetch_unsupported_type(server: str, fetch: Callable[..., Any]) -> None:
     with pytest.raises(UnsupportedDocumentError, match="'image/png'"):
-        await load_document(f"{server}/image")
+        await fetch(f"{server}/image")
 
 
-async def test_fetch_too_large(server: str) -> None:
+async def test_fetch_too_large(server: str, fetch: Callable[..., Any]) -> None:
     with pytest.raises(DocumentTooLargeError, match="5000 bytes"):  # by Content-Length
-        await load_document(f"{server}/big", max_bytes=4096)
+        await fetch(f"{server}/big", max_bytes=4096)
     with pytest.raises(DocumentTooLargeError, match="more than 4096"):  # while streaming
-        await load_document(f"{server}/big-chunked", max_bytes=4096)
-    assert len((await load_document(f"{server}/big-chunked", max_bytes=10_000)).text) == 10_000
+        await fetch(f"{server}/big-chunked", max_bytes=4096)
+    assert len((await fetch(f"{server}/big-chunked", max_bytes=10_000)).text) == 10_000
 
 
-async def test_fetch_total_timeout(server: str) -> None:
+async def test_fetch_total_timeout(server: str, fetch: Callable[..., Any]) -> None:
     # Each piece arrives well within the timeout; the whole body does not.
     started = time.perf_counter()
     with pytest.raises(DocumentFetchError, match=r"timed out after 0\.5 s"):
-        await load_document(f"{server}/slow", timeout_s=0.5)
+        await fetch(f"{server}/slow", timeout_s=0.5)
     assert time.perf_counter() - started < 2
 
 
@@ -394,16 +410,15 @@ async def test_fetch_connection_refused() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DocumentFetchError, match="Could not fetch"):
-        await load_document(f"http://127.0.0.1:{port}/x")
+        await load_document(f"http://127.0.0.1:{port}/x", outbound=_allowing(f"http://127.0.0.1:{port}"))
 
 
-async def test_fetch_with_a_given_client(server: str) -> None:
-    import httpx
-
-    async with httpx.AsyncClient() as client:
-        doc = await load_document(f"{server}/redirect", client=client)
-        assert doc.text.startswith("Llamas of the Andes")
-        assert not client.is_closed  # the caller's client stays open
+async def test_fetch_goes_through_the_outbound_policy(server: str) -> None:
+    # By default only public addresses are fetched; the given policy decides otherwise.
+    with pytest.raises(OutboundRefusedError, match="not a public address"):
+        await load_document(f"{server}/redirect")
+    doc = await load_document(f"{server}/redirect", outbound=_allowing(server))
+    assert doc.text.startswith("Llamas of the Andes")
 
 
 def test_json_helper_round_trip() -> None:

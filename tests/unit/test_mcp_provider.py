@@ -21,11 +21,14 @@ from llamastack.providers.tool_runtime.mcp.provider import MCPToolRuntime, _json
 from llamastack.stack.apis.common import URL, ImageContentItem, TextContentItem, content_to_text
 from llamastack.stack.apis.tools import ToolGroup
 from llamastack.stack.errors import BadRequestError, NotFoundError, UpstreamError
+from llamastack.stack.outbound import OutboundConfig, OutboundPolicy, OutboundRefusedError
 
 from conftest import free_port
 
 FIXTURE = Path(__file__).resolve().parents[1] / "mcp_server_fixture.py"
 TRANSPORTS = ("sse", "streamable-http")
+# The fixtures listen on 127.0.0.1, which the default outbound policy refuses: allow that address.
+LOOPBACK = OutboundPolicy(OutboundConfig(allow_hosts=["127.0.0.1"]))
 
 
 @dataclass
@@ -88,7 +91,7 @@ def mcp_server(
 
 @pytest.fixture()
 def runtime() -> MCPToolRuntime:
-    return MCPToolRuntime(MCPToolRuntimeConfig())
+    return MCPToolRuntime(MCPToolRuntimeConfig(), LOOPBACK)
 
 
 def _group(uri: str | None, **args: Any) -> ToolGroup:
@@ -257,7 +260,7 @@ async def test_images_and_embedded_resources(runtime: MCPToolRuntime, mcp_server
 
 
 async def test_call_timeout_is_upstream_error(mcp_server: FixtureServer) -> None:
-    runtime = MCPToolRuntime(MCPToolRuntimeConfig(call_timeout_s=0.5))
+    runtime = MCPToolRuntime(MCPToolRuntimeConfig(call_timeout_s=0.5), LOOPBACK)
     started = time.perf_counter()
     with pytest.raises(UpstreamError, match=r"calling tool 'sleep'.*(in time|within)"):
         await runtime.invoke("sleep", {"seconds": 5}, _group(mcp_server.uri), None)
@@ -266,6 +269,21 @@ async def test_call_timeout_is_upstream_error(mcp_server: FixtureServer) -> None
     assert content_to_text(
         (await runtime.invoke("sleep", {"seconds": 0}, _group(mcp_server.uri), None)).content
     )
+
+
+async def test_endpoints_go_through_the_outbound_policy(mcp_server: FixtureServer) -> None:
+    strict = MCPToolRuntime(MCPToolRuntimeConfig())  # the default policy: public addresses only
+    with pytest.raises(OutboundRefusedError, match=r"not a public address \(loopback\)") as refused:
+        await strict.register_toolgroup(_group(mcp_server.uri))
+    assert refused.value.status_code == 400
+    assert f"'127.0.0.1:{mcp_server.port}' to server.outbound.allow_hosts" in refused.value.detail
+    with pytest.raises(OutboundRefusedError):
+        await strict.invoke("add", {"a": 1, "b": 2}, _group(mcp_server.uri), None)
+    # Allowing exactly this address and port lets the same calls through.
+    one_port = OutboundPolicy(OutboundConfig(allow_hosts=[f"127.0.0.1:{mcp_server.port}"]))
+    allowed = MCPToolRuntime(MCPToolRuntimeConfig(), one_port)
+    result = await allowed.invoke("add", {"a": 1, "b": 2}, _group(mcp_server.uri), None)
+    assert content_to_text(result.content) == "3"
 
 
 # --- per-request headers ---------------------------------------------------------------------------

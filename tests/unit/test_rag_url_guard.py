@@ -1,13 +1,46 @@
-"""Documents given by URL: with allow_private_urls off, internal addresses are refused (at every hop)."""
+"""Documents given by URL go through the stack's outbound policy: internal addresses are refused
+(at every hop) unless the server allows them; allow_private_urls widens it for documents only."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
+from llamastack.providers.tool_runtime.rag import get_provider_impl
 from llamastack.providers.tool_runtime.rag.config import RagRuntimeConfig
 from llamastack.providers.tool_runtime.rag.provider import RagRuntime
 from llamastack.stack.apis.vector_io import RAGDocument
+from llamastack.stack.datatypes import Api, ProviderDeps
 from llamastack.stack.errors import BadRequestError
+from llamastack.stack.outbound import OutboundConfig, OutboundPolicy
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"Llamas live in the Andes."
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/page.txt"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _doc(url: str) -> RAGDocument:
+    return RAGDocument(document_id="d", content={"uri": url})
 
 
 @pytest.mark.parametrize(
@@ -16,7 +49,37 @@ from llamastack.stack.errors import BadRequestError
 async def test_internal_urls_are_refused(url: str) -> None:
     rag = RagRuntime(RagRuntimeConfig(allow_private_urls=False), vector_io=None, inference=None)
     with pytest.raises(BadRequestError, match="not a public address"):
-        await rag._load(RAGDocument(document_id="d", content={"uri": url}))
+        await rag._load(_doc(url))
+
+
+async def test_refused_by_default_naming_the_document_and_the_setting(page: str) -> None:
+    rag = RagRuntime(RagRuntimeConfig(), vector_io=None, inference=None)
+    refused = r"^Document 'd': Refused to connect to 127\.0\.0\.1 port"
+    with pytest.raises(BadRequestError, match=refused) as info:
+        await rag._load(_doc(page))
+    assert "server.outbound.allow_hosts" in info.value.detail
+
+
+async def test_the_stack_policy_reaches_the_provider(page: str) -> None:
+    port = page.split(":")[2].split("/")[0]
+    deps = ProviderDeps(
+        {Api.vector_io: None, Api.inference: None},
+        outbound=OutboundPolicy(OutboundConfig(allow_hosts=[f"127.0.0.1:{port}"])),
+    )
+    rag = await get_provider_impl(RagRuntimeConfig(), deps)
+    text, source = await rag._load(_doc(page))
+    assert (text, source) == ("Llamas live in the Andes.", page)
+
+
+async def test_allow_private_urls_widens_for_documents_but_not_to_metadata(page: str) -> None:
+    strict = OutboundPolicy()
+    config = RagRuntimeConfig(allow_private_urls=True)
+    rag = RagRuntime(config, vector_io=None, inference=None, outbound=strict)
+    text, _ = await rag._load(_doc(page))
+    assert text == "Llamas live in the Andes."
+    with pytest.raises(BadRequestError, match="cloud metadata"):
+        await rag._load(_doc("http://169.254.169.254/latest/meta-data/"))
+    assert strict.config.allow_private_networks is False  # the stack's policy itself is unchanged
 
 
 async def test_inline_text_is_unaffected() -> None:

@@ -19,7 +19,10 @@ from llamastack.providers.tool_runtime.web.config import (
 from llamastack.providers.tool_runtime.web.provider import BraveSearch, TavilySearch, WolframAlpha
 from llamastack.stack.apis.tools import ToolGroup
 from llamastack.stack.errors import BadRequestError, UpstreamError
+from llamastack.stack.outbound import OutboundConfig, OutboundPolicy, OutboundRefusedError
 
+# The recorder listens on 127.0.0.1, which the default outbound policy refuses: allow that address.
+LOOPBACK = OutboundPolicy(OutboundConfig(allow_hosts=["127.0.0.1"]))
 GROUP = ToolGroup(identifier="builtin::websearch", provider_id="p")
 RESPONSES = {
     "/brave": {
@@ -79,7 +82,7 @@ async def test_missing_key_is_a_clear_400() -> None:
 
 async def test_brave_with_key_from_provider_data(recorder) -> None:
     base, seen = recorder
-    tool = BraveSearch(BraveSearchConfig(base_url=f"{base}/brave"))
+    tool = BraveSearch(BraveSearchConfig(base_url=f"{base}/brave"), LOOPBACK)
     result = await tool.invoke("web_search", {"query": "llamas"}, GROUP, {"brave_search_api_key": "k1"})
     request = seen[-1]
     assert request["headers"]["X-Subscription-Token"] == "k1" and request["query"]["q"] == ["llamas"]
@@ -90,18 +93,27 @@ async def test_brave_with_key_from_provider_data(recorder) -> None:
 
 async def test_tavily_and_wolfram(recorder) -> None:
     base, seen = recorder
-    tavily = TavilySearch(TavilySearchConfig(base_url=f"{base}/tavily", api_key="cfg-key"))
+    tavily = TavilySearch(TavilySearchConfig(base_url=f"{base}/tavily", api_key="cfg-key"), LOOPBACK)
     result = await tavily.invoke("web_search", {"query": "llamas"}, GROUP, None)
     assert seen[-1]["headers"]["Authorization"] == "Bearer cfg-key"
     assert json.loads(seen[-1]["body"])["query"] == "llamas"
     assert json.loads(result.content)["top_k"][0]["content"] == "Andes."
-    wolfram = WolframAlpha(WolframAlphaConfig(base_url=f"{base}/wolfram"))
+    wolfram = WolframAlpha(WolframAlphaConfig(base_url=f"{base}/wolfram"), LOOPBACK)
     result = await wolfram.invoke("wolfram_alpha", {"query": "2+2"}, GROUP, {"wolfram_alpha_api_key": "w"})
     assert seen[-1]["query"]["appid"] == ["w"] and seen[-1]["query"]["input"] == ["2+2"]
     assert json.loads(result.content)["pods"][0]["text"] == ["4"]
 
 
 async def test_unreachable_service_is_502() -> None:
-    tool = WolframAlpha(WolframAlphaConfig(base_url="http://127.0.0.1:9/x", api_key="k", timeout_s=2))
+    config = WolframAlphaConfig(base_url="http://127.0.0.1:9/x", api_key="k", timeout_s=2)
     with pytest.raises(UpstreamError):
-        await tool.invoke("wolfram_alpha", {"query": "x"}, GROUP, None)
+        await WolframAlpha(config, LOOPBACK).invoke("wolfram_alpha", {"query": "x"}, GROUP, None)
+
+
+async def test_web_apis_go_through_the_outbound_policy(recorder) -> None:
+    base, seen = recorder
+    before = len(seen)
+    tool = BraveSearch(BraveSearchConfig(base_url=f"{base}/brave"))  # the default policy
+    with pytest.raises(OutboundRefusedError, match=r"not a public address \(loopback\)"):
+        await tool.invoke("web_search", {"query": "llamas"}, GROUP, {"brave_search_api_key": "k1"})
+    assert len(seen) == before  # the request never reached the server

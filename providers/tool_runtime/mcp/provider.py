@@ -6,7 +6,8 @@ anything else streamable HTTP (``args.transport`` forces one: ``"sse"`` or ``"st
 Every operation opens its own MCP session (handshake, work, close) and keeps nothing afterwards, so
 a server that restarts, redeploys or changes its tools is simply seen fresh by the next request.
 Per-request headers (e.g. ``Authorization``) come from provider data:
-``{"mcp_headers": {"<endpoint uri>": {"Authorization": "Bearer ..."}}}``.
+``{"mcp_headers": {"<endpoint uri>": {"Authorization": "Bearer ..."}}}``. Every connection goes
+through the stack's outbound policy: an endpoint on a non-public address needs ``server.outbound``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from llamastack.stack.apis.common import ImageContentItem, InterleavedContentItem, TextContentItem
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError, UpstreamError
+from llamastack.stack.outbound import OutboundPolicy
 
 from .config import MCPToolRuntimeConfig
 
@@ -71,8 +73,10 @@ class _Unreachable(Exception):
 
 
 class MCPToolRuntime:
-    def __init__(self, config: MCPToolRuntimeConfig) -> None:
+    def __init__(self, config: MCPToolRuntimeConfig, outbound: OutboundPolicy | None = None) -> None:
         self.config = config
+        # Every connection to an MCP server goes through the stack's outbound policy.
+        self.outbound = outbound or OutboundPolicy()
         # Building an SSL context costs ~18 ms, most of a session's set-up; one context serves every
         # HTTP client this provider opens (it holds only the trust settings, nothing per server).
         self._ssl_context: ssl.SSLContext | None = None
@@ -250,13 +254,14 @@ class MCPToolRuntime:
             timeout: httpx2.Timeout | None = None,
             auth: httpx2.Auth | None = None,
         ) -> httpx2.AsyncClient:
-            return httpx2.AsyncClient(
+            client: httpx2.AsyncClient = self.outbound.async_client_httpx2(
                 headers=headers,
                 timeout=timeout or httpx2.Timeout(connect_s, read=read_timeout_s),
                 auth=auth,
                 verify=ssl_context,
                 event_hooks={"response": [record]},
             )
+            return client
 
         if endpoint.transport == "sse":
             from mcp.client.sse import sse_client

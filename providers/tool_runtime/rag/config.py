@@ -11,10 +11,11 @@ class RagRuntimeConfig(BaseModel):
     fetch_timeout_s: float = Field(default=20.0, gt=0, description="Timeout for documents given as URLs.")
     embedding_batch_size: int = Field(default=256, ge=1, description="Chunks embedded and stored per batch.")
     allow_private_urls: bool = Field(
-        default=True,
+        default=False,
         description=(
-            "Whether documents given by URL may point at loopback, private or link-local addresses. "
-            "Turn off on a shared server so users cannot make it fetch internal hosts."
+            "Let documents given by URL point at loopback, private or link-local addresses, on top of "
+            "the server's outbound policy (server.outbound); cloud metadata addresses stay refused. "
+            "For single-user machines: on a shared server users could make it fetch internal hosts."
         ),
     )
 

@@ -18,6 +18,7 @@ from llamastack.stack.apis.vector_io import (
     RAGQueryResult,
 )
 from llamastack.stack.errors import BadRequestError, PayloadTooLargeError, UnsupportedError
+from llamastack.stack.outbound import OutboundPolicy, OutboundRefusedError
 
 from .config import RagRuntimeConfig
 
@@ -43,10 +44,22 @@ KNOWLEDGE_SEARCH = ToolDef(
 class RagRuntime:
     """Serves the RAG API and the ``builtin::rag`` tool group (its ``knowledge_search`` tool)."""
 
-    def __init__(self, config: RagRuntimeConfig, *, vector_io: Any, inference: Any) -> None:
+    def __init__(
+        self,
+        config: RagRuntimeConfig,
+        *,
+        vector_io: Any,
+        inference: Any,
+        outbound: OutboundPolicy | None = None,
+    ) -> None:
         self.config = config
         self.vector_io = vector_io
         self.inference = inference
+        # Documents by URL are fetched through the stack's outbound policy; allow_private_urls widens
+        # it for documents only.
+        self.outbound = (outbound or OutboundPolicy()).widened(
+            allow_private_networks=config.allow_private_urls
+        )
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
@@ -94,22 +107,18 @@ class RagRuntime:
             content = content.model_dump()
         elif isinstance(content, list):
             content = [c.model_dump() for c in content]
-        client = None if self.config.allow_private_urls else _public_only_client(self.config.fetch_timeout_s)
         try:
             loaded = await load_document(
                 content,
                 document.mime_type,
-                client=client,
+                outbound=self.outbound,
                 max_bytes=self.config.max_document_bytes,
                 timeout_s=self.config.fetch_timeout_s,
             )
         except DocumentTooLargeError as exc:
             raise PayloadTooLargeError(f"Document '{document.document_id}': {exc}") from None
-        except DocumentError as exc:
+        except (DocumentError, OutboundRefusedError) as exc:
             raise BadRequestError(f"Document '{document.document_id}': {exc}") from None
-        finally:
-            if client is not None:
-                await client.aclose()
         return loaded.text, loaded.source
 
     async def insert(
@@ -241,34 +250,6 @@ class RagRuntime:
                 "scores": [s for _, s in kept],
             },
         )
-
-
-def _public_only_client(timeout_s: float) -> Any:
-    """An HTTP client that refuses, at every redirect hop, hosts resolving to non-public addresses."""
-    import ipaddress
-    import socket
-
-    import httpx
-
-    from llamastack.providers.utils.memory.documents import DocumentFetchError
-
-    async def check(request: httpx.Request) -> None:
-        host = request.url.host
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise DocumentFetchError(f"Cannot resolve {host}: {exc}.") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                raise DocumentFetchError(
-                    f"{request.url} resolves to {address}, which is not a public address; "
-                    "this server does not fetch documents from internal hosts."
-                )
-
-    return httpx.AsyncClient(
-        timeout=timeout_s, follow_redirects=True, max_redirects=5, event_hooks={"request": [check]}
-    )
 
 
 class _ChunkView:

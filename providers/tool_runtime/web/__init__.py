@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from llamastack.stack.datatypes import ProviderDeps
+
 from .config import BraveSearchConfig, TavilySearchConfig, WolframAlphaConfig
 
 
@@ -17,4 +19,4 @@ async def get_provider_impl(
         TavilySearchConfig: TavilySearch,
         WolframAlphaConfig: WolframAlpha,
     }
-    return kinds[type(config)](config)
+    return kinds[type(config)](config, ProviderDeps.outbound_of(deps))

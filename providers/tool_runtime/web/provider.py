@@ -10,6 +10,7 @@ import httpx
 
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from llamastack.stack.errors import BadRequestError, UpstreamError
+from llamastack.stack.outbound import OutboundPolicy
 
 from .config import BraveSearchConfig, TavilySearchConfig, WolframAlphaConfig
 
@@ -20,8 +21,13 @@ class _WebTool:
     tool: ToolDef
     key_name: str  # its name in X-LlamaStack-Provider-Data
 
-    def __init__(self, config: BraveSearchConfig | TavilySearchConfig | WolframAlphaConfig) -> None:
+    def __init__(
+        self,
+        config: BraveSearchConfig | TavilySearchConfig | WolframAlphaConfig,
+        outbound: OutboundPolicy | None = None,
+    ) -> None:
         self.config = config
+        self.outbound = outbound or OutboundPolicy()
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
@@ -54,7 +60,7 @@ class _WebTool:
             raise BadRequestError(f"{tool_name} needs a non-empty string argument 'query'.")
         key = self._key(provider_data)
         try:
-            async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
+            async with self.outbound.async_client(timeout=self.config.timeout_s) as client:
                 response = await self._request(client, query, key)
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{tool_name} could not reach {self.config.base_url}: {exc}") from None

@@ -18,9 +18,12 @@ import posixpath
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from llamastack.stack.outbound import OutboundPolicy
 
 MAX_REDIRECTS = 5
 SUPPORTED = "plain text, Markdown, HTML, PDF, JSON and CSV"
@@ -121,12 +124,14 @@ async def load_document(
     content: object,
     mime_type: str | None = None,
     *,
-    client: httpx.AsyncClient | None = None,
+    outbound: OutboundPolicy | None = None,
     max_bytes: int = 25 * 2**20,
     timeout_s: float = 20.0,
 ) -> LoadedDocument:
     """Loads a RAG document's content: text, text items, a data URL or an http(s) URL.
 
+    URLs are fetched through `outbound` (the stack's policy; by default public addresses only),
+    which checks every connection, redirects included, and raises `OutboundRefusedError` (400).
     `mime_type` wins over a URL's Content-Type, which wins over sniffing; a body starting with
     `%PDF-` is always read as a PDF.
     """
@@ -136,11 +141,11 @@ async def load_document(
         uri = content["uri"]
         if not isinstance(uri, str):
             raise DocumentError("content.uri must be a string.")
-        return await _load_uri(uri.strip(), mime_type, client, max_bytes, timeout_s)
+        return await _load_uri(uri.strip(), mime_type, outbound, max_bytes, timeout_s)
     if isinstance(content, str):
         candidate = content.strip()
         if _DATA_URL.match(candidate) or _URL.fullmatch(candidate):
-            return await _load_uri(candidate, mime_type, client, max_bytes, timeout_s)
+            return await _load_uri(candidate, mime_type, outbound, max_bytes, timeout_s)
         return await _load_text(content, mime_type, max_bytes)
     if isinstance(content, dict | list):
         return await _load_text(_items_text(content), mime_type, max_bytes)
@@ -267,7 +272,7 @@ async def _load_text(text: str, mime_type: str | None, max_bytes: int) -> Loaded
 async def _load_uri(
     uri: str,
     mime_type: str | None,
-    client: httpx.AsyncClient | None,
+    outbound: OutboundPolicy | None,
     max_bytes: int,
     timeout_s: float,
 ) -> LoadedDocument:
@@ -277,7 +282,7 @@ async def _load_uri(
         base, charset = resolve_mime_type(data, mime_type, media)
         return LoadedDocument(await _extract(data, _with_charset(base, charset)), base, "data-url")
     if scheme in ("http", "https"):
-        data, content_type, final_url = await _fetch(uri, client, max_bytes, timeout_s)
+        data, content_type, final_url = await _fetch(uri, outbound, max_bytes, timeout_s)
         base, charset = resolve_mime_type(data, mime_type, content_type, url=final_url)
         return LoadedDocument(await _extract(data, _with_charset(base, charset)), base, uri)
     shown = f"scheme '{scheme}'" if scheme else f"'{uri[:80]}'"
@@ -312,17 +317,18 @@ def _decode_data_url(url: str, max_bytes: int) -> tuple[bytes, str]:
 
 
 async def _fetch(
-    url: str, client: httpx.AsyncClient | None, max_bytes: int, timeout_s: float
+    url: str, outbound: OutboundPolicy | None, max_bytes: int, timeout_s: float
 ) -> tuple[bytes, str | None, str]:
     """(body, Content-Type, final URL) of a GET, with a total deadline and a size cap."""
+    from llamastack.stack.outbound import OutboundPolicy
+
+    policy = outbound or OutboundPolicy()
     try:
         async with asyncio.timeout(timeout_s):
-            if client is not None:
-                return await _get(client, url, max_bytes)
-            async with httpx.AsyncClient(
+            async with policy.async_client(
                 timeout=timeout_s, follow_redirects=True, max_redirects=MAX_REDIRECTS
-            ) as own:
-                return await _get(own, url, max_bytes)
+            ) as client:
+                return await _get(client, url, max_bytes)
     except (TimeoutError, httpx.TimeoutException):
         raise DocumentFetchError(f"Fetching {url} timed out after {timeout_s:g} s.") from None
     except httpx.TooManyRedirects:
