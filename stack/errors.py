@@ -3,6 +3,8 @@
 StackError (500)
 ├── BadRequestError (400)
 │   └── ContextLengthExceededError (400)
+├── UnauthorizedError (401: no or a wrong API key)
+├── ForbiddenError (403)
 ├── NotFoundError (404)
 │   ├── ModelNotFoundError
 │   └── ProviderNotFoundError
@@ -44,6 +46,19 @@ class ContextLengthExceededError(BadRequestError):
             "Please shorten the messages or reduce max_tokens."
         )
         self.limit = limit
+
+
+class UnauthorizedError(StackError):
+    status_code = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class ForbiddenError(StackError):
+    status_code = 403
+    title = "Forbidden"
 
 
 class NotFoundError(StackError):
