@@ -70,10 +70,10 @@ def can_see(owner: str | None) -> bool:
     return principal is None or principal.admin or owner is None or owner == principal.id
 
 
-def can_change_shared(owner: str | None) -> bool:
-    """Shared records (owner None) may be replaced or removed only by an admin, or without auth."""
+def may_manage_run_config() -> bool:
+    """Resources from the run config may be replaced or removed only by an admin, or without auth."""
     principal = _current.get()
-    return owner is not None or principal is None or principal.admin
+    return principal is None or principal.admin
 
 
 def filter_visible(items: list[T], owner_of: Callable[[T], str | None]) -> list[T]:

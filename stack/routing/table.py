@@ -48,6 +48,7 @@ class ResourceTable(Generic[R]):
         self._not_found = not_found
         self._resources: dict[str, R] = {}
         self._holders: dict[str, str | None] = {}  # identifier -> principal that registered it
+        self._configured: set[str] = set()  # identifiers from the run config
         self._ownership = access.OwnerIndex(store, kind)
         self._lock = asyncio.Lock()
 
@@ -70,6 +71,9 @@ class ResourceTable(Generic[R]):
         resources = list(self._resources.values())
         return access.filter_visible(resources, lambda r: self._holders.get(r.identifier))
 
+    def _may_change(self, identifier: str) -> bool:
+        return identifier not in self._configured or access.may_manage_run_config()
+
     def owner(self, resource: R) -> object:
         return self.owners[resource.provider_id]
 
@@ -78,6 +82,7 @@ class ResourceTable(Generic[R]):
         for resource in configured:
             registered = await self._register_hook(self.owner(resource), resource)
             self._resources[registered.identifier] = registered
+            self._configured.add(registered.identifier)
         holders = await self._ownership.all()
         for raw in await self.store.values_with_prefix(f"{self.kind}:"):
             resource = self.resource_class.model_validate_json(raw)
@@ -106,7 +111,7 @@ class ResourceTable(Generic[R]):
             holder = access.owner_for_new_record()
             if existing is not None:
                 current_holder = self._holders.get(ident)
-                if not access.can_see(current_holder) or not access.can_change_shared(current_holder):
+                if not access.can_see(current_holder) or not self._may_change(ident):
                     raise ConflictError(f"The {self.kind} id '{ident}' is already taken; choose another id.")
                 holder = current_holder  # replacing a resource keeps who it belongs to
                 if existing.provider_id != resource.provider_id:
@@ -125,13 +130,14 @@ class ResourceTable(Generic[R]):
     async def unregister(self, identifier: str) -> None:
         async with self._lock:
             resource = self.get(identifier)
-            if not access.can_change_shared(self._holders.get(identifier)):
+            if not self._may_change(identifier):
                 raise ForbiddenError(
-                    f"The {self.kind} '{identifier}' is shared by every API key (it comes from the run "
-                    "config or was registered without a key); only an admin key can unregister it."
+                    f"The {self.kind} '{identifier}' comes from the run config and is shared by every "
+                    "API key; only an admin key can unregister it."
                 )
             await self._unregister_hook(self.owner(resource), resource)
             del self._resources[identifier]
             self._holders.pop(identifier, None)
+            self._configured.discard(identifier)
             await self.store.delete(self._key(identifier))
             await self._ownership.release(identifier)
