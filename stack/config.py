@@ -154,7 +154,7 @@ class AuthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     api_keys: list[Secret] = Field(default_factory=list)
-    # Admin keys see every key's agents, files, vector dbs and stores, and may change shared resources.
+    # Admin keys see every key's agents, files, vector dbs and stores, and may change run-config ones.
     admin_keys: list[Secret] = Field(default_factory=list)
 
     _split = field_validator("api_keys", "admin_keys", mode="before")(_string_list)

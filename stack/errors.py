@@ -3,8 +3,7 @@
 StackError (500)
 ├── BadRequestError (400)
 │   └── ContextLengthExceededError (400)
-├── UnauthorizedError (401: no or a wrong API key)
-├── ForbiddenError (403)
+├── ForbiddenError (403; a missing or wrong API key is answered by the auth middleware: 401)
 ├── NotFoundError (404)
 │   ├── ModelNotFoundError
 │   └── ProviderNotFoundError
@@ -46,14 +45,6 @@ class ContextLengthExceededError(BadRequestError):
             "Please shorten the messages or reduce max_tokens."
         )
         self.limit = limit
-
-
-class UnauthorizedError(StackError):
-    status_code = 401
-    title = "Unauthorized"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 class ForbiddenError(StackError):
