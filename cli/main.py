@@ -18,7 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="Start the server for a distribution or a run.yaml.")
     run.add_argument("config", help="A distribution name (see list-distributions) or a path to a run.yaml.")
     run.add_argument("--port", type=int, help="Port to listen on (default: the run config's, 8321).")
-    run.add_argument("--host", help="Address to bind (default: the run config's, 0.0.0.0).")
+    run.add_argument(
+        "--host",
+        help="Address to bind (default: the run config's, 127.0.0.1: this machine only). "
+        "0.0.0.0 exposes the server to other machines; set API keys first (LLAMA_STACK_API_KEYS).",
+    )
     run.add_argument(
         "--env",
         action="append",

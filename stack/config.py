@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .outbound import OutboundConfig
+from .secrets import Secret
 
 _START = "${env."
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -139,15 +140,73 @@ class ToolGroupInput(BaseModel):
     args: dict[str, Any] | None = None
 
 
+def _string_list(value: Any) -> Any:
+    """Lists may also be written as one comma-separated string (what ``${env.NAME}`` gives)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class AuthConfig(BaseModel):
+    """API keys. With any key set, every route but /v1/health needs ``Authorization: Bearer <key>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_keys: list[Secret] = Field(default_factory=list)
+    # Admin keys see every key's agents, files, vector dbs and stores, and may change run-config ones.
+    admin_keys: list[Secret] = Field(default_factory=list)
+
+    _split = field_validator("api_keys", "admin_keys", mode="before")(_string_list)
+
+    @field_validator("api_keys", "admin_keys")
+    @classmethod
+    def _sendable(cls, keys: list[Any]) -> list[Any]:
+        for i, key in enumerate(keys):
+            value = key.get_secret_value()
+            if not value.isascii() or not value.isprintable() or " " in value:
+                # The message names the position only: a key never appears in output.
+                raise ValueError(f"key #{i + 1} must be printable ASCII without spaces")
+        return keys
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_keys or self.admin_keys)
+
+
+class CORSConfig(BaseModel):
+    """Cross-origin browser access: off unless ``allow_origins`` lists origins (or ``*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_origins: list[str] = Field(default_factory=list)
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE"])
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "X-LlamaStack-Provider-Data"]
+    )
+    allow_credentials: bool = False
+    max_age: int = Field(default=600, ge=0)
+
+    _split = field_validator("allow_origins", "allow_methods", "allow_headers", mode="before")(_string_list)
+
+
 class ServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = "0.0.0.0"
+    # Loopback only by default; "0.0.0.0" (or `--host 0.0.0.0`) serves every interface.
+    host: str = "127.0.0.1"
     port: int = 8321
     # A saturated model queue answers 503 with Retry-After instead of piling up.
     max_queued_requests_per_model: int = 64
     # What the server may connect to when it fetches on a client's behalf (documents by URL, MCP).
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    # Host header values served besides localhost / 127.0.0.1 / [::1] (DNS-rebinding defence).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    cors: CORSConfig = Field(default_factory=CORSConfig)
+
+    _split = field_validator("allowed_hosts", mode="before")(_string_list)
 
 
 class RunConfig(BaseModel):

@@ -3,6 +3,7 @@
 StackError (500)
 ├── BadRequestError (400)
 │   └── ContextLengthExceededError (400)
+├── ForbiddenError (403; a missing or wrong API key is answered by the auth middleware: 401)
 ├── NotFoundError (404)
 │   ├── ModelNotFoundError
 │   └── ProviderNotFoundError
@@ -44,6 +45,11 @@ class ContextLengthExceededError(BadRequestError):
             "Please shorten the messages or reduce max_tokens."
         )
         self.limit = limit
+
+
+class ForbiddenError(StackError):
+    status_code = 403
+    title = "Forbidden"
 
 
 class NotFoundError(StackError):

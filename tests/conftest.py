@@ -61,9 +61,15 @@ class RunningServer:
 
 
 def start_server(
-    state_dir: Path, *, config: str = "local", env: dict[str, str] | None = None
+    state_dir: Path,
+    *,
+    config: str = "local",
+    env: dict[str, str] | None = None,
+    host: str | None = "127.0.0.1",
+    extra_args: tuple[str, ...] = (),
 ) -> RunningServer:
-    """Starts `llama-stack run` as a subprocess and waits for /v1/health; fails fast if it dies."""
+    """Starts `llama-stack run` as a subprocess and waits for /v1/health; fails fast if it dies.
+    ``host=None`` leaves the bind address to the run config."""
     port = free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / f"server-{port}.log"
@@ -76,10 +82,10 @@ def start_server(
                 "llamastack.cli.main",
                 "run",
                 config,
-                "--host",
-                "127.0.0.1",
+                *(("--host", host) if host is not None else ()),
                 "--port",
                 str(port),
+                *extra_args,
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,

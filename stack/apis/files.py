@@ -66,6 +66,7 @@ class StoredFile(BaseModel):
     created_ns: int  # upload time in ns: orders files uploaded within the same second
     purpose: OpenAIFilePurpose
     content_type: str
+    owner: str | None = None  # the principal that uploaded it (stack/access.py); never on the wire
 
     def to_openai(self) -> OpenAIFileObject:
         return OpenAIFileObject(
@@ -84,7 +85,9 @@ class FileUpload(Protocol):
         """Appends; raises PayloadTooLargeError past the provider's limit (the caller then aborts)."""
         ...
 
-    async def commit(self, *, filename: str, purpose: OpenAIFilePurpose, content_type: str) -> StoredFile: ...
+    async def commit(
+        self, *, filename: str, purpose: OpenAIFilePurpose, content_type: str, owner: str | None = None
+    ) -> StoredFile: ...
 
     async def abort(self) -> None: ...
 

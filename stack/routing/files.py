@@ -1,6 +1,7 @@
 """The Files API router: listing, lookups and uploads over the one configured files provider.
 
-Other APIs (vector stores) reach files through `get_file` and `read_content`.
+Other APIs (vector stores) reach files through `get_file` and `read_content`. With API keys, a
+file is seen only by the key that uploaded it (and admin keys); to others it does not exist.
 """
 
 from __future__ import annotations
@@ -8,12 +9,14 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import AsyncIterator
 
+from .. import access
 from ..apis.common import Order
 from ..apis.files import (
     FilesProvider,
     FileUpload,
     ListOpenAIFileResponse,
     OpenAIFileDeleteResponse,
+    OpenAIFileNotFoundError,
     OpenAIFileObject,
     OpenAIFilePurpose,
     StoredFile,
@@ -63,6 +66,12 @@ class FilesRouter:
     def __init__(self, provider: FilesProvider) -> None:
         self.provider = provider
 
+    async def _stored(self, file_id: str) -> StoredFile:
+        stored = await self.provider.get(file_id)
+        if not access.can_see(stored.owner):
+            raise OpenAIFileNotFoundError(file_id)
+        return stored
+
     @property
     def max_file_bytes(self) -> int:
         return self.provider.max_file_bytes
@@ -82,7 +91,10 @@ class FilesRouter:
     ) -> OpenAIFileObject:
         name = clean_filename(filename)
         stored = await upload.commit(
-            filename=name, purpose=purpose, content_type=content_type_for(name, declared_content_type)
+            filename=name,
+            purpose=purpose,
+            content_type=content_type_for(name, declared_content_type),
+            owner=access.owner_for_new_record(),
         )
         return stored.to_openai()
 
@@ -98,7 +110,7 @@ class FilesRouter:
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise BadRequestError(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}.")
         everything = sorted(
-            await self.provider.list_all(),
+            access.filter_visible(await self.provider.list_all(), lambda f: f.owner),
             key=lambda f: (f.created_ns, f.id),
             reverse=order == Order.desc,
         )
@@ -121,20 +133,22 @@ class FilesRouter:
         )
 
     async def get_file(self, file_id: str) -> OpenAIFileObject:
-        return (await self.provider.get(file_id)).to_openai()
+        return (await self._stored(file_id)).to_openai()
 
     async def read_content(self, file_id: str) -> tuple[bytes, str]:
         """The file's bytes and content type (404 if unknown)."""
-        stored = await self.provider.get(file_id)
+        stored = await self._stored(file_id)
         return await self.provider.read(file_id), stored.content_type
 
     async def stream_content(
         self, file_id: str, chunk_size: int = 256 * 1024
     ) -> tuple[StoredFile, AsyncIterator[bytes]]:
+        await self._stored(file_id)
         return await self.provider.open_stream(file_id, chunk_size)
 
     # --- writes --------------------------------------------------------------------------------
 
     async def delete_file(self, file_id: str) -> OpenAIFileDeleteResponse:
+        await self._stored(file_id)
         await self.provider.delete(file_id)
         return OpenAIFileDeleteResponse(id=file_id, deleted=True)

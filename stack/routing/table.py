@@ -4,6 +4,10 @@ Each resource is owned by one provider. Resources from the run config are regist
 start; resources registered over the API are stored and re-registered with their provider at the
 next start. The table never needs to know what kind of resource it holds: the owning provider's
 register/unregister hooks are handed in.
+
+With API keys, a resource registered over the API belongs to the key that registered it (see
+stack/access.py): other keys get 404 for it and cannot take its id. Run-config resources are
+shared by every key; only an admin key may replace or unregister them.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from .. import access
 from ..apis.common import Resource
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, ForbiddenError, NotFoundError
 from ..storage.kvstore import KVStore
 
 log = logging.getLogger(__name__)
@@ -42,22 +47,32 @@ class ResourceTable(Generic[R]):
         self._unregister_hook = unregister_hook
         self._not_found = not_found
         self._resources: dict[str, R] = {}
+        self._holders: dict[str, str | None] = {}  # identifier -> principal that registered it
+        self._configured: set[str] = set()  # identifiers from the run config
+        self._ownership = access.OwnerIndex(store, kind)
         self._lock = asyncio.Lock()
 
     def _key(self, identifier: str) -> str:
         return f"{self.kind}:{identifier}"
 
     def get(self, identifier: str) -> R:
-        try:
-            return self._resources[identifier]
-        except KeyError:
-            raise self._not_found(identifier) from None
+        resource = self.find(identifier)
+        if resource is None:
+            raise self._not_found(identifier)
+        return resource
 
     def find(self, identifier: str) -> R | None:
+        """The resource, if it exists and the caller may see it."""
+        if not access.can_see(self._holders.get(identifier)):
+            return None
         return self._resources.get(identifier)
 
     def list(self) -> list[R]:
-        return list(self._resources.values())
+        resources = list(self._resources.values())
+        return access.filter_visible(resources, lambda r: self._holders.get(r.identifier))
+
+    def _may_change(self, identifier: str) -> bool:
+        return identifier not in self._configured or access.may_manage_run_config()
 
     def owner(self, resource: R) -> object:
         return self.owners[resource.provider_id]
@@ -67,6 +82,8 @@ class ResourceTable(Generic[R]):
         for resource in configured:
             registered = await self._register_hook(self.owner(resource), resource)
             self._resources[registered.identifier] = registered
+            self._configured.add(registered.identifier)
+        holders = await self._ownership.all()
         for raw in await self.store.values_with_prefix(f"{self.kind}:"):
             resource = self.resource_class.model_validate_json(raw)
             ident = resource.identifier
@@ -83,6 +100,7 @@ class ResourceTable(Generic[R]):
                 continue
             try:
                 self._resources[ident] = await self._register_hook(self.owner(resource), resource)
+                self._holders[ident] = holders.get(ident)
             except Exception as exc:  # a stored resource that no longer loads must not stop the server
                 log.warning("Could not restore %s '%s': %s", self.kind, ident, exc)
 
@@ -90,7 +108,12 @@ class ResourceTable(Generic[R]):
         ident = resource.identifier
         async with self._lock:
             existing = self._resources.get(ident)
+            holder = access.owner_for_new_record()
             if existing is not None:
+                current_holder = self._holders.get(ident)
+                if not access.can_see(current_holder) or not self._may_change(ident):
+                    raise ConflictError(f"The {self.kind} id '{ident}' is already taken; choose another id.")
+                holder = current_holder  # replacing a resource keeps who it belongs to
                 if existing.provider_id != resource.provider_id:
                     raise ConflictError(
                         f"A {self.kind} named '{ident}' is already registered with provider "
@@ -98,13 +121,23 @@ class ResourceTable(Generic[R]):
                     )
                 await self._unregister_hook(self.owner(existing), existing)
             registered = await self._register_hook(self.owner(resource), resource)
+            await self._ownership.set(ident, holder)  # before the record: never an unowned record
             await self.store.set(self._key(ident), registered.model_dump_json())
             self._resources[ident] = registered
+            self._holders[ident] = holder
             return registered
 
     async def unregister(self, identifier: str) -> None:
         async with self._lock:
             resource = self.get(identifier)
+            if not self._may_change(identifier):
+                raise ForbiddenError(
+                    f"The {self.kind} '{identifier}' comes from the run config and is shared by every "
+                    "API key; only an admin key can unregister it."
+                )
             await self._unregister_hook(self.owner(resource), resource)
             del self._resources[identifier]
+            self._holders.pop(identifier, None)
+            self._configured.discard(identifier)
             await self.store.delete(self._key(identifier))
+            await self._ownership.release(identifier)

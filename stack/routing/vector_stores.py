@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .. import access
 from ..apis.vector_io import Chunk, RegisterVectorDbRequest
 from ..apis.vector_stores import (
     OpenaiAttachFileToVectorStoreRequest,
@@ -130,10 +131,12 @@ class OpenAIVectorStores:
         self.vector_io = vector_io
         self.store = store
         self.routers = routers  # the Files API router is looked up when a file is attached
+        self.owners = access.OwnerIndex(store, "vector_store")  # with API keys: each key sees its own
 
     # --- records -------------------------------------------------------------------------------
 
     async def _get(self, vector_store_id: str) -> VectorStoreObject:
+        await self.owners.check(vector_store_id, lambda: VectorStoreNotFoundError(vector_store_id))
         raw = await self.store.get(f"vector_store:{vector_store_id}")
         if raw is None:
             raise VectorStoreNotFoundError(vector_store_id)
@@ -202,6 +205,7 @@ class OpenAIVectorStores:
             metadata=request.metadata or {},
             last_active_at=now,
         )
+        await self.owners.claim(vs_id)
         await self._put(vs)
         for file_id in request.file_ids or []:
             await self.attach_file(
@@ -224,6 +228,7 @@ class OpenAIVectorStores:
             VectorStoreObject.model_validate_json(r)
             for r in await self.store.values_with_prefix("vector_store:")
         ]
+        stores = await self.owners.visible(stores, key=lambda s: s.id)
         stores.sort(key=lambda s: (s.created_at, s.id), reverse=order != "asc")
         return _page(stores, limit, after, before, VectorStoreListResponse)
 
@@ -246,6 +251,7 @@ class OpenAIVectorStores:
         for record, _ in await self._files(vector_store_id):
             await self.store.delete(f"vector_store_file:{vector_store_id}:{record.id}")
         await self.store.delete(f"vector_store:{vector_store_id}")
+        await self.owners.release(vector_store_id)
         return VectorStoreDeleteResponse(id=vector_store_id)
 
     # --- files ---------------------------------------------------------------------------------

@@ -15,10 +15,14 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from ..config import ServerConfig
 from ..datatypes import Api
 from ..errors import StackError
 from ..resolver import Stack
 from ..version import __version__
+from .auth import APIKeyAuth
+from .envelope import error_body
+from .hosts import HostHeaderGuard, is_loopback
 from .openapi import install_openapi
 from .routes import agents, files, inference, inspect, models, safety, tools, vector_io, vector_stores
 
@@ -43,17 +47,12 @@ _ROUTE_APIS = (
 )
 
 
-_OPENAI_PREFIX = "/v1/openai/"
-
-
 def _error(
     request: Request, status: int, title: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body: dict[str, object] = {"status": status, "title": title, "detail": detail}
-    if request.url.path.startswith(_OPENAI_PREFIX):
-        # OpenAI SDKs read error.message; native clients read detail. Both are present.
-        body = {"error": {"message": detail, "type": title.lower().replace(" ", "_"), "code": status}, **body}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(
+        error_body(request.url.path, status, title, detail), status_code=status, headers=headers
+    )
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -110,8 +109,30 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def create_app(stack: Stack | None = None) -> FastAPI:
-    """With a stack, the app serves it; without, the app describes the API (OpenAPI export, tests)."""
+def install_edges(app: FastAPI, server: ServerConfig, bind_host: str | None) -> None:
+    """API keys, CORS and the Host check. Outermost first: Host check, CORS (so preflights, which
+    carry no credentials, are answered, and a 401 still carries CORS headers), API keys."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    if server.auth.enabled:
+        app.add_middleware(APIKeyAuth, config=server.auth)
+    cors = server.cors
+    if cors.allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.allow_origins,
+            allow_methods=cors.allow_methods,
+            allow_headers=cors.allow_headers,
+            allow_credentials=cors.allow_credentials,
+            max_age=cors.max_age,
+        )
+    if bind_host is not None and (is_loopback(bind_host) or server.allowed_hosts):
+        app.add_middleware(HostHeaderGuard, allowed=server.allowed_hosts)
+
+
+def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> FastAPI:
+    """With a stack, the app serves it; without, the app describes the API (OpenAPI export, tests).
+    ``bind_host`` is the address the server listens on; it turns on the Host header check."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -143,6 +164,8 @@ def create_app(stack: Stack | None = None) -> FastAPI:
         app.include_router(module_router)
     install_error_handlers(app)
     install_openapi(app)
+    if stack is not None:
+        install_edges(app, stack.run_config.server, bind_host)
     app.state.api_routes = _api_routes(routers, stack)
     return app
 

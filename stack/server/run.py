@@ -24,6 +24,7 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
 
         from ..resolver import build_stack
         from .app import create_app
+        from .hosts import describe_exposure
 
         log.info(
             "Starting '%s' from %s (state in %s)", run_config.image_name, config_path, run_config.state_path
@@ -33,12 +34,23 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
             log.info(
                 "Serving %s model '%s' via %s", model.model_type.value, model.identifier, model.provider_id
             )
-        app = create_app(stack)
+        app = create_app(stack, bind_host=host)
         config = uvicorn.Config(
             app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5
         )
         server = uvicorn.Server(config)
-        log.info("Ready in %.2f s: http://%s:%d", time.perf_counter() - started, host, port)
+        auth = run_config.server.auth
+        if auth.enabled:
+            # Counts only: keys never appear in the log.
+            log.info(
+                "API keys required on every route but /v1/health: %d key(s), %d admin key(s)",
+                len(auth.api_keys),
+                len(auth.admin_keys),
+            )
+        where, warning = describe_exposure(host, port, auth_enabled=auth.enabled)
+        if warning:
+            log.warning(warning)
+        log.info("Ready in %.2f s: %s", time.perf_counter() - started, where)
         await server.serve()
 
     asyncio.run(main())

@@ -112,7 +112,7 @@ class LocalAgents:
         for group in config.toolgroups or []:
             self.tool_runtime.groups.get(_group_name(group))
         agent = a.Agent(agent_id=_id(), agent_config=config, created_at=_now())
-        await self.store.put_agent(agent)
+        await self.store.create_agent(agent)
         return a.AgentCreateResponse(agent_id=agent.agent_id)
 
     async def create_session(self, agent_id: str, name: str) -> a.AgentSessionCreateResponse:

@@ -1,9 +1,14 @@
-"""Agents, sessions and turns in a kv store, plus the conversation each turn added."""
+"""Agents, sessions and turns in a kv store, plus the conversation each turn added.
+
+With API keys, an agent belongs to the key that created it; its sessions, turns and steps are
+reached only through it, so to any other (non-admin) key all of them are 404.
+"""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from llamastack.stack.access import OwnerIndex
 from llamastack.stack.apis.agents import Agent, Session, Turn
 from llamastack.stack.apis.inference.native import Message
 from llamastack.stack.errors import NotFoundError
@@ -29,27 +34,39 @@ class SessionRecord(BaseModel):
     vector_db_id: str | None = None  # where documents attached to its turns are indexed
 
 
+def _agent_not_found(agent_id: str) -> NotFoundError:
+    return NotFoundError(f"Agent '{agent_id}' not found. Use client.agents.list() to list agents.")
+
+
 class AgentStore:
     def __init__(self, kv: KVStore) -> None:
         self.kv = kv
+        self.owners = OwnerIndex(kv, "agent")
+
+    async def create_agent(self, agent: Agent) -> None:
+        await self.owners.claim(agent.agent_id)
+        await self.put_agent(agent)
 
     async def put_agent(self, agent: Agent) -> None:
         await self.kv.set(f"agent:{agent.agent_id}", agent.model_dump_json())
 
     async def get_agent(self, agent_id: str) -> Agent:
+        await self.owners.check(agent_id, lambda: _agent_not_found(agent_id))
         raw = await self.kv.get(f"agent:{agent_id}")
         if raw is None:
-            raise NotFoundError(f"Agent '{agent_id}' not found. Use client.agents.list() to list agents.")
+            raise _agent_not_found(agent_id)
         return Agent.model_validate_json(raw)
 
     async def list_agents(self) -> list[Agent]:
-        return [Agent.model_validate_json(r) for r in await self.kv.values_with_prefix("agent:")]
+        agents = [Agent.model_validate_json(r) for r in await self.kv.values_with_prefix("agent:")]
+        return await self.owners.visible(agents, key=lambda a: a.agent_id)
 
     async def delete_agent(self, agent_id: str) -> None:
         await self.get_agent(agent_id)
         for session in await self.list_sessions(agent_id):
             await self.delete_session(agent_id, session.session_id)
         await self.kv.delete(f"agent:{agent_id}")
+        await self.owners.release(agent_id)
 
     async def put_session(self, record: SessionRecord) -> None:
         await self.kv.set(f"session:{record.agent_id}:{record.session_id}", record.model_dump_json())

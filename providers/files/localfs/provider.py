@@ -72,7 +72,9 @@ class _Upload:
         os.replace(self._tmp, final)
         _sync_dir(final.parent)
 
-    async def commit(self, *, filename: str, purpose: OpenAIFilePurpose, content_type: str) -> StoredFile:
+    async def commit(
+        self, *, filename: str, purpose: OpenAIFilePurpose, content_type: str, owner: str | None = None
+    ) -> StoredFile:
         if self._fh is None:
             raise RuntimeError("upload already finished")
         record = StoredFile(
@@ -82,6 +84,7 @@ class _Upload:
             created_ns=time.time_ns(),
             purpose=purpose,
             content_type=content_type,
+            owner=owner,
         )
         final = self._owner.content_path(record.id)
         try:

@@ -4,9 +4,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
+from llamastack.stack.secrets import Secret
+
 
 class _WebToolConfig(BaseModel):
-    api_key: str | None = Field(
+    api_key: Secret | None = Field(
         default=None, description="Default key; a request may bring its own in X-LlamaStack-Provider-Data."
     )
     max_results: int = Field(default=3, ge=1, le=20)

@@ -11,6 +11,7 @@ import httpx
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from llamastack.stack.errors import BadRequestError, UpstreamError
 from llamastack.stack.outbound import OutboundPolicy
+from llamastack.stack.secrets import scrub, secret_value
 
 from .config import BraveSearchConfig, TavilySearchConfig, WolframAlphaConfig
 
@@ -42,8 +43,8 @@ class _WebTool:
         return [self.tool]
 
     def _key(self, provider_data: dict[str, Any] | None) -> str:
-        key = (provider_data or {}).get(self.key_name) or self.config.api_key
-        if not key:
+        key = (provider_data or {}).get(self.key_name) or secret_value(self.config.api_key)
+        if not isinstance(key, str) or not key:
             raise BadRequestError(
                 f"{self.tool.name} needs an API key: set api_key in the provider config or send "
                 f'X-LlamaStack-Provider-Data: {{"{self.key_name}": "<key>"}}.'
@@ -63,11 +64,14 @@ class _WebTool:
             async with self.outbound.async_client(timeout=self.config.timeout_s) as client:
                 response = await self._request(client, query, key)
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"{tool_name} could not reach {self.config.base_url}: {exc}") from None
+            # Scrubbed: a key may travel in the URL (Wolfram's appid), and upstreams may echo it.
+            reason = scrub(str(exc), key)
+            raise UpstreamError(f"{tool_name} could not reach {self.config.base_url}: {reason}") from None
         if response.status_code in (401, 403):
             raise BadRequestError(f"{tool_name} rejected the API key (HTTP {response.status_code}).")
         if response.status_code >= 400:
-            raise UpstreamError(f"{tool_name} answered HTTP {response.status_code}: {response.text[:200]}")
+            body = scrub(response.text[:200], key)
+            raise UpstreamError(f"{tool_name} answered HTTP {response.status_code}: {body}")
         return ToolInvocationResult(content=json.dumps(self._results(response), ensure_ascii=False))
 
     async def _request(self, client: httpx.AsyncClient, query: str, key: str) -> httpx.Response:

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from ...errors import ProviderNotFoundError
 from ...resolver import ProviderInstance
+from ...secrets import redact
 from ...version import __version__
 from ..deps import stack_of
 from ..route import StackRoute
@@ -86,7 +87,7 @@ async def _info(instance: ProviderInstance) -> ProviderInfo:
         api=instance.api.value,
         provider_id=instance.provider_id,
         provider_type=instance.spec.provider_type,
-        config=instance.config.model_dump(mode="json"),
+        config=redact(instance.config),  # secrets show as ********
         health=health,
     )
 
