@@ -36,9 +36,11 @@ ERROR_SCHEMA: dict[str, Any] = {
 ERROR_STATUSES = {
     "400": "The request is malformed or asks for something the model or provider cannot do.",
     "401": "An API key is required (server.auth) and none, or an unknown one, was sent.",
+    "403": "The API key may not change this resource (run-config resources need an admin key).",
     "404": "A resource the request names does not exist (or belongs to another API key).",
     "409": "The resource already exists or is in a state that forbids the change.",
     "413": "The request body or upload is larger than the server accepts.",
+    "421": "The Host header names a host this server does not answer to (DNS-rebinding defence).",
     "429": "Too many requests for this client; retry after the time in Retry-After.",
     "503": "The model's queue is full; retry after the time in Retry-After.",
 }

@@ -214,14 +214,22 @@ def _tool_calls(
     ]
 
 
-def chat_completion(result: GenerationResult, model: str) -> o.OpenAIChatCompletion:
+def _total_usage(results: list[GenerationResult]) -> Usage:
+    # The prompt is read once however many choices there are; completions add up.
+    return Usage(
+        prompt_tokens=results[0].usage.prompt_tokens,
+        completion_tokens=sum(r.usage.completion_tokens for r in results),
+    )
+
+
+def chat_completion(results: list[GenerationResult], model: str) -> o.OpenAIChatCompletion:
     return o.OpenAIChatCompletion(
         id=new_id("chatcmpl"),
         created=int(time.time()),
         model=model,
         choices=[
             o.OpenAIChoice(
-                index=0,
+                index=i,
                 message=o.OpenAIAssistantMessageParam(
                     content=result.text if result.text or not result.tool_calls else None,
                     tool_calls=_tool_calls(result.tool_calls),
@@ -229,19 +237,40 @@ def chat_completion(result: GenerationResult, model: str) -> o.OpenAIChatComplet
                 finish_reason=result.finish_reason,
                 logprobs=_logprobs(result.logprobs),
             )
+            for i, result in enumerate(results)
         ],
-        usage=_usage(result.usage),
+        usage=_usage(_total_usage(results)),
     )
+
+
+class _UsageTally:
+    """Adds up the usage of the n choices of one stream; the total goes out once, after the last."""
+
+    def __init__(self, include_usage: bool, n: int) -> None:
+        self.include_usage = include_usage
+        self.n = n
+        self.finished: list[Usage] = []
+
+    def finish(self, chunk: GenerationChunk) -> Usage | None:
+        if chunk.finish_reason is None or chunk.usage is None:
+            return None
+        self.finished.append(chunk.usage)
+        if not self.include_usage or len(self.finished) < self.n:
+            return None
+        return Usage(
+            prompt_tokens=self.finished[0].prompt_tokens,
+            completion_tokens=sum(u.completion_tokens for u in self.finished),
+        )
 
 
 class ChatChunkBuilder:
     """Stamps every chunk of one stream with the same id and creation time."""
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, n: int = 1) -> None:
         self.id = new_id("chatcmpl")
         self.created = int(time.time())
         self.model = model
-        self.include_usage = include_usage
+        self.usage = _UsageTally(include_usage, n)
 
     def _chunk(
         self, choices: list[o.OpenAIChunkChoice], usage: Usage | None = None
@@ -250,22 +279,22 @@ class ChatChunkBuilder:
             id=self.id, created=self.created, model=self.model, choices=choices, usage=_usage(usage)
         )
 
-    def first(self) -> o.OpenAIChatCompletionChunk:
+    def first(self, index: int = 0) -> o.OpenAIChatCompletionChunk:
         return self._chunk(
-            [o.OpenAIChunkChoice(index=0, delta=o.OpenAIChoiceDelta(role="assistant", content=""))]
+            [o.OpenAIChunkChoice(index=index, delta=o.OpenAIChoiceDelta(role="assistant", content=""))]
         )
 
-    def chunks(self, chunk: GenerationChunk) -> list[o.OpenAIChatCompletionChunk]:
+    def chunks(self, chunk: GenerationChunk, index: int = 0) -> list[o.OpenAIChatCompletionChunk]:
         out = []
         if chunk.tool_calls:
             delta = o.OpenAIChoiceDelta(tool_calls=_tool_calls(chunk.tool_calls, indexed=True))
-            out.append(self._chunk([o.OpenAIChunkChoice(index=0, delta=delta)]))
+            out.append(self._chunk([o.OpenAIChunkChoice(index=index, delta=delta)]))
         if chunk.text or chunk.logprobs or chunk.finish_reason:
             out.append(
                 self._chunk(
                     [
                         o.OpenAIChunkChoice(
-                            index=0,
+                            index=index,
                             delta=o.OpenAIChoiceDelta(content=chunk.text or None),
                             finish_reason=chunk.finish_reason,
                             logprobs=_logprobs(chunk.logprobs),
@@ -273,36 +302,42 @@ class ChatChunkBuilder:
                     ]
                 )
             )
-        if chunk.finish_reason is not None and self.include_usage and chunk.usage is not None:
-            out.append(self._chunk([], usage=chunk.usage))
+        if (total := self.usage.finish(chunk)) is not None:
+            out.append(self._chunk([], usage=total))
         return out
 
+    def indexed(self, item: object) -> list[o.OpenAIChatCompletionChunk]:
+        """For n > 1 streams, whose items are (choice index, chunk) or a choice's start."""
+        index, chunk = item  # type: ignore[misc]
+        return [self.first(index)] if chunk is None else self.chunks(chunk, index)
 
-def completion(result: GenerationResult, model: str, echo_prompt: str | None) -> o.OpenAICompletion:
+
+def completion(results: list[GenerationResult], model: str, echo_prompt: str | None) -> o.OpenAICompletion:
     return o.OpenAICompletion(
         id=new_id("cmpl"),
         created=int(time.time()),
         model=model,
         choices=[
             o.OpenAICompletionChoice(
-                index=0,
+                index=i,
                 text=(echo_prompt or "") + result.text,
                 finish_reason=result.finish_reason,
                 logprobs=_logprobs(result.logprobs),
             )
+            for i, result in enumerate(results)
         ],
-        usage=_usage(result.usage),
+        usage=_usage(_total_usage(results)),
     )
 
 
 class CompletionChunkBuilder:
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, n: int = 1) -> None:
         self.id = new_id("cmpl")
         self.created = int(time.time())
         self.model = model
-        self.include_usage = include_usage
+        self.usage = _UsageTally(include_usage, n)
 
-    def chunks(self, chunk: GenerationChunk) -> list[o.OpenAICompletion]:
+    def chunks(self, chunk: GenerationChunk, index: int = 0) -> list[o.OpenAICompletion]:
         out = [
             o.OpenAICompletion(
                 id=self.id,
@@ -310,7 +345,7 @@ class CompletionChunkBuilder:
                 model=self.model,
                 choices=[
                     o.OpenAICompletionChoice(
-                        index=0,
+                        index=index,
                         text=chunk.text,
                         finish_reason=chunk.finish_reason,
                         logprobs=_logprobs(chunk.logprobs),
@@ -318,10 +353,14 @@ class CompletionChunkBuilder:
                 ],
             )
         ]
-        if chunk.finish_reason is not None and self.include_usage and chunk.usage is not None:
+        if (total := self.usage.finish(chunk)) is not None:
             out.append(
                 o.OpenAICompletion(
-                    id=self.id, created=self.created, model=self.model, choices=[], usage=_usage(chunk.usage)
+                    id=self.id, created=self.created, model=self.model, choices=[], usage=_usage(total)
                 )
             )
         return out
+
+    def indexed(self, item: object) -> list[o.OpenAICompletion]:
+        index, chunk = item  # type: ignore[misc]
+        return [] if chunk is None else self.chunks(chunk, index)

@@ -204,3 +204,56 @@ def test_error_mid_request_is_400_not_500(openai_client) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         openai_client.embeddings.create(model=CHAT_MODEL, input="x")
     assert "not an embedding model" in str(info.value)
+
+
+def test_n_choices_chat_and_completion(openai_client) -> None:
+    messages = [{"role": "user", "content": "Name a fruit."}]
+    reply = openai_client.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=messages,
+        max_tokens=6,
+        n=3,
+        temperature=1.0,
+        seed=7,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    assert [c.index for c in reply.choices] == [0, 1, 2]
+    assert all(c.logprobs and c.logprobs.content for c in reply.choices)
+    assert reply.usage.completion_tokens == sum(len(c.logprobs.content) for c in reply.choices)
+    texts = {c.message.content for c in reply.choices}
+    assert len(texts) > 1, "seeded choices should differ"
+
+    completion = openai_client.completions.create(
+        model=CHAT_MODEL, prompt="Once", max_tokens=4, n=2, logprobs=1
+    )
+    assert [c.index for c in completion.choices] == [0, 1]
+    assert all(c.logprobs is not None for c in completion.choices)
+
+
+def test_n_choices_stream_with_indexes_and_one_usage(openai_client) -> None:
+    stream = openai_client.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "Say hi."}],
+        max_tokens=5,
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    finished: dict[int, str] = {}
+    text: dict[int, str] = {0: "", 1: ""}
+    usages = []
+    for chunk in stream:
+        if chunk.usage is not None:
+            usages.append(chunk.usage)
+        for choice in chunk.choices:
+            text[choice.index] += choice.delta.content or ""
+            if choice.finish_reason:
+                finished[choice.index] = choice.finish_reason
+    assert set(finished) == {0, 1}
+    assert all(text.values())
+    assert len(usages) == 1 and usages[0].completion_tokens <= 10
+
+    stream = openai_client.completions.create(model=CHAT_MODEL, prompt="Once", max_tokens=3, n=2, stream=True)
+    indexes = {choice.index for chunk in stream for choice in chunk.choices}
+    assert indexes == {0, 1}

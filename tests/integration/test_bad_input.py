@@ -97,7 +97,7 @@ def test_invalid_json_is_400(http: httpx.Client) -> None:
             {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 7},
             "temperature",
         ),
-        ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 3}, "n"),
+        ({"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 17}, "n"),
         (
             {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0},
             "max_tokens",

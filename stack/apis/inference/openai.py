@@ -124,7 +124,9 @@ class OpenaiChatCompletionRequest(BaseModel):
     logprobs: JsonBool | None = None
     max_completion_tokens: JsonInt | None = Field(default=None, ge=1)
     max_tokens: JsonInt | None = Field(default=None, ge=1)
-    n: JsonInt | None = Field(default=None, ge=1, le=1)
+    n: JsonInt | None = Field(
+        default=None, ge=1, le=16, description="How many choices to generate (one after another)."
+    )
     parallel_tool_calls: JsonBool | None = None
     presence_penalty: JsonFloat | None = Field(default=None, ge=-2.0, le=2.0)
     response_format: OpenAIResponseFormatParam | None = None
@@ -151,7 +153,9 @@ class OpenaiCompletionRequest(BaseModel):
     )
     logprobs: JsonBool | JsonInt | None = None
     max_tokens: JsonInt | None = Field(default=None, ge=0)
-    n: JsonInt | None = Field(default=None, ge=1, le=1)
+    n: JsonInt | None = Field(
+        default=None, ge=1, le=16, description="How many choices to generate (one after another)."
+    )
     presence_penalty: JsonFloat | None = Field(default=None, ge=-2.0, le=2.0)
     seed: JsonInt | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: Stop | None = None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import sys
 from array import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -13,6 +15,7 @@ from fastapi.responses import Response
 from ...apis.common import TextContentItem, content_has_image
 from ...apis.inference import native as n
 from ...apis.inference import openai as o
+from ...apis.inference.core import ChatRequest, CompletionRequest
 from ...datatypes import Api
 from ...errors import UnsupportedError
 from ...routing.inference import InferenceRouter
@@ -21,6 +24,8 @@ from ...translate import openai as to
 from ..deps import json_response, router_of
 from ..route import StackRoute
 from ..sse import prepend, sse_response, wants_done_marker
+
+R = TypeVar("R", ChatRequest, CompletionRequest)
 
 router = APIRouter(tags=["Inference"], route_class=StackRoute)
 
@@ -98,6 +103,31 @@ def _include_usage(options: dict | None) -> bool:
     return bool(options and options.get("include_usage"))
 
 
+def _nth(request: R, i: int) -> R:
+    """The request for choice ``i`` of n: its own seed when a seed is given, so choices differ."""
+    if i == 0 or request.sampling.seed is None:
+        return request
+    return dataclasses.replace(
+        request, sampling=dataclasses.replace(request.sampling, seed=request.sampling.seed + i)
+    )
+
+
+async def _choices(
+    first: AsyncIterator[object], rest: Callable[[int], AsyncIterator[object]], n: int
+) -> AsyncIterator[tuple[int, object | None]]:
+    """n > 1 choices, generated one after another: (i, None) starts choice i, then its chunks."""
+    for i in range(n):
+        stream = first if i == 0 else rest(i)
+        yield i, None
+        try:
+            async for chunk in stream:
+                yield i, chunk
+        finally:
+            closer = getattr(stream, "aclose", None)
+            if closer is not None:
+                await closer()
+
+
 @router.post(
     "/v1/openai/v1/chat/completions",
     response_model=o.OpenAIChatCompletion,
@@ -107,11 +137,17 @@ def _include_usage(options: dict | None) -> bool:
 async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionRequest) -> Response:
     core = to.chat_request_from_openai(body)
     inference = _inference(request)
+    n = body.n or 1
     if body.stream:
         stream = await _started(inference.chat_stream(body.model, core))
-        builder = to.ChatChunkBuilder(body.model, _include_usage(body.stream_options))
-        return sse_response([builder.first()], stream, builder.chunks, done_marker=wants_done_marker(request))
-    return json_response(to.chat_completion(await inference.chat(body.model, core), body.model))
+        builder = to.ChatChunkBuilder(body.model, _include_usage(body.stream_options), n)
+        done = wants_done_marker(request)
+        if n == 1:
+            return sse_response([builder.first()], stream, builder.chunks, done_marker=done)
+        choices = _choices(stream, lambda i: inference.chat_stream(body.model, _nth(core, i)), n)
+        return sse_response([], choices, builder.indexed, done_marker=done)
+    results = [await inference.chat(body.model, _nth(core, i)) for i in range(n)]
+    return json_response(to.chat_completion(results, body.model))
 
 
 @router.post(
@@ -123,12 +159,17 @@ async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionR
 async def openai_completion(request: Request, body: o.OpenaiCompletionRequest) -> Response:
     core = to.completion_request_from_openai(body)
     inference = _inference(request)
+    n = body.n or 1
     if body.stream:
         stream = await _started(inference.complete_stream(body.model, core))
-        builder = to.CompletionChunkBuilder(body.model, _include_usage(body.stream_options))
-        return sse_response([], stream, builder.chunks, done_marker=wants_done_marker(request))
-    result = await inference.complete(body.model, core)
-    return json_response(to.completion(result, body.model, core.prompt if body.echo else None))
+        builder = to.CompletionChunkBuilder(body.model, _include_usage(body.stream_options), n)
+        done = wants_done_marker(request)
+        if n == 1:
+            return sse_response([], stream, builder.chunks, done_marker=done)
+        choices = _choices(stream, lambda i: inference.complete_stream(body.model, _nth(core, i)), n)
+        return sse_response([], choices, builder.indexed, done_marker=done)
+    results = [await inference.complete(body.model, _nth(core, i)) for i in range(n)]
+    return json_response(to.completion(results, body.model, core.prompt if body.echo else None))
 
 
 @router.post(
