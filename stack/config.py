@@ -209,6 +209,13 @@ class ServerConfig(BaseModel):
     _split = field_validator("allowed_hosts", mode="before")(_string_list)
 
 
+class InferenceStoreConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Chat completions made through the OpenAI route are kept (GET /v1/openai/v1/chat/completions).
+    enabled: bool = True
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -221,6 +228,7 @@ class RunConfig(BaseModel):
     shields: list[ShieldInput] = Field(default_factory=list)
     tool_groups: list[ToolGroupInput] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    inference_store: InferenceStoreConfig = Field(default_factory=InferenceStoreConfig)
 
     @property
     def state_path(self) -> Path:

@@ -19,6 +19,7 @@ from .config import RunConfig
 from .datatypes import Api, ProviderDeps, ProviderSpec
 from .errors import ConfigError
 from .outbound import OutboundPolicy
+from .routing.chat_completions import ChatCompletionStore
 from .routing.files import FilesRouter
 from .routing.inference import InferenceRouter
 from .routing.models import ModelsTable
@@ -52,6 +53,7 @@ class Stack:
     models: ModelsTable | None = None
     shields: ShieldsTable | None = None
     vector_dbs: VectorDBsTable | None = None
+    chat_completions: ChatCompletionStore | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     def provider_list(self) -> list[ProviderInstance]:
@@ -208,6 +210,9 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
     await _load_configured(models.table, "model", entries)
     stack.models = models
     stack.routers[Api.inference] = InferenceRouter(models)
+    stack.chat_completions = ChatCompletionStore(
+        stack.store, enabled=stack.run_config.inference_store.enabled
+    )
 
 
 async def _build_safety(stack: Stack, instances: dict[str, ProviderInstance]) -> None:

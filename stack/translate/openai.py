@@ -10,6 +10,7 @@ from ..apis.inference.core import (
     ChatMessage,
     ChatRequest,
     CompletionRequest,
+    FinishReason,
     GenerationChunk,
     GenerationResult,
     SamplingOptions,
@@ -222,10 +223,12 @@ def _total_usage(results: list[GenerationResult]) -> Usage:
     )
 
 
-def chat_completion(results: list[GenerationResult], model: str) -> o.OpenAIChatCompletion:
+def chat_completion(
+    results: list[GenerationResult], model: str, *, id: str | None = None, created: int | None = None
+) -> o.OpenAIChatCompletion:
     return o.OpenAIChatCompletion(
-        id=new_id("chatcmpl"),
-        created=int(time.time()),
+        id=id or new_id("chatcmpl"),
+        created=created if created is not None else int(time.time()),
         model=model,
         choices=[
             o.OpenAIChoice(
@@ -261,6 +264,43 @@ class _UsageTally:
             prompt_tokens=self.finished[0].prompt_tokens,
             completion_tokens=sum(u.completion_tokens for u in self.finished),
         )
+
+
+class StreamedChoices:
+    """Collects a stream's chunks per choice, so the finished stream can be stored whole."""
+
+    def __init__(self, n: int) -> None:
+        self.text: list[list[str]] = [[] for _ in range(n)]
+        self.calls: list[list[ToolCallOut]] = [[] for _ in range(n)]
+        self.logprobs: list[list[TokenLogprob] | None] = [None] * n
+        self.finish: list[FinishReason | None] = [None] * n
+        self.usage: list[Usage | None] = [None] * n
+
+    def add(self, index: int, chunk: GenerationChunk) -> None:
+        if chunk.text:
+            self.text[index].append(chunk.text)
+        if chunk.tool_calls:
+            self.calls[index].extend(chunk.tool_calls)
+        if chunk.logprobs:
+            self.logprobs[index] = [*(self.logprobs[index] or []), *chunk.logprobs]
+        if chunk.finish_reason is not None:
+            self.finish[index] = chunk.finish_reason
+            self.usage[index] = chunk.usage
+
+    def results(self) -> list[GenerationResult] | None:
+        """The choices as results, or None unless every choice finished."""
+        if any(f is None for f in self.finish):
+            return None
+        return [
+            GenerationResult(
+                text="".join(self.text[i]),
+                finish_reason=self.finish[i],  # type: ignore[arg-type]
+                usage=self.usage[i] or Usage(prompt_tokens=0, completion_tokens=0),
+                logprobs=self.logprobs[i],
+                tool_calls=self.calls[i],
+            )
+            for i in range(len(self.finish))
+        ]
 
 
 class ChatChunkBuilder:

@@ -134,6 +134,9 @@ class OpenaiChatCompletionRequest(BaseModel):
     stop: Stop | None = None
     stream: JsonBool | None = None
     stream_options: dict[str, Any] | None = None
+    store: JsonBool | None = Field(
+        default=None, description="false: do not keep this completion (GET /v1/openai/v1/chat/completions)."
+    )
     temperature: JsonFloat | None = Field(default=None, ge=0.0, le=2.0)
     tool_choice: str | dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
@@ -215,6 +218,25 @@ class OpenAIChatCompletion(BaseModel):
     created: int
     model: str
     usage: OpenAIUsage | None = None
+
+
+class OpenAICompletionWithInputMessages(BaseModel):
+    """A stored chat completion, with the messages it answered."""
+
+    id: str
+    choices: list[OpenAIChoice]
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    input_messages: list[OpenAIMessageParam]
+
+
+class ListOpenAIChatCompletionResponse(BaseModel):
+    data: list[OpenAICompletionWithInputMessages]
+    has_more: bool
+    first_id: str
+    last_id: str
+    object: Literal["list"] = "list"
 
 
 class OpenAIChoiceDelta(BaseModel):

@@ -6,22 +6,23 @@ import base64
 import dataclasses
 import sys
 from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ...apis.common import TextContentItem, content_has_image
+from ...apis.common import Order, TextContentItem, content_has_image
 from ...apis.inference import native as n
 from ...apis.inference import openai as o
-from ...apis.inference.core import ChatRequest, CompletionRequest
+from ...apis.inference.core import ChatRequest, CompletionRequest, GenerationChunk, GenerationResult
 from ...datatypes import Api
-from ...errors import UnsupportedError
+from ...errors import BadRequestError, UnsupportedError
+from ...routing.chat_completions import ChatCompletionStore
 from ...routing.inference import InferenceRouter
 from ...translate import native as tn
 from ...translate import openai as to
-from ..deps import json_response, router_of
+from ..deps import json_response, router_of, stack_of
 from ..route import StackRoute
 from ..sse import prepend, sse_response, wants_done_marker
 
@@ -128,6 +129,23 @@ async def _choices(
                 await closer()
 
 
+async def _stored_when_done(
+    source: AsyncIterator[object],
+    n: int,
+    save: Callable[[list[GenerationResult]], Awaitable[None]],
+) -> AsyncIterator[object]:
+    """Passes a stream through and stores the whole completion once every choice has finished."""
+    collected = to.StreamedChoices(n)
+    async for item in source:
+        index, chunk = item if n > 1 else (0, item)  # type: ignore[misc]
+        if isinstance(chunk, GenerationChunk):
+            collected.add(index, chunk)
+        yield item
+    results = collected.results()
+    if results is not None:
+        await save(results)
+
+
 @router.post(
     "/v1/openai/v1/chat/completions",
     response_model=o.OpenAIChatCompletion,
@@ -137,17 +155,65 @@ async def _choices(
 async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionRequest) -> Response:
     core = to.chat_request_from_openai(body)
     inference = _inference(request)
+    store = stack_of(request).chat_completions
+    keep = store is not None and store.wants(body.store)
     n = body.n or 1
     if body.stream:
         stream = await _started(inference.chat_stream(body.model, core))
         builder = to.ChatChunkBuilder(body.model, _include_usage(body.stream_options), n)
         done = wants_done_marker(request)
+        source: AsyncIterator[object] = stream
+        if n > 1:
+            source = _choices(stream, lambda i: inference.chat_stream(body.model, _nth(core, i)), n)
+        if keep:
+            assert store is not None
+
+            async def save(results: list[GenerationResult]) -> None:
+                completion = to.chat_completion(results, body.model, id=builder.id, created=builder.created)
+                await store.save(completion, body.messages)
+
+            source = _stored_when_done(source, n, save)
         if n == 1:
-            return sse_response([builder.first()], stream, builder.chunks, done_marker=done)
-        choices = _choices(stream, lambda i: inference.chat_stream(body.model, _nth(core, i)), n)
-        return sse_response([], choices, builder.indexed, done_marker=done)
+            return sse_response([builder.first()], source, builder.chunks, done_marker=done)
+        return sse_response([], source, builder.indexed, done_marker=done)
     results = [await inference.chat(body.model, _nth(core, i)) for i in range(n)]
-    return json_response(to.chat_completion(results, body.model))
+    completion = to.chat_completion(results, body.model)
+    if keep:
+        assert store is not None
+        await store.save(completion, body.messages)
+    return json_response(completion)
+
+
+def _chat_completions(request: Request) -> ChatCompletionStore:
+    store = stack_of(request).chat_completions
+    if store is None:
+        raise BadRequestError("This server has no inference provider, so it keeps no chat completions.")
+    return store
+
+
+@router.get(
+    "/v1/openai/v1/chat/completions",
+    response_model=o.ListOpenAIChatCompletionResponse,
+    summary="List all chat completions.",
+)
+async def list_chat_completions(
+    request: Request,
+    after: str | None = None,
+    limit: int = 20,
+    model: str | None = None,
+    order: Order = Order.desc,
+) -> Response:
+    page = await _chat_completions(request).list(after=after, limit=limit, order=order, model=model)
+    return json_response(page)
+
+
+@router.get(
+    "/v1/openai/v1/chat/completions/{completion_id}",
+    response_model=o.OpenAICompletionWithInputMessages,
+    summary="Describe a chat completion by its ID.",
+)
+async def get_chat_completion(request: Request, completion_id: str) -> Response:
+    return json_response(await _chat_completions(request).get(completion_id))
 
 
 @router.post(
@@ -180,8 +246,6 @@ async def openai_completion(request: Request, body: o.OpenaiCompletionRequest) -
 async def openai_embeddings(request: Request, body: o.OpenaiEmbeddingsRequest) -> Response:
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts:
-        from ...errors import BadRequestError
-
         raise BadRequestError("input: give at least one string to embed.")
     result = await _inference(request).embed(body.model, texts, dimensions=body.dimensions)
     if body.encoding_format == "base64":
