@@ -185,6 +185,18 @@ def test_files_vector_stores_and_vector_dbs_are_private_to_their_key(secured: Ru
     stack_mine.vector_dbs.unregister("k1-db")
 
 
+def test_stored_chat_completions_are_private_to_their_key(secured: RunningServer) -> None:
+    mine, theirs, admin = _openai(secured, K1), _openai(secured, K2), _openai(secured, ADMIN)
+    made = mine.chat.completions.create(
+        model=CHAT_MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    assert mine.chat.completions.retrieve(made.id).id == made.id
+    with pytest.raises(openai.NotFoundError):
+        theirs.chat.completions.retrieve(made.id)
+    assert made.id not in [c.id for c in theirs.chat.completions.list(limit=100)]
+    assert made.id in [c.id for c in admin.chat.completions.list(limit=100)]
+
+
 def test_host_header_and_cors(secured: RunningServer) -> None:
     with _http(secured, K1) as http:
         r = http.get("/v1/models", headers={"Host": "rebound.attacker.example"})
