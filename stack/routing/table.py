@@ -3,7 +3,9 @@
 Each resource is owned by one provider. Resources from the run config are registered at every
 start; resources registered over the API are stored and re-registered with their provider at the
 next start. The table never needs to know what kind of resource it holds: the owning provider's
-register/unregister hooks are handed in.
+register/unregister hooks are handed in. Stored records go through a RecordStore: validated before
+they are written, and a stored record that no longer validates is set aside (logged, not served,
+still deletable) instead of stopping the start-up.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Generic, TypeVar
 from ..apis.common import Resource
 from ..errors import ConflictError, NotFoundError
 from ..storage.kvstore import KVStore
+from ..storage.records import RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +40,13 @@ class ResourceTable(Generic[R]):
         self.kind = kind
         self.resource_class = resource_class
         self.store = store
+        self.records: RecordStore[R] = RecordStore(store, resource_class, kind=kind)
         self.owners = owners  # provider_id -> provider implementation
         self._register_hook = register_hook
         self._unregister_hook = unregister_hook
         self._not_found = not_found
         self._resources: dict[str, R] = {}
         self._lock = asyncio.Lock()
-
-    def _key(self, identifier: str) -> str:
-        return f"{self.kind}:{identifier}"
 
     def get(self, identifier: str) -> R:
         try:
@@ -67,8 +68,7 @@ class ResourceTable(Generic[R]):
         for resource in configured:
             registered = await self._register_hook(self.owner(resource), resource)
             self._resources[registered.identifier] = registered
-        for raw in await self.store.values_with_prefix(f"{self.kind}:"):
-            resource = self.resource_class.model_validate_json(raw)
+        for resource in await self.records.list():
             ident = resource.identifier
             if ident in self._resources:
                 continue
@@ -88,6 +88,7 @@ class ResourceTable(Generic[R]):
 
     async def register(self, resource: R) -> R:
         ident = resource.identifier
+        self.records.validate(ident, resource)  # refuse what could not be stored before any hook runs
         async with self._lock:
             existing = self._resources.get(ident)
             if existing is not None:
@@ -98,13 +99,27 @@ class ResourceTable(Generic[R]):
                     )
                 await self._unregister_hook(self.owner(existing), existing)
             registered = await self._register_hook(self.owner(resource), resource)
-            await self.store.set(self._key(ident), registered.model_dump_json())
+            try:
+                await self.records.put(ident, registered)
+            except BaseException:  # the provider changed it into something unstorable: undo
+                self._resources.pop(ident, None)
+                await self._unregister_hook(self.owner(registered), registered)
+                raise
             self._resources[ident] = registered
             return registered
 
-    async def unregister(self, identifier: str) -> None:
+    async def unregister(self, identifier: str, *, missing_ok: bool = False) -> None:
+        """Unregisters a served resource; a stored one that is not served (unreadable, or its
+        provider is not configured) has only its record removed."""
         async with self._lock:
-            resource = self.get(identifier)
+            resource = self._resources.get(identifier)
+            if resource is None:
+                if await self.records.exists(identifier):
+                    await self.records.delete(identifier)
+                    return
+                if missing_ok:
+                    return
+                raise self._not_found(identifier)
             await self._unregister_hook(self.owner(resource), resource)
             del self._resources[identifier]
-            await self.store.delete(self._key(identifier))
+            await self.records.delete(identifier)

@@ -21,6 +21,7 @@ class KVStore(Protocol):
     async def set(self, key: str, value: str) -> None: ...
     async def delete(self, key: str) -> None: ...
     async def values_with_prefix(self, prefix: str) -> list[str]: ...
+    async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]: ...
     async def close(self) -> None: ...
 
 
@@ -64,6 +65,16 @@ class SqliteKVStore:
             (start, start + "\uffff"),
         )
         return [str(r[0]) for r in rows]
+
+    async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, value) pairs in key order, keys without this store's namespace."""
+        start = self.prefix + prefix
+        rows = await asyncio.to_thread(
+            self._run,
+            "SELECT key, value FROM kvstore WHERE key >= ? AND key < ? ORDER BY key",
+            (start, start + "\uffff"),
+        )
+        return [(str(k)[len(self.prefix) :], str(v)) for k, v in rows]
 
     async def close(self) -> None:
         with self._lock:
