@@ -244,6 +244,7 @@ async def _build_vector_io(stack: Stack, instances: dict[str, ProviderInstance])
     stack.vector_dbs = dbs
     router = VectorIORouter(dbs)
     router.stores = OpenAIVectorStores(router, stack.store, stack.routers)
+    await router.stores.recover()  # before anything is served: no half-indexed file stays around
     stack.routers[Api.vector_io] = router
 
 

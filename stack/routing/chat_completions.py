@@ -9,17 +9,12 @@ never a 500. With API keys, a key sees only its own completions.
 
 from __future__ import annotations
 
-import logging
-
-from pydantic import ValidationError
-
 from ..access import OwnerIndex
 from ..apis.common import Order
 from ..apis.inference import openai as o
 from ..errors import BadRequestError, NotFoundError
 from ..storage.kvstore import KVStore
-
-log = logging.getLogger(__name__)
+from ..storage.records import RecordStore
 
 _KIND = "chat_completion"
 MAX_LIST_LIMIT = 100
@@ -34,12 +29,11 @@ def _not_found(completion_id: str) -> NotFoundError:
 
 class ChatCompletionStore:
     def __init__(self, store: KVStore, *, enabled: bool) -> None:
-        self.store = store
+        self.records = RecordStore(
+            store, o.OpenAICompletionWithInputMessages, kind=_KIND, label="chat completion"
+        )
         self.enabled = enabled
         self.owners = OwnerIndex(store, _KIND)
-
-    def _key(self, completion_id: str) -> str:
-        return f"{_KIND}:{completion_id}"
 
     def wants(self, request_store: bool | None) -> bool:
         return self.enabled and request_store is not False
@@ -54,37 +48,19 @@ class ChatCompletionStore:
             model=completion.model,
             input_messages=input_messages,
         )
-        # Validated from its own JSON before it is written: what is stored can always be read back.
-        raw = record.model_dump_json()
-        o.OpenAICompletionWithInputMessages.model_validate_json(raw)
-        await self.owners.claim(record.id)
-        await self.store.set(self._key(record.id), raw)
-
-    def _load(self, key: str, raw: str) -> o.OpenAICompletionWithInputMessages | None:
-        try:
-            return o.OpenAICompletionWithInputMessages.model_validate_json(raw)
-        except ValidationError as exc:
-            log.warning("Stored chat completion %s no longer validates; skipped: %s", key, exc.errors()[:2])
-            return None
+        await self.owners.claim(record.id)  # before the record: never an unowned record
+        await self.records.put(record.id, record)
 
     async def get(self, completion_id: str) -> o.OpenAICompletionWithInputMessages:
-        raw = await self.store.get(self._key(completion_id))
-        record = self._load(completion_id, raw) if raw is not None else None
-        if record is None:
-            raise _not_found(completion_id)
         await self.owners.check(completion_id, lambda: _not_found(completion_id))
-        return record
+        return await self.records.require(completion_id, lambda: _not_found(completion_id))
 
     async def list(
         self, *, after: str | None, limit: int, order: Order, model: str | None
     ) -> o.ListOpenAIChatCompletionResponse:
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise BadRequestError(f"limit must be between 1 and {MAX_LIST_LIMIT}.")
-        records = [
-            record
-            for raw in await self.store.values_with_prefix(f"{_KIND}:")
-            if (record := self._load(_KIND, raw)) is not None and (model is None or record.model == model)
-        ]
+        records = [r for r in await self.records.list() if model is None or r.model == model]
         records = await self.owners.visible(records, key=lambda r: r.id)
         records.sort(key=lambda r: (r.created, r.id), reverse=order == Order.desc)
         if after is not None:

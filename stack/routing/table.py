@@ -3,7 +3,9 @@
 Each resource is owned by one provider. Resources from the run config are registered at every
 start; resources registered over the API are stored and re-registered with their provider at the
 next start. The table never needs to know what kind of resource it holds: the owning provider's
-register/unregister hooks are handed in.
+register/unregister hooks are handed in. Stored records go through a RecordStore: validated before
+they are written, and a stored record that no longer validates is set aside (logged, not served,
+still deletable) instead of stopping the start-up.
 
 With API keys, a resource registered over the API belongs to the key that registered it (see
 stack/access.py): other keys get 404 for it and cannot take its id. Run-config resources are
@@ -21,6 +23,7 @@ from .. import access
 from ..apis.common import Resource
 from ..errors import ConflictError, ForbiddenError, NotFoundError
 from ..storage.kvstore import KVStore
+from ..storage.records import RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class ResourceTable(Generic[R]):
         self.kind = kind
         self.resource_class = resource_class
         self.store = store
+        self.records: RecordStore[R] = RecordStore(store, resource_class, kind=kind)
         self.owners = owners  # provider_id -> provider implementation
         self._register_hook = register_hook
         self._unregister_hook = unregister_hook
@@ -51,9 +55,6 @@ class ResourceTable(Generic[R]):
         self._configured: set[str] = set()  # identifiers from the run config
         self._ownership = access.OwnerIndex(store, kind)
         self._lock = asyncio.Lock()
-
-    def _key(self, identifier: str) -> str:
-        return f"{self.kind}:{identifier}"
 
     def get(self, identifier: str) -> R:
         resource = self.find(identifier)
@@ -84,8 +85,7 @@ class ResourceTable(Generic[R]):
             self._resources[registered.identifier] = registered
             self._configured.add(registered.identifier)
         holders = await self._ownership.all()
-        for raw in await self.store.values_with_prefix(f"{self.kind}:"):
-            resource = self.resource_class.model_validate_json(raw)
+        for resource in await self.records.list():
             ident = resource.identifier
             if ident in self._resources:
                 continue
@@ -106,6 +106,7 @@ class ResourceTable(Generic[R]):
 
     async def register(self, resource: R) -> R:
         ident = resource.identifier
+        self.records.validate(ident, resource)  # refuse what could not be stored before any hook runs
         async with self._lock:
             existing = self._resources.get(ident)
             holder = access.owner_for_new_record()
@@ -122,14 +123,34 @@ class ResourceTable(Generic[R]):
                 await self._unregister_hook(self.owner(existing), existing)
             registered = await self._register_hook(self.owner(resource), resource)
             await self._ownership.set(ident, holder)  # before the record: never an unowned record
-            await self.store.set(self._key(ident), registered.model_dump_json())
+            try:
+                await self.records.put(ident, registered)
+            except BaseException:  # the provider changed it into something unstorable: undo
+                self._resources.pop(ident, None)
+                await self._unregister_hook(self.owner(registered), registered)
+                raise
             self._resources[ident] = registered
             self._holders[ident] = holder
             return registered
 
-    async def unregister(self, identifier: str) -> None:
+    async def unregister(self, identifier: str, *, missing_ok: bool = False) -> None:
+        """Unregisters a served resource; a stored one that is not served (unreadable, or its
+        provider is not configured) has only its record removed."""
         async with self._lock:
-            resource = self.get(identifier)
+            resource = self._resources.get(identifier)
+            if resource is None:
+                stored = await self.records.exists(identifier)
+                if stored and access.can_see(await self._ownership.owner(identifier)):
+                    await self.records.delete(identifier)
+                    await self._ownership.release(identifier)
+                    return
+                if missing_ok:
+                    return
+                raise self._not_found(identifier)
+            if not access.can_see(self._holders.get(identifier)):
+                if missing_ok:
+                    return
+                raise self._not_found(identifier)
             if not self._may_change(identifier):
                 raise ForbiddenError(
                     f"The {self.kind} '{identifier}' comes from the run config and is shared by every "
@@ -139,5 +160,5 @@ class ResourceTable(Generic[R]):
             del self._resources[identifier]
             self._holders.pop(identifier, None)
             self._configured.discard(identifier)
-            await self.store.delete(self._key(identifier))
+            await self.records.delete(identifier)
             await self._ownership.release(identifier)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..apis.common import content_has_image, content_to_text
@@ -25,6 +28,7 @@ from .inference import InferenceRouter
 from .table import ResourceTable
 
 DEFAULT_MAX_CHUNKS = 3
+MAX_QUERY_CHUNKS = 1000
 
 
 class VectorDBNotFoundError(NotFoundError):
@@ -112,6 +116,24 @@ class VectorIORouter:
     def __init__(self, dbs: VectorDBsTable) -> None:
         self.dbs = dbs
         self.stores: Any = None  # the OpenAI vector stores built on these dbs (set by the resolver)
+        # Documents being written right now, per db: their chunks are left out of queries until the
+        # write completes. A crash loses this, which is fine: start-up removes half-written documents.
+        self._writing: dict[str, Counter[str]] = {}
+
+    @contextmanager
+    def hidden_while_written(self, vector_db_id: str, document_id: str) -> Iterator[None]:
+        writing = self._writing.setdefault(vector_db_id, Counter())
+        writing[document_id] += 1
+        try:
+            yield
+        finally:
+            writing[document_id] -= 1
+            if writing[document_id] <= 0:
+                del writing[document_id]
+
+    def _visible(self, vector_db_id: str, chunk: Chunk) -> bool:
+        writing = self._writing.get(vector_db_id)
+        return not writing or str(chunk.metadata.get("document_id")) not in writing
 
     async def embed(self, db: VectorDB, texts: list[str]) -> list[list[float]]:
         result = await self.dbs.inference.embed(db.embedding_model, texts)
@@ -179,7 +201,7 @@ class VectorIORouter:
         k = params.get("max_chunks", DEFAULT_MAX_CHUNKS)
         threshold = params.get("score_threshold", 0.0)
         mode = params.get("mode") or "vector"
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_QUERY_CHUNKS:
             raise BadRequestError(f"params.max_chunks must be an integer from 1 to 1000, got {k!r}.")
         if not isinstance(threshold, int | float) or isinstance(threshold, bool):
             raise BadRequestError(f"params.score_threshold must be a number, got {threshold!r}.")
@@ -191,6 +213,17 @@ class VectorIORouter:
         if not text.strip():
             raise BadRequestError("query: give some text to search for.")
         [embedding] = await self.embed(db, [text])
-        hits = await self.dbs.table.owner(db).query(db, embedding, k)
-        hits = [(chunk, score) for chunk, score in hits if score >= threshold]
+        provider = self.dbs.table.owner(db)
+        fetch = k
+        while True:
+            found = await provider.query(db, embedding, fetch)
+            visible = [(c, s) for c, s in found if self._visible(vector_db_id, c)]
+            hits = [(c, s) for c, s in visible if s >= threshold]
+            # Look further only when chunks still being written took places and the db has more
+            # (past the threshold, further hits only score lower).
+            exhausted = len(found) < fetch or fetch >= MAX_QUERY_CHUNKS or len(hits) < len(visible)
+            if len(hits) >= k or len(visible) == len(found) or exhausted:
+                break
+            fetch = min(fetch * 4, MAX_QUERY_CHUNKS)
+        hits = hits[:k]
         return QueryChunksResponse(chunks=[c for c, _ in hits], scores=[s for _, s in hits])

@@ -1,11 +1,17 @@
 """OpenAI-compatible vector stores, built on vector dbs: a vector store is a vector db plus records
 (name, metadata, files with their attributes) kept in the kv store. Files come from the Files API,
 are parsed, chunked with the requested strategy, embedded and stored like any other chunks.
+
+Attaching is crash-consistent: the file's record is written `in_progress` before any chunk, its
+chunks stay out of searches until the record says `completed`, and at start-up `recover()` turns
+files left `in_progress` by a crash into `failed` ones (chunks removed, `last_error` says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 import uuid
 from typing import Any
@@ -27,6 +33,7 @@ from ..apis.vector_stores import (
     VectorStoreFileContentsResponse,
     VectorStoreFileCounts,
     VectorStoreFileDeleteResponse,
+    VectorStoreFileLastError,
     VectorStoreFileObject,
     VectorStoreListFilesResponse,
     VectorStoreListResponse,
@@ -37,10 +44,14 @@ from ..apis.vector_stores import (
 from ..datatypes import Api
 from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError
 from ..storage.kvstore import KVStore
-from .vector_io import VectorIORouter
+from ..storage.records import RecordStore
+from .vector_io import MAX_QUERY_CHUNKS, VectorIORouter
+
+log = logging.getLogger(__name__)
 
 # OpenAI's 'auto' chunking strategy.
 AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS = 800, 400
+INTERRUPTED = "Indexing was interrupted by a server restart; its chunks were removed. Attach the file again."
 _COMPARISONS = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
@@ -58,6 +69,14 @@ class _FileRecord(BaseModel):
 
     file: VectorStoreFileObject
     filename: str
+
+
+class VectorStoreFileNotFoundError(NotFoundError):
+    def __init__(self, vector_store_id: str, file_id: str) -> None:
+        super().__init__(
+            f"File '{file_id}' is not in vector store '{vector_store_id}'. "
+            f"Use client.vector_stores.files.list('{vector_store_id}') to list its files."
+        )
 
 
 class VectorStoreNotFoundError(NotFoundError):
@@ -89,6 +108,11 @@ def matches(attributes: dict[str, Any], condition: dict[str, Any], where: str = 
         return bool(_COMPARISONS[kind](attributes[key], condition["value"]))
     except TypeError:
         return False  # e.g. comparing a string attribute with a number
+
+
+def _failed(record: VectorStoreFileObject, message: str) -> VectorStoreFileObject:
+    error = VectorStoreFileLastError(code="server_error", message=message)
+    return record.model_copy(update={"status": "failed", "last_error": error})
 
 
 def _check_attributes(attributes: dict[str, Any] | None) -> dict[str, Any]:
@@ -132,45 +156,49 @@ class OpenAIVectorStores:
         self.store = store
         self.routers = routers  # the Files API router is looked up when a file is attached
         self.owners = access.OwnerIndex(store, "vector_store")  # with API keys: each key sees its own
+        self.records: RecordStore[VectorStoreObject] = RecordStore(
+            store, VectorStoreObject, kind="vector_store"
+        )
+        # Keyed "<vector store id>:<file id>".
+        self.file_records: RecordStore[_FileRecord] = RecordStore(
+            store, _FileRecord, kind="vector_store_file", label="vector store file"
+        )
 
     # --- records -------------------------------------------------------------------------------
 
     async def _get(self, vector_store_id: str) -> VectorStoreObject:
         await self.owners.check(vector_store_id, lambda: VectorStoreNotFoundError(vector_store_id))
-        raw = await self.store.get(f"vector_store:{vector_store_id}")
-        if raw is None:
-            raise VectorStoreNotFoundError(vector_store_id)
-        return VectorStoreObject.model_validate_json(raw)
+        return await self.records.require(vector_store_id, lambda: VectorStoreNotFoundError(vector_store_id))
 
-    async def _put(self, vs: VectorStoreObject) -> None:
-        await self.store.set(f"vector_store:{vs.id}", vs.model_dump_json())
+    async def _put(self, vs: VectorStoreObject | dict[str, Any]) -> VectorStoreObject:
+        vs_id = vs.id if isinstance(vs, VectorStoreObject) else str(vs.get("id"))
+        return await self.records.put(vs_id, vs)
 
     async def _files(self, vector_store_id: str) -> list[tuple[VectorStoreFileObject, str]]:
-        records = await self.store.values_with_prefix(f"vector_store_file:{vector_store_id}:")
-        parsed = [_FileRecord.model_validate_json(raw) for raw in records]
-        return [(r.file, r.filename) for r in parsed]
+        return [(r.file, r.filename) for r in await self.file_records.list(f"{vector_store_id}:")]
 
     async def _file(self, vector_store_id: str, file_id: str) -> VectorStoreFileObject:
         await self._get(vector_store_id)
-        raw = await self.store.get(f"vector_store_file:{vector_store_id}:{file_id}")
-        if raw is None:
-            raise NotFoundError(f"File '{file_id}' is not in vector store '{vector_store_id}'.")
-        return _FileRecord.model_validate_json(raw).file
+        missing = functools.partial(VectorStoreFileNotFoundError, vector_store_id, file_id)
+        return (await self.file_records.require(f"{vector_store_id}:{file_id}", missing)).file
 
-    async def _refresh_counts(self, vs: VectorStoreObject) -> VectorStoreObject:
+    async def _put_file(self, record: VectorStoreFileObject, filename: str) -> VectorStoreFileObject:
+        key = f"{record.vector_store_id}:{record.id}"
+        return (await self.file_records.put(key, _FileRecord(file=record, filename=filename))).file
+
+    async def _refresh_counts(self, vector_store_id: str, *, touch: bool = True) -> VectorStoreObject:
+        vs = await self._get(vector_store_id)  # the latest, so a concurrent update is not undone
         files = [f for f, _ in await self._files(vs.id)]
         counts = VectorStoreFileCounts(total=len(files))
         for f in files:
             setattr(counts, f.status, getattr(counts, f.status) + 1)
-        vs = vs.model_copy(
-            update={
-                "file_counts": counts,
-                "usage_bytes": sum(f.usage_bytes for f in files),
-                "last_active_at": int(time.time()),
-            }
-        )
-        await self._put(vs)
-        return vs
+        usage = sum(f.usage_bytes for f in files)
+        if not touch and (counts, usage) == (vs.file_counts, vs.usage_bytes):
+            return vs
+        changes: dict[str, Any] = {"file_counts": counts.model_dump(), "usage_bytes": usage}
+        if touch:
+            changes["last_active_at"] = int(time.time())
+        return await self._put({**vs.model_dump(), **changes})
 
     def _files_api(self) -> Any:
         files = self.routers.get(Api.files)
@@ -224,11 +252,7 @@ class OpenAIVectorStores:
     ):
         if not 1 <= limit <= 100:
             raise BadRequestError("limit must be between 1 and 100.")
-        stores = [
-            VectorStoreObject.model_validate_json(r)
-            for r in await self.store.values_with_prefix("vector_store:")
-        ]
-        stores = await self.owners.visible(stores, key=lambda s: s.id)
+        stores = await self.owners.visible(await self.records.list(), key=lambda s: s.id)
         stores.sort(key=lambda s: (s.created_at, s.id), reverse=order != "asc")
         return _page(stores, limit, after, before, VectorStoreListResponse)
 
@@ -239,18 +263,19 @@ class OpenAIVectorStores:
         self, vector_store_id: str, request: OpenaiUpdateVectorStoreRequest
     ) -> VectorStoreObject:
         vs = await self._get(vector_store_id)
-        changes = request.model_dump(exclude_unset=True)
-        vs = vs.model_copy(update={**changes, "last_active_at": int(time.time())})
-        await self._put(vs)
-        return vs
+        # An explicit null leaves the field as it is (OpenAI's schema accepts null for all three).
+        changes = request.model_dump(exclude_unset=True, exclude_none=True)
+        return await self._put({**vs.model_dump(), **changes, "last_active_at": int(time.time())})
 
     async def delete(self, vector_store_id: str) -> VectorStoreDeleteResponse:
-        await self._get(vector_store_id)
-        if self.vector_io.dbs.table.find(vector_store_id) is not None:
-            await self.vector_io.dbs.unregister_vector_db(vector_store_id)
-        for record, _ in await self._files(vector_store_id):
-            await self.store.delete(f"vector_store_file:{vector_store_id}:{record.id}")
-        await self.store.delete(f"vector_store:{vector_store_id}")
+        await self.owners.check(vector_store_id, lambda: VectorStoreNotFoundError(vector_store_id))
+        # Works on records that no longer read, too: that is how such a store is removed.
+        if not await self.records.exists(vector_store_id):
+            raise VectorStoreNotFoundError(vector_store_id)
+        await self.vector_io.dbs.table.unregister(vector_store_id, missing_ok=True)
+        for key in await self.file_records.keys(f"{vector_store_id}:"):
+            await self.file_records.delete(key)
+        await self.records.delete(vector_store_id)
         await self.owners.release(vector_store_id)
         return VectorStoreDeleteResponse(id=vector_store_id)
 
@@ -266,7 +291,7 @@ class OpenAIVectorStores:
             extract_text,
         )
 
-        vs = await self._get(vector_store_id)
+        await self._get(vector_store_id)
         attributes = _check_attributes(request.attributes)
         strategy = _strategy(request.chunking_strategy)
         size, overlap = _chunk_sizes(strategy)
@@ -298,24 +323,62 @@ class OpenAIVectorStores:
             )
             for p in pieces
         ]
-        await self.vector_io.delete_document(vector_store_id, request.file_id)
-        for start in range(0, len(chunks), 256):
-            await self.vector_io.insert_chunks(vector_store_id, chunks[start : start + 256])
         record = VectorStoreFileObject(
             id=request.file_id,
             attributes=attributes,
             chunking_strategy=strategy,
             created_at=int(time.time()),
-            status="completed",
-            usage_bytes=len(text.encode()),
+            status="in_progress",
             vector_store_id=vector_store_id,
         )
-        await self.store.set(
-            f"vector_store_file:{vector_store_id}:{request.file_id}",
-            _FileRecord(file=record, filename=meta.filename).model_dump_json(),
-        )
-        await self._refresh_counts(vs)
+        with self.vector_io.hidden_while_written(vector_store_id, request.file_id):
+            # The record first: a crash from here on leaves an in_progress file for recover().
+            record = await self._put_file(record, meta.filename)
+            await self._refresh_counts(vector_store_id)
+            try:
+                await self.vector_io.delete_document(vector_store_id, request.file_id)
+                for start in range(0, len(chunks), 256):
+                    await self.vector_io.insert_chunks(vector_store_id, chunks[start : start + 256])
+                done = record.model_copy(update={"status": "completed", "usage_bytes": len(text.encode())})
+                record = await self._put_file(done, meta.filename)
+            except BaseException as exc:
+                await self._fail(record, meta.filename, exc)
+                raise
+        await self._refresh_counts(vector_store_id)
         return record
+
+    async def _fail(self, record: VectorStoreFileObject, filename: str, exc: BaseException) -> None:
+        """An attach that failed leaves no chunks, and its record says why."""
+        reason = getattr(exc, "detail", None) or (
+            "The request was cancelled." if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
+        )
+        try:
+            await self.vector_io.delete_document(record.vector_store_id, record.id)
+            await self._put_file(_failed(record, f"Indexing failed: {reason}"), filename)
+            await self._refresh_counts(record.vector_store_id)
+        except Exception as cleanup:  # the start-up recovery finishes what this could not
+            log.warning("Could not mark file %s of %s failed: %s", record.id, record.vector_store_id, cleanup)
+
+    async def recover(self) -> None:
+        """At start-up: files a crash left in_progress lose their chunks and become failed; every
+        store's counts are recomputed (a crash may have come between a file's write and its count)."""
+        interrupted = 0
+        stores = set(await self.records.keys())
+        for key, record in await self.file_records.items():
+            f = record.file
+            if f.vector_store_id not in stores:  # a crash came during the store's delete: finish it
+                await self.file_records.delete(key)
+                continue
+            if f.status != "in_progress":
+                continue
+            if self.vector_io.dbs.table.find(f.vector_store_id) is not None:
+                await self.vector_io.delete_document(f.vector_store_id, f.id)
+            await self._put_file(_failed(f, INTERRUPTED), record.filename)
+            interrupted += 1
+        for vs in await self.records.list():
+            await self._refresh_counts(vs.id, touch=False)
+        if interrupted:
+            log.warning("Marked %d vector store file(s) failed: their indexing was interrupted.", interrupted)
 
     async def list_files(
         self,
@@ -350,10 +413,14 @@ class OpenAIVectorStores:
         )
 
     async def delete_file(self, vector_store_id: str, file_id: str) -> VectorStoreFileDeleteResponse:
-        await self._file(vector_store_id, file_id)
+        await self._get(vector_store_id)
+        key = f"{vector_store_id}:{file_id}"
+        if not await self.file_records.exists(key):  # an unreadable record can still be deleted
+            raise VectorStoreFileNotFoundError(vector_store_id, file_id)
+        # Chunks first: a crash in between leaves a record whose delete can simply be repeated.
         await self.vector_io.delete_document(vector_store_id, file_id)
-        await self.store.delete(f"vector_store_file:{vector_store_id}:{file_id}")
-        await self._refresh_counts(await self._get(vector_store_id))
+        await self.file_records.delete(key)
+        await self._refresh_counts(vector_store_id)
         return VectorStoreFileDeleteResponse(id=file_id)
 
     async def file_content(self, vector_store_id: str, file_id: str) -> VectorStoreFileContentsResponse:
@@ -381,28 +448,45 @@ class OpenAIVectorStores:
         threshold = (request.ranking_options.score_threshold if request.ranking_options else None) or 0.0
         if request.filters is not None:
             matches({}, request.filters)  # validate the filter shape once, up front
-        # Filters apply after the vector search, so search wider when there is one.
-        k = limit * 5 if request.filters else limit
-        found = await self.vector_io.query_chunks(
-            vector_store_id, query, {"max_chunks": k, "score_threshold": threshold}
-        )
+        status = {f.id: f.status for f, _ in await self._files(vector_store_id)}
+        # Chunks of files that are not completed are skipped (still being indexed, or failed), and
+        # filters apply after the vector search: search wider, and again wider while places go unused.
+        skipping = any(v != "completed" for v in status.values())
+        k = limit * 5 if request.filters or skipping else limit
+        while True:
+            found = await self.vector_io.query_chunks(
+                vector_store_id, query, {"max_chunks": k, "score_threshold": threshold}
+            )
+            data = self._results(found, status, request.filters, limit)
+            if len(data) >= limit or len(found.chunks) < k or k >= MAX_QUERY_CHUNKS:
+                break
+            k = min(k * 4, MAX_QUERY_CHUNKS)
+        return VectorStoreSearchResponsePage(search_query=query, data=data)
+
+    @staticmethod
+    def _results(
+        found: Any, status: dict[str, str], filters: dict[str, Any] | None, limit: int
+    ) -> list[VectorStoreSearchResponse]:
         data = []
         for chunk, score in zip(found.chunks, found.scores, strict=True):
+            file_id = chunk.metadata.get("file_id")
+            if file_id is not None and status.get(str(file_id)) != "completed":
+                continue  # written by an attach that has not completed (or whose record is gone)
             attributes = chunk.metadata.get("attributes") or {}
-            if request.filters is not None and not matches(attributes, request.filters):
+            if filters is not None and not matches(attributes, filters):
                 continue
             data.append(
                 VectorStoreSearchResponse(
-                    file_id=str(chunk.metadata.get("file_id", chunk.metadata.get("document_id", ""))),
+                    file_id=str(file_id if file_id is not None else chunk.metadata.get("document_id", "")),
                     filename=str(chunk.metadata.get("filename", "")),
                     score=score,
                     attributes=attributes,
-                    content=[VectorStoreContent(text=c) for c in [_text(chunk)]],
+                    content=[VectorStoreContent(text=_text(chunk))],
                 )
             )
             if len(data) == limit:
                 break
-        return VectorStoreSearchResponsePage(search_query=query, data=data)
+        return data
 
 
 def _text(chunk: Chunk) -> str:

@@ -21,6 +21,7 @@ class KVStore(Protocol):
     async def set(self, key: str, value: str) -> None: ...
     async def delete(self, key: str) -> None: ...
     async def values_with_prefix(self, prefix: str) -> list[str]: ...
+    async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]: ...
     async def close(self) -> None: ...
 
 
@@ -32,6 +33,9 @@ class SqliteKVStore:
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
+        # Every commit reaches the disk before the call returns: an acknowledged write survives a
+        # crash of the process (and of the machine), whatever the build's default is.
+        self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def _run(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
@@ -64,6 +68,16 @@ class SqliteKVStore:
             (start, start + "\uffff"),
         )
         return [str(r[0]) for r in rows]
+
+    async def items_with_prefix(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, value) pairs in key order, keys without this store's namespace."""
+        start = self.prefix + prefix
+        rows = await asyncio.to_thread(
+            self._run,
+            "SELECT key, value FROM kvstore WHERE key >= ? AND key < ? ORDER BY key",
+            (start, start + "\uffff"),
+        )
+        return [(str(k)[len(self.prefix) :], str(v)) for k, v in rows]
 
     async def close(self) -> None:
         with self._lock:

@@ -95,6 +95,9 @@ class LocalAgents:
         self.vector_io = vector_io
         self.store = AgentStore(SqliteKVStore(config.db_path))
 
+    async def initialize(self) -> None:
+        await self.store.recover()
+
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
 
@@ -127,8 +130,8 @@ class LocalAgents:
 
     async def _history(self, session: SessionRecord) -> list[n.Message]:
         messages: list[n.Message] = []
-        for turn_id in session.turn_ids:
-            messages += (await self.store.get_turn(session.session_id, turn_id)).messages
+        for record in await self.store.session_turns(session):
+            messages += record.messages
         return messages
 
     async def create_turn(
@@ -451,10 +454,10 @@ class LocalAgents:
 
     async def _history_before(self, session: SessionRecord, turn_id: str) -> list[n.Message]:
         messages: list[n.Message] = []
-        for tid in session.turn_ids:
-            if tid == turn_id:
+        for record in await self.store.session_turns(session):
+            if record.turn.turn_id == turn_id:
                 break
-            messages += (await self.store.get_turn(session.session_id, tid)).messages
+            messages += record.messages
         return messages
 
     async def _execute(

@@ -2,9 +2,17 @@
 
 With API keys, an agent belongs to the key that created it; its sessions, turns and steps are
 reached only through it, so to any other (non-admin) key all of them are 404.
+
+Every record is validated before it is written, and one that no longer reads is set aside (left
+out of lists and sessions, still deletable); see stack/storage/records.py. A turn is written when
+it starts and again after each step. `recover()` runs at start-up: a turn a crash interrupted
+(neither completed nor waiting for client tool answers) is removed from its session, so the
+session reads and continues as if that request had failed before it began.
 """
 
 from __future__ import annotations
+
+import logging
 
 from pydantic import BaseModel, Field
 
@@ -13,6 +21,9 @@ from llamastack.stack.apis.agents import Agent, Session, Turn
 from llamastack.stack.apis.inference.native import Message
 from llamastack.stack.errors import NotFoundError
 from llamastack.stack.storage.kvstore import KVStore
+from llamastack.stack.storage.records import RecordStore
+
+log = logging.getLogger(__name__)
 
 
 class TurnRecord(BaseModel):
@@ -42,70 +53,115 @@ class AgentStore:
     def __init__(self, kv: KVStore) -> None:
         self.kv = kv
         self.owners = OwnerIndex(kv, "agent")
+        self.agents: RecordStore[Agent] = RecordStore(kv, Agent, kind="agent")
+        self.sessions: RecordStore[SessionRecord] = RecordStore(kv, SessionRecord, kind="session")
+        self.turns: RecordStore[TurnRecord] = RecordStore(kv, TurnRecord, kind="turn")
 
     async def create_agent(self, agent: Agent) -> None:
         await self.owners.claim(agent.agent_id)
         await self.put_agent(agent)
 
     async def put_agent(self, agent: Agent) -> None:
-        await self.kv.set(f"agent:{agent.agent_id}", agent.model_dump_json())
+        await self.agents.put(agent.agent_id, agent)
 
     async def get_agent(self, agent_id: str) -> Agent:
         await self.owners.check(agent_id, lambda: _agent_not_found(agent_id))
-        raw = await self.kv.get(f"agent:{agent_id}")
-        if raw is None:
-            raise _agent_not_found(agent_id)
-        return Agent.model_validate_json(raw)
+        return await self.agents.require(agent_id, lambda: _agent_not_found(agent_id))
 
     async def list_agents(self) -> list[Agent]:
-        agents = [Agent.model_validate_json(r) for r in await self.kv.values_with_prefix("agent:")]
-        return await self.owners.visible(agents, key=lambda a: a.agent_id)
+        return await self.owners.visible(await self.agents.list(), key=lambda a: a.agent_id)
 
     async def delete_agent(self, agent_id: str) -> None:
-        await self.get_agent(agent_id)
-        for session in await self.list_sessions(agent_id):
-            await self.delete_session(agent_id, session.session_id)
-        await self.kv.delete(f"agent:{agent_id}")
+        await self.owners.check(agent_id, lambda: _agent_not_found(agent_id))
+        if not await self.agents.exists(agent_id):  # an unreadable agent can be deleted, too
+            raise _agent_not_found(agent_id)
+        for key in await self.sessions.keys(f"{agent_id}:"):
+            await self._delete_session(key)
+        await self.agents.delete(agent_id)
         await self.owners.release(agent_id)
 
     async def put_session(self, record: SessionRecord) -> None:
-        await self.kv.set(f"session:{record.agent_id}:{record.session_id}", record.model_dump_json())
+        await self.sessions.put(f"{record.agent_id}:{record.session_id}", record)
 
     async def get_session(self, agent_id: str, session_id: str) -> SessionRecord:
         await self.get_agent(agent_id)
-        raw = await self.kv.get(f"session:{agent_id}:{session_id}")
-        if raw is None:
-            raise NotFoundError(f"Session '{session_id}' not found for agent '{agent_id}'.")
-        return SessionRecord.model_validate_json(raw)
+        return await self.sessions.require(
+            f"{agent_id}:{session_id}", lambda: _session_not_found(agent_id, session_id)
+        )
 
     async def list_sessions(self, agent_id: str) -> list[SessionRecord]:
-        raw = await self.kv.values_with_prefix(f"session:{agent_id}:")
-        return [SessionRecord.model_validate_json(r) for r in raw]
+        return await self.sessions.list(f"{agent_id}:")
 
     async def delete_session(self, agent_id: str, session_id: str) -> None:
-        record = await self.get_session(agent_id, session_id)
-        for turn_id in record.turn_ids:
-            await self.kv.delete(f"turn:{session_id}:{turn_id}")
-        await self.kv.delete(f"session:{agent_id}:{session_id}")
+        if not await self.agents.exists(agent_id):
+            raise _agent_not_found(agent_id)
+        key = f"{agent_id}:{session_id}"
+        if not await self.sessions.exists(key):
+            raise _session_not_found(agent_id, session_id)
+        await self._delete_session(key)
+
+    async def _delete_session(self, key: str) -> None:
+        """Turns first, then the session: a crash in between leaves a session that still reads."""
+        session_id = key.split(":", 1)[1]
+        for turn_key in await self.turns.keys(f"{session_id}:"):
+            await self.turns.delete(turn_key)
+        await self.sessions.delete(key)
 
     async def put_turn(self, record: TurnRecord) -> None:
-        await self.kv.set(f"turn:{record.turn.session_id}:{record.turn.turn_id}", record.model_dump_json())
+        await self.turns.put(f"{record.turn.session_id}:{record.turn.turn_id}", record)
 
     async def get_turn(self, session_id: str, turn_id: str) -> TurnRecord:
-        raw = await self.kv.get(f"turn:{session_id}:{turn_id}")
-        if raw is None:
-            raise NotFoundError(f"Turn '{turn_id}' not found in session '{session_id}'.")
-        return TurnRecord.model_validate_json(raw)
+        return await self.turns.require(
+            f"{session_id}:{turn_id}",
+            lambda: NotFoundError(f"Turn '{turn_id}' not found in session '{session_id}'."),
+        )
 
-    async def session_view(self, record: SessionRecord, turn_ids: list[str] | None = None) -> Session:
+    async def session_turns(self, record: SessionRecord) -> list[TurnRecord]:
+        """The session's turns in order; a turn that is missing or unreadable is skipped."""
         turns = []
         for turn_id in record.turn_ids:
-            if turn_ids and turn_id not in turn_ids:
-                continue
-            turns.append((await self.get_turn(record.session_id, turn_id)).turn)
+            found = await self.turns.get(f"{record.session_id}:{turn_id}")
+            if found is not None:
+                turns.append(found)
+        return turns
+
+    async def session_view(self, record: SessionRecord, turn_ids: list[str] | None = None) -> Session:
+        turns = [
+            t.turn for t in await self.session_turns(record) if not turn_ids or t.turn.turn_id in turn_ids
+        ]
         return Session(
             session_id=record.session_id,
             session_name=record.session_name,
             turns=turns,
             started_at=record.started_at,
         )
+
+    async def recover(self) -> int:
+        """At start-up: removes turns a crash interrupted, and turn records no session refers to.
+        Returns how many interrupted turns were removed."""
+        removed = 0
+        for key, session in await self.sessions.items():
+            kept = []
+            for turn_id in session.turn_ids:
+                record = await self.turns.get(f"{session.session_id}:{turn_id}")
+                if record is not None and record.turn.completed_at is None and not record.awaiting:
+                    removed += 1
+                    continue
+                if record is not None or await self.turns.exists(f"{session.session_id}:{turn_id}"):
+                    kept.append(turn_id)  # an unreadable turn stays set aside, not lost
+            if kept != session.turn_ids:
+                await self.sessions.put(key, session.model_copy(update={"turn_ids": kept}))
+            for turn_key in await self.turns.keys(f"{session.session_id}:"):
+                if turn_key.split(":", 1)[1] not in kept:
+                    await self.turns.delete(turn_key)
+        if removed:
+            log.warning("Removed %d agent turn(s) interrupted by a server stop.", removed)
+        return removed
+
+
+def _agent_not_found(agent_id: str) -> NotFoundError:
+    return NotFoundError(f"Agent '{agent_id}' not found. Use client.agents.list() to list agents.")
+
+
+def _session_not_found(agent_id: str, session_id: str) -> NotFoundError:
+    return NotFoundError(f"Session '{session_id}' not found for agent '{agent_id}'.")

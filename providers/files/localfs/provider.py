@@ -3,12 +3,15 @@
 An upload streams into a temporary file in the same folder and becomes visible only once complete:
 the temporary file is synced and renamed to its id, then the metadata is written. A failed or
 abandoned upload removes its temporary file and leaves every stored file as it was. Leftovers of a
-crash (temporary files, content without metadata) are removed at the next start.
+crash (temporary files, content without metadata) are removed at the next start: an upload holds an
+exclusive lock on its file until its metadata is written, and the operating system drops the lock
+when the process dies, so an unlocked leftover is a crash's, never an upload still under way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -21,15 +24,42 @@ from typing import BinaryIO
 from llamastack.stack.apis.files import OpenAIFileNotFoundError, OpenAIFilePurpose, StoredFile
 from llamastack.stack.errors import PayloadTooLargeError, StackError
 from llamastack.stack.storage.kvstore import SqliteKVStore
+from llamastack.stack.storage.records import RecordStore
 
 from .config import LocalFSFilesConfig
 
 log = logging.getLogger(__name__)
 
 _ID = re.compile(r"file-[0-9a-f]{32}")
-_KEY = "file:"
 _TMP_PREFIX = ".upload-"
-_STALE_S = 600  # leftovers older than this are a crash's, not an upload still under way
+_STALE_S = 600  # without file locks (not POSIX): leftovers older than this are a crash's
+
+
+def _lock(fh: BinaryIO) -> None:
+    """Marks the file as an upload under way, for as long as `fh` stays open."""
+    with contextlib.suppress(ImportError):
+        import fcntl
+
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _abandoned(path: Path) -> bool:
+    """True when no live upload holds the file (the process that wrote it is gone)."""
+    try:
+        import fcntl
+    except ImportError:
+        return path.stat().st_mtime < time.time() - _STALE_S
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False  # renamed or removed meanwhile by its upload
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # also releases the lock
 
 
 def too_large(limit: int) -> PayloadTooLargeError:
@@ -62,13 +92,10 @@ class _Upload:
         await asyncio.to_thread(self._fh.write, data)
 
     def _seal(self, final: Path) -> None:
-        fh, self._fh = self._fh, None
-        assert fh is not None
-        try:
-            fh.flush()
-            os.fsync(fh.fileno())
-        finally:
-            fh.close()
+        """Content durable under its final name; the file stays open (and locked) until commit ends."""
+        assert self._fh is not None
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
         os.replace(self._tmp, final)
         _sync_dir(final.parent)
 
@@ -89,11 +116,12 @@ class _Upload:
         final = self._owner.content_path(record.id)
         try:
             await asyncio.to_thread(self._seal, final)
-            await self._owner.store.set(_KEY + record.id, record.model_dump_json())
+            await self._owner.records.put(record.id, record)
         except BaseException:
             self.abort_now()
             final.unlink(missing_ok=True)
             raise
+        self.abort_now()  # closes (and unlocks) the file; its temporary name is gone already
         return record
 
     def abort_now(self) -> None:
@@ -113,25 +141,32 @@ class LocalFSFiles:
         self.root = Path(config.storage_dir).expanduser()
         self.max_file_bytes = config.max_file_bytes
         self.store: SqliteKVStore
+        self.records: RecordStore[StoredFile]
 
     async def initialize(self) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         self.store = SqliteKVStore(self.root / "files.db")
-        known = {f.id for f in await self.list_all()}
-        removed = await asyncio.to_thread(self._sweep, known)
+        self.records = RecordStore(self.store, StoredFile, kind="file")
+        await self.list_all()  # logs records that no longer validate, once, at start-up
+        known = set(await self.records.keys())  # unreadable records keep their content until deleted
+        removed = 0
+        for path in await asyncio.to_thread(self._leftovers, known):
+            if _ID.fullmatch(path.name) and await self.records.exists(path.name):
+                continue  # its upload finished between the listing and the lock
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            removed += 1
         if removed:
             log.info("Removed %d leftover(s) of interrupted uploads or deletes in %s", removed, self.root)
 
-    def _sweep(self, known: set[str]) -> int:
-        removed = 0
-        cutoff = time.time() - _STALE_S
+    def _leftovers(self, known: set[str]) -> list[Path]:
+        """Temporary files and content without metadata that no live upload holds."""
+        found = []
         for path in self.root.iterdir():
             name = path.name
             leftover = name.startswith(_TMP_PREFIX) or (_ID.fullmatch(name) and name not in known)
-            if leftover and path.is_file() and path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+            if leftover and path.is_file() and _abandoned(path):
+                found.append(path)
+        return found
 
     async def shutdown(self) -> None:
         await self.store.close()
@@ -148,21 +183,21 @@ class LocalFSFiles:
     async def begin_upload(self) -> _Upload:
         tmp = self.root / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
         fh = await asyncio.to_thread(open, tmp, "xb")
+        _lock(fh)
         return _Upload(self, tmp, fh)
 
     # --- reads ---------------------------------------------------------------------------------
 
     async def get(self, file_id: str) -> StoredFile:
-        raw = await self.store.get(_KEY + file_id) if _ID.fullmatch(file_id) else None
-        if raw is None:
+        if not _ID.fullmatch(file_id):
             raise OpenAIFileNotFoundError(file_id)
-        return StoredFile.model_validate_json(raw)
+        return await self.records.require(file_id, lambda: OpenAIFileNotFoundError(file_id))
 
     async def list_all(self) -> list[StoredFile]:
-        return [StoredFile.model_validate_json(v) for v in await self.store.values_with_prefix(_KEY)]
+        return await self.records.list()
 
     async def _missing_content(self, file_id: str) -> StackError:
-        if await self.store.get(_KEY + file_id) is None:
+        if not await self.records.exists(file_id):
             return OpenAIFileNotFoundError(file_id)  # deleted meanwhile
         log.error("File %s has metadata but no content at %s", file_id, self.content_path(file_id))
         return StackError(f"The content of file '{file_id}' is missing from storage.")
@@ -194,7 +229,9 @@ class LocalFSFiles:
     # --- deletes -------------------------------------------------------------------------------
 
     async def delete(self, file_id: str) -> None:
-        await self.get(file_id)
+        # Works on a record that no longer reads, too: that is how it is removed.
+        if not _ID.fullmatch(file_id) or not await self.records.exists(file_id):
+            raise OpenAIFileNotFoundError(file_id)
         # Metadata first: the file disappears at once; content left by a crash here is swept at start.
-        await self.store.delete(_KEY + file_id)
+        await self.records.delete(file_id)
         await asyncio.to_thread(self.content_path(file_id).unlink, missing_ok=True)
