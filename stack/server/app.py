@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 
@@ -72,11 +72,20 @@ _STATUS_CODES = {s.value for s in HTTPStatus}
 def _allowed_methods(request: Request) -> str:
     """Every method of every route on this path: Starlette's 405 names only the first route's."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in _flat_routes(request.app.router.routes):
         match, _ = route.matches(request.scope)
-        if match != Match.NONE and isinstance(route, APIRoute):
+        if match != Match.NONE:
             methods |= route.methods
     return ", ".join(sorted(methods - {"HEAD"}))
+
+
+def _flat_routes(routes: Iterable[object]) -> Iterator[APIRoute]:
+    # FastAPI keeps an included router as one entry holding the router's own routes.
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from _flat_routes(included.routes)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -4,10 +4,11 @@
   and lone UTF-16 surrogates (``"\\ud800"``: valid JSON escapes that no UTF-8 string can hold, so
   every tokenizer, encoder and database downstream would fail on them) are a 400 naming where they
   are, before any handler sees the body.
-- A client that disconnects before its response has started cancels the handler (and with it a
-  generation waiting in or running on the model's queue): Starlette does not do this by itself, so
-  a departed client would otherwise hold the model until its request finished. Streaming responses
-  watch for the disconnect themselves once they start.
+- A client that disconnects before its response has started cancels the handler of a route that
+  only computes an answer (inference, agent turns, queries; a generation waiting in or running on
+  the model's queue stops): Starlette does not do this by itself, so a departed client would
+  otherwise hold the model until its request finished. Streaming responses watch for the
+  disconnect themselves once they start. Writes run to completion.
 """
 
 from __future__ import annotations
@@ -102,13 +103,34 @@ def _reads_body_itself(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/")
 
 
+# Work that only produces an answer for the caller: when the caller is gone, it is wasted. Writes
+# (inserts, attaches, uploads, registrations) run to completion instead, so a client that times out
+# does not leave half of what it asked for.
+_ANSWER_ONLY = (
+    "/v1/inference/",
+    "/v1/openai/v1/chat/completions",
+    "/v1/openai/v1/completions",
+    "/v1/openai/v1/embeddings",
+    "/v1/safety/run-shield",
+    "/v1/tool-runtime/invoke",
+    "/v1/tool-runtime/rag-tool/query",
+    "/v1/vector-io/query",
+)
+
+
+def _answer_only(path: str) -> bool:
+    # Agent turns too: a dropped turn should stop its generation, as a dropped chat does.
+    return path.startswith(_ANSWER_ONLY) or path.endswith(("/turn", "/resume", "/search"))
+
+
 class StackRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        cancellable = _answer_only(self.path)
 
         async def route_handler(request: Request) -> Response:
             request = StrictJSONRequest(request.scope, request.receive, request._send)
-            if _reads_body_itself(request):
+            if not cancellable or _reads_body_itself(request):
                 return await handler(request)
             return await _cancel_on_disconnect(request, handler(request))
 

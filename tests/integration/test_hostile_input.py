@@ -408,3 +408,13 @@ def test_dropped_agent_turn_stream_cancels_its_generation(server: RunningServer)
     while _cancellations(server) == before:
         assert time.monotonic() < deadline, "the agent turn's generation went on after its client left"
         time.sleep(0.1)
+
+
+def test_405_lists_every_method_of_the_path(http: httpx.Client) -> None:
+    r = http.put("/v1/agents/some-agent")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "DELETE, GET"
+    assert r.json()["detail"]
+    r = http.delete("/v1/openai/v1/chat/completions")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, POST"
