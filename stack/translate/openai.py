@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -23,6 +24,7 @@ from ..apis.inference.core import (
 from ..errors import BadRequestError, UnsupportedError
 
 _ROLE = {"developer": "system"}
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _text(content: o.OpenAIMessageContent | None, where: str) -> str:
@@ -76,6 +78,11 @@ def _tool_spec(tool: dict, where: str) -> ToolSpec:
     name = function.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequestError(f"{where}.function.name is required.")
+    if not _FUNCTION_NAME.fullmatch(name):
+        raise BadRequestError(
+            f"{where}.function.name '{name[:80]}' is not a valid function name: use letters, digits, "
+            "underscores and dashes, at most 64 characters (as OpenAI requires)."
+        )
     parameters = function.get("parameters") or {"type": "object", "properties": {}}
     if not isinstance(parameters, dict):
         raise BadRequestError(f"{where}.function.parameters must be a JSON schema object.")

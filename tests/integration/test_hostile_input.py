@@ -266,6 +266,12 @@ def test_tool_choice_without_that_tool_is_400(http: httpx.Client, path: str, bod
     assert "tool" in r.json()["detail"]
 
 
+def test_tool_names_that_would_break_a_grammar_are_400(http: httpx.Client, server: RunningServer) -> None:
+    tool = {"type": "function", "function": {"name": 'a b " c', "parameters": {"type": "object"}}}
+    body = {"model": CHAT_MODEL, "messages": HI, "max_tokens": 2, "tools": [tool], "tool_choice": "required"}
+    assert "function name" in _bad_request(http, server, OPENAI_CHAT, body)
+
+
 def test_registering_a_folder_that_is_not_an_embedding_model_is_400(http: httpx.Client, tmp_path) -> None:
     (tmp_path / "notes.txt").write_text("not a model")
     r = http.post(
