@@ -22,6 +22,7 @@ from ..apis.files import (
     StoredFile,
 )
 from ..errors import BadRequestError
+from ..storage.records import UnreadableRecordError
 
 MAX_LIST_LIMIT = 10_000
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
@@ -149,6 +150,12 @@ class FilesRouter:
     # --- writes --------------------------------------------------------------------------------
 
     async def delete_file(self, file_id: str) -> OpenAIFileDeleteResponse:
-        await self._stored(file_id)
+        try:
+            await self._stored(file_id)
+        except UnreadableRecordError:
+            # Its owner cannot be read either: only an admin (or a server without keys) removes it.
+            principal = access.current()
+            if principal is not None and not principal.admin:
+                raise
         await self.provider.delete(file_id)
         return OpenAIFileDeleteResponse(id=file_id, deleted=True)

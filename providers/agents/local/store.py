@@ -93,6 +93,7 @@ class AgentStore:
         return await self.sessions.list(f"{agent_id}:")
 
     async def delete_session(self, agent_id: str, session_id: str) -> None:
+        await self.owners.check(agent_id, lambda: _agent_not_found(agent_id))
         if not await self.agents.exists(agent_id):
             raise _agent_not_found(agent_id)
         key = f"{agent_id}:{session_id}"
