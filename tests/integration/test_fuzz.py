@@ -40,10 +40,11 @@ CHECKS_EXCLUDED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@pytest.fixture()
+def fuzz_server(tmp_path: Path) -> Iterator[RunningServer]:
+    # One server per run: a run may delete what it was given (the chat model itself, say).
     # A small context keeps every generation (whatever max_tokens the fuzzer picks) to a second or two.
-    server = start_server(tmp_path_factory.mktemp("fuzz"), env={"LLAMA_CPP_N_CTX": "256"})
+    server = start_server(tmp_path / "fuzz", env={"LLAMA_CPP_N_CTX": "256"})
     yield server
     server.stop()
 
