@@ -181,7 +181,7 @@ def test_openai_clients_still_get_done_marker(base_url: str) -> None:
     assert lines[-1] == "data: [DONE]"
 
 
-def test_openai_compatible_routes_not_streamed(stack_client) -> None:
+def test_openai_compatible_routes_streamed_and_not(stack_client) -> None:
     chat = stack_client.chat.completions.create(
         model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=20
     )

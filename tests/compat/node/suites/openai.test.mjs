@@ -4,7 +4,14 @@ import { test } from 'node:test';
 
 import { NotFoundError, toFile } from 'openai';
 
-import { CHAT_MODEL, EMBEDDING_DIMENSION, EMBEDDING_MODEL, collect, openai, unique } from '../lib/clients.mjs';
+import {
+  CHAT_MODEL,
+  EMBEDDING_DIMENSION,
+  EMBEDDING_MODEL,
+  collect,
+  openai,
+  unique,
+} from '../lib/clients.mjs';
 
 const MESSAGES = [
   { role: 'system', content: 'You are a helpful assistant.' },
@@ -58,7 +65,10 @@ test('completion, not streamed and streamed', async () => {
 });
 
 test('embeddings: the SDK default (base64, decoded by the SDK) equals float', async () => {
-  const decoded = await openai.embeddings.create({ model: EMBEDDING_MODEL, input: ['a llama', 'a spreadsheet'] });
+  const decoded = await openai.embeddings.create({
+    model: EMBEDDING_MODEL,
+    input: ['a llama', 'a spreadsheet'],
+  });
   assert.deepEqual(
     decoded.data.map((d) => d.index),
     [0, 1],
@@ -86,7 +96,10 @@ test('tool calling with tool_choice required, not streamed and streamed', async 
           description: 'Get the weather in a city',
           parameters: {
             type: 'object',
-            properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
+            properties: {
+              city: { type: 'string' },
+              unit: { type: 'string', enum: ['celsius', 'fahrenheit'] },
+            },
             required: ['city', 'unit'],
           },
         },
@@ -128,7 +141,10 @@ test('tool calling with tool_choice required, not streamed and streamed', async 
 
 test('files: upload, list, retrieve, content, delete', async () => {
   const body = `openai-node upload ${unique('f')}\n`;
-  const file = await openai.files.create({ file: await toFile(Buffer.from(body), 'note.txt'), purpose: 'assistants' });
+  const file = await openai.files.create({
+    file: await toFile(Buffer.from(body), 'note.txt'),
+    purpose: 'assistants',
+  });
   assert.equal(file.filename, 'note.txt');
   assert.equal(file.bytes, Buffer.byteLength(body));
   const ids = [];
@@ -146,7 +162,10 @@ test('vector stores: create, add a file, search', async () => {
     file: await toFile(Buffer.from(HANDBOOK), 'handbook.txt'),
     purpose: 'assistants',
   });
-  const store = await openai.vectorStores.create({ name: unique('openai-node-store'), metadata: { team: 'hr' } });
+  const store = await openai.vectorStores.create({
+    name: unique('openai-node-store'),
+    metadata: { team: 'hr' },
+  });
   try {
     const attached = await openai.vectorStores.files.create(store.id, {
       file_id: file.id,
@@ -167,6 +186,22 @@ test('vector stores: create, add a file, search', async () => {
     const got = await openai.vectorStores.retrieve(store.id);
     assert.equal(got.file_counts.total, 1);
     assert.deepEqual(got.metadata, { team: 'hr' });
+
+    // The attached file: retrieve, new attributes, detach. (files.content is left out: the SDK reads a
+    // page under `data`, while the 0.2.12 contract answers `{file_id, filename, attributes, content}`.)
+    const attachedAgain = await openai.vectorStores.files.retrieve(file.id, { vector_store_id: store.id });
+    assert.equal(attachedAgain.id, file.id);
+    assert.deepEqual(attachedAgain.attributes, { year: 2024 });
+    const updated = await openai.vectorStores.files.update(file.id, {
+      vector_store_id: store.id,
+      attributes: { year: 2025 },
+    });
+    assert.deepEqual(updated.attributes, { year: 2025 });
+    const renamed = await openai.vectorStores.update(store.id, { name: 'renamed' });
+    assert.equal(renamed.name, 'renamed');
+    const detached = await openai.vectorStores.files.delete(file.id, { vector_store_id: store.id });
+    assert.equal(detached.deleted, true);
+    assert.equal((await openai.vectorStores.retrieve(store.id)).file_counts.total, 0);
   } finally {
     assert.equal((await openai.vectorStores.delete(store.id)).deleted, true);
     await openai.files.delete(file.id);

