@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import llama_stack_client
 import openai
 import pytest
 
@@ -206,6 +207,20 @@ def test_llama_stack_client_sees_the_same_files(openai_client, stack_client) -> 
     got = stack_client.files.retrieve(file_id)
     assert (got.id, got.filename, got.bytes, got.purpose) == (file_id, "shared.txt", 20, "assistants")
     assert file_id in [f.id for f in stack_client.files.list().data]
+
+
+def test_llama_stack_client_upload_content_delete(stack_client) -> None:
+    data = b"kept as sent\n"
+    created = stack_client.files.create(file=("notes.txt", io.BytesIO(data)), purpose="assistants")
+    assert ID.fullmatch(created.id)
+    assert (created.filename, created.bytes, created.purpose) == ("notes.txt", 13, "assistants")
+    assert stack_client.files.retrieve(created.id) == created
+    assert created.id in [f.id for f in stack_client.files.list(purpose="assistants").data]
+    assert stack_client.files.content(created.id) == data.decode()
+    deleted = stack_client.files.delete(created.id)
+    assert (deleted.id, deleted.deleted) == (created.id, True)
+    with pytest.raises(llama_stack_client.NotFoundError):
+        stack_client.files.retrieve(created.id)
 
 
 def _multipart(data: bytes, boundary: str = "b0undary") -> tuple[bytes, dict[str, str]]:

@@ -179,3 +179,36 @@ def test_openai_clients_still_get_done_marker(base_url: str) -> None:
     with httpx.stream("POST", f"{base_url}/v1/openai/v1/chat/completions", json=body, timeout=60) as r:
         lines = [line for line in r.iter_lines() if line.startswith("data:")]
     assert lines[-1] == "data: [DONE]"
+
+
+def test_openai_compatible_routes_streamed_and_not(stack_client) -> None:
+    chat = stack_client.chat.completions.create(
+        model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=20
+    )
+    assert chat.object == "chat.completion"
+    assert "Paris" in chat.choices[0].message.content
+    streamed = stack_client.chat.completions.create(
+        model=CHAT_MODEL, messages=QUESTION, temperature=0, max_tokens=20, stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == chat.choices[0].message.content
+
+    args = dict(model=CHAT_MODEL, prompt="The capital of France is", temperature=0, max_tokens=4)
+    completion = stack_client.completions.create(**args)
+    assert completion.object == "text_completion"
+    assert "Paris" in completion.choices[0].text
+    streamed = stack_client.completions.create(**args, stream=True)
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == completion.choices[0].text
+
+    embedded = stack_client.embeddings.create(model=EMBEDDING_MODEL, input=["hello", "world"])
+    assert [d.index for d in embedded.data] == [0, 1]
+    native = stack_client.inference.embeddings(model_id=EMBEDDING_MODEL, contents=["hello"])
+    assert embedded.data[0].embedding == pytest.approx(native.embeddings[0], abs=1e-5)
+
+
+def test_inspect_health_version_and_routes(stack_client) -> None:
+    assert stack_client.inspect.health().status == "OK"
+    assert stack_client.inspect.version().version
+    routes = {(r.route, r.method) for r in stack_client.routes.list()}
+    assert ("/v1/inference/chat-completion", "POST") in routes
+    assert ("/v1/openai/v1/files", "POST") in routes
