@@ -100,10 +100,10 @@ def _schemathesis(base_url: str, seed: int, ids: dict[str, str], report: Path) -
     max_examples = os.environ.get("FUZZ_MAX_EXAMPLES", "10")
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
+        "--config-file",
+        str(Path(__file__).parents[1] / "schemathesis.toml"),
         "run",
         f"{base_url}/openapi.json",
-        "--checks",
-        "all",
         "--exclude-checks",
         ",".join(CHECKS_EXCLUDED),
         "--phases",
