@@ -15,6 +15,7 @@ from llamastack.providers.tool_runtime.web.provider import WolframAlpha
 from llamastack.stack.apis.tools import ToolGroup
 from llamastack.stack.config import parse_run_config
 from llamastack.stack.errors import ConfigError, UpstreamError
+from llamastack.stack.outbound import OutboundConfig, OutboundPolicy
 from llamastack.stack.secrets import REDACTED, Secret, is_secret_key, redact
 
 KEY = "sk-live-0123456789abcdef"
@@ -122,7 +123,10 @@ def echoing_upstream() -> Iterator[str]:
 
 
 async def test_upstream_errors_echoing_the_key_are_scrubbed(echoing_upstream: str) -> None:
-    tool = WolframAlpha(WolframAlphaConfig(api_key=KEY, base_url=echoing_upstream))
+    # The upstream is a loopback fixture: the outbound policy must allow it, and only it.
+    port = echoing_upstream.rsplit(":", 1)[1].split("/")[0]
+    loopback = OutboundPolicy(OutboundConfig(allow_hosts=[f"127.0.0.1:{port}"]))
+    tool = WolframAlpha(WolframAlphaConfig(api_key=KEY, base_url=echoing_upstream), outbound=loopback)
     group = ToolGroup(identifier="builtin::wolfram_alpha", provider_id="w")
     with pytest.raises(UpstreamError) as err:
         await tool.invoke("wolfram_alpha", {"query": "2+2"}, group, None)
