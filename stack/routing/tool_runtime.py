@@ -39,6 +39,15 @@ class ToolNotFoundError(NotFoundError):
         )
 
 
+class ToolNotInGroupError(NotFoundError):
+    def __init__(self, toolgroup_id: str, tool_name: str, tools: list[str]) -> None:
+        super().__init__(
+            f"Tool '{tool_name}' not found in tool group '{toolgroup_id}' (its tools: "
+            f"{', '.join(tools) or 'none'}). Name one of them as '{toolgroup_id}/<tool>', or give "
+            f"'{toolgroup_id}' for all of them."
+        )
+
+
 async def _register(provider: Any, group: ToolGroup) -> ToolGroup:
     return await provider.register_toolgroup(group)
 
@@ -108,6 +117,14 @@ class ToolRuntimeRouter:
     async def get_tool_group(self, toolgroup_id: str) -> ToolGroup:
         return self.groups.get(toolgroup_id)
 
+    def split_toolgroup_name(self, name: str) -> tuple[str, str | None]:
+        """``group/tool`` names one tool of a group (``builtin::rag/knowledge_search``): (group id, tool
+        name or None). A registered group whose own id holds a '/' is taken whole."""
+        if "/" not in name or self.groups.find(name) is not None:
+            return name, None
+        group_id, tool_name = name.rsplit("/", 1)
+        return group_id, tool_name or None
+
     # --- tools ---------------------------------------------------------------------------------
 
     async def _group_tools(self, group: ToolGroup, *, refresh: bool = False) -> dict[str, Tool]:
@@ -126,7 +143,13 @@ class ToolRuntimeRouter:
 
     async def list_tools(self, toolgroup_id: str | None = None) -> ListToolsResponse:
         if toolgroup_id:
-            found = [await self._group_tools(self.groups.get(toolgroup_id))]
+            group_id, tool_name = self.split_toolgroup_name(toolgroup_id)
+            tools = await self._group_tools(self.groups.get(group_id))
+            if tool_name is not None:
+                if tool_name not in tools:
+                    raise ToolNotInGroupError(group_id, tool_name, list(tools))
+                tools = {tool_name: tools[tool_name]}
+            found = [tools]
         else:
             found = await asyncio.gather(*(self._tools_or_none(g) for g in self.groups.list()))
         return ListToolsResponse(data=[t for tools in found for t in tools.values()])

@@ -140,3 +140,33 @@ def test_rag_bad_inputs(stack_client, rag_db: str, web_server: str) -> None:
     assert r.chunks == []
     with pytest.raises(llama_stack_client.NotFoundError):
         stack_client.tool_runtime.rag_tool.query(content="x", vector_db_ids=["nope"])
+
+
+def test_knowledge_search_tool_result_shape(stack_client, rag_db: str) -> None:
+    question = "When are llamas shorn?"
+    empty = stack_client.tool_runtime.invoke_tool(
+        tool_name="knowledge_search", kwargs={"query": question, "vector_db_ids": [rag_db]}
+    )
+    # Nothing indexed yet: still an answer the model can read, and empty metadata.
+    assert "found no chunks" in "".join(i.text for i in empty.content) and question in empty.content[0].text
+    assert empty.metadata == {"document_ids": [], "chunks": [], "scores": []}
+    stack_client.tool_runtime.rag_tool.insert(
+        vector_db_id=rag_db,
+        chunk_size_in_tokens=32,
+        documents=[{"document_id": "guide", "content": GUIDE, "metadata": {}}],
+    )
+    result = stack_client.tool_runtime.invoke_tool(
+        tool_name="knowledge_search",
+        kwargs={"query": question, "vector_db_ids": [rag_db], "query_config": {"max_chunks": 2}},
+    )
+    texts = [i.text for i in result.content]
+    meta = result.metadata
+    assert len(meta["chunks"]) == len(meta["document_ids"]) == len(meta["scores"]) == 2
+    assert meta["document_ids"] == ["guide", "guide"] and meta["scores"][0] >= meta["scores"][1]
+    assert texts[0].startswith("knowledge_search tool found 2 chunks")
+    assert texts[-2] == "END of knowledge_search tool results.\n"
+    assert texts[-1] == (
+        f'The above results were retrieved to help answer the user\'s query: "{question}". '
+        "Use them as supporting information only in answering this query.\n"
+    )
+    assert "spring" in "".join(meta["chunks"])

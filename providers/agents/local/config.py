@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -9,8 +9,17 @@ class LocalAgentsConfig(BaseModel):
     db_path: str = Field(
         default="~/.llamastack/agents.db", description="sqlite file for agents, sessions, turns and steps."
     )
+    rag_mode: Literal["tool", "memory_retrieval"] = Field(
+        default="tool",
+        description=(
+            "How agents with builtin::rag (and documents attached to turns) use retrieval. 'tool': the "
+            "model is offered knowledge_search and each call is a tool_execution step. "
+            "'memory_retrieval': the agent searches before the turn's first inference (a "
+            "memory_retrieval step) and adds the context to the user message."
+        ),
+    )
     memory_max_chunks: int = Field(
-        default=5, ge=1, le=50, description="Chunks retrieved per turn for RAG agents."
+        default=5, ge=1, le=50, description="Chunks retrieved per turn in memory_retrieval mode."
     )
 
     @classmethod

@@ -1,5 +1,10 @@
-"""The agent loop: shields in, memory, inference, tools (server-side, or handed to the client),
-shields out, repeated up to max_infer_iters; every step streamed and stored."""
+"""The agent loop: shields in, inference, tools (server-side, or handed to the client), shields out,
+repeated up to max_infer_iters; every step streamed and stored.
+
+RAG works as a tool: ``builtin::rag`` (or ``builtin::rag/knowledge_search``) offers the model
+``knowledge_search`` over the vector dbs in the group's args, and over the session's own vector db
+where documents attached to turns go. With ``rag_mode: memory_retrieval`` the agent instead
+retrieves before the turn's first inference and adds the context to the user message."""
 
 from __future__ import annotations
 
@@ -13,7 +18,6 @@ from llamastack.stack.apis import agents as a
 from llamastack.stack.apis.common import TextContentItem, content_to_text
 from llamastack.stack.apis.inference import native as n
 from llamastack.stack.apis.inference.core import ChatRequest, ToolOptions, ToolSpec
-from llamastack.stack.apis.tools import ToolDef
 from llamastack.stack.apis.vector_io import RAGDocument, RAGQueryConfig
 from llamastack.stack.errors import BadRequestError, StackError
 from llamastack.stack.storage.kvstore import SqliteKVStore
@@ -21,8 +25,11 @@ from llamastack.stack.translate import native as tn
 
 from .config import LocalAgentsConfig
 from .store import AgentStore, SessionRecord, TurnRecord
+from .toolgroups import KNOWLEDGE_SEARCH, RAG_GROUP, ToolResolver, TurnTools, entry_args
 
-RAG_GROUP = "builtin::rag"
+# Which vector dbs knowledge_search searches is the agent's configuration, never the model's choice
+# (a document's text could otherwise steer the search elsewhere).
+_AGENT_ONLY_ARGS = {KNOWLEDGE_SEARCH: ("vector_db_ids", "query_config")}
 
 
 def _now() -> datetime:
@@ -35,34 +42,6 @@ def _id() -> str:
 
 def _chunk(payload: Any) -> a.AgentTurnResponseStreamChunk:
     return a.AgentTurnResponseStreamChunk(event=a.AgentTurnResponseEvent(payload=payload))
-
-
-def _tool_spec(tool: ToolDef) -> ToolSpec:
-    if tool.metadata and isinstance(tool.metadata.get("input_schema"), dict):
-        return ToolSpec(
-            name=tool.name, description=tool.description, parameters=tool.metadata["input_schema"]
-        )
-    kinds = tn.PARAM_TYPES
-    properties = {}
-    for p in tool.parameters or []:
-        prop: dict[str, Any] = {"description": p.description, "x-param-type": p.parameter_type}
-        if (kind := kinds.get(p.parameter_type.lower())) is not None:
-            prop["type"] = kind
-        properties[p.name] = prop
-    required = [p.name for p in tool.parameters or [] if p.required]
-    return ToolSpec(
-        name=tool.name,
-        description=tool.description,
-        parameters={"type": "object", "properties": properties, "required": required},
-    )
-
-
-def _group_name(group: a.AgentTool) -> str:
-    return group if isinstance(group, str) else group.name
-
-
-def _group_args(group: a.AgentTool) -> dict[str, Any]:
-    return {} if isinstance(group, str) else group.args
 
 
 def _check_arguments(tool: ToolSpec, arguments: dict[str, Any]) -> str | None:
@@ -94,6 +73,7 @@ class LocalAgents:
         self.safety = safety
         self.vector_io = vector_io
         self.store = AgentStore(SqliteKVStore(config.db_path))
+        self.tools = ToolResolver(tool_runtime)
 
     async def initialize(self) -> None:
         await self.store.recover()
@@ -112,8 +92,7 @@ class LocalAgents:
             if self.safety is None:
                 raise BadRequestError("This server has no safety provider, so agents cannot use shields.")
             self.safety.shields.table.get(shield_id)
-        for group in config.toolgroups or []:
-            self.tool_runtime.groups.get(_group_name(group))
+        await self.tools.check(config.toolgroups or [])
         agent = a.Agent(agent_id=_id(), agent_config=config, created_at=_now())
         await self.store.create_agent(agent)
         return a.AgentCreateResponse(agent_id=agent.agent_id)
@@ -128,19 +107,12 @@ class LocalAgents:
 
     # --- turns ---------------------------------------------------------------------------------
 
-    async def _history(self, session: SessionRecord) -> list[n.Message]:
-        messages: list[n.Message] = []
-        for record in await self.store.session_turns(session):
-            messages += record.messages
-        return messages
-
     async def create_turn(
         self, agent_id: str, session_id: str, request: a.CreateAgentTurnRequest
     ) -> AsyncIterator[a.AgentTurnResponseStreamChunk]:
         agent = await self.store.get_agent(agent_id)
         session = await self.store.get_session(agent_id, session_id)
-        for group in request.toolgroups or []:
-            self.tool_runtime.groups.get(_group_name(group))
+        await self.tools.check(request.toolgroups or [])
         turn = a.Turn(
             turn_id=_id(),
             session_id=session_id,
@@ -154,12 +126,18 @@ class LocalAgents:
             messages=list(request.messages),
             toolgroups=[g if isinstance(g, str) else g.model_dump() for g in request.toolgroups or []],
         )
+        tools = await self._turn_tools(agent, session, record)
         if request.documents:
+            tool_mode = self.config.rag_mode == "tool"
+            if tool_mode:
+                self._check_documents_searchable(tools)
             await self._index_documents(agent, session, request.documents)
+            if tool_mode and session.vector_db_id:
+                await self.tools.add_knowledge_search(tools, session.vector_db_id)
         session.turn_ids.append(turn.turn_id)
         await self.store.put_turn(record)
         await self.store.put_session(session)
-        return self._run(agent, session, record, request.tool_config, first=True)
+        return self._run(agent, session, record, request.tool_config, tools, first=True)
 
     async def resume_turn(
         self, agent_id: str, session_id: str, turn_id: str, request: a.ResumeAgentTurnRequest
@@ -188,8 +166,22 @@ class LocalAgents:
             n.ToolResponseMessage(call_id=r.call_id, content=r.content) for r in request.tool_responses
         ]
         record.awaiting = []
+        tools = await self._turn_tools(agent, session, record)
         await self.store.put_turn(record)
-        return self._run(agent, session, record, None, first=False, resumed_step=step)
+        return self._run(agent, session, record, None, tools, first=False, resumed_step=step)
+
+    def _check_documents_searchable(self, tools: TurnTools) -> None:
+        """Before indexing anything: the turn's documents must be reachable by knowledge_search."""
+        if KNOWLEDGE_SEARCH in tools.client:
+            raise BadRequestError(
+                "Documents attached to a turn are searched with the knowledge_search tool, but this "
+                "agent has a client tool of that name; rename the client tool."
+            )
+        if KNOWLEDGE_SEARCH not in tools.specs and self.tool_runtime.groups.find(RAG_GROUP) is None:
+            raise BadRequestError(
+                f"Documents attached to a turn are searched with the knowledge_search tool of "
+                f"'{RAG_GROUP}', which is not registered; register it with provider rag-runtime."
+            )
 
     async def _index_documents(
         self, agent: a.Agent, session: SessionRecord, documents: list[a.Document]
@@ -215,37 +207,23 @@ class LocalAgents:
         ]
         await rag.insert(docs, session.vector_db_id, 256)
 
-    def _groups(self, agent: a.Agent, record: TurnRecord) -> list[a.AgentTool]:
-        extra = [
+    def _turn_entries(self, record: TurnRecord) -> list[a.AgentTool]:
+        return [
             g if isinstance(g, str) else a.AgentToolGroupWithArgs.model_validate(g) for g in record.toolgroups
         ]
-        return [*(agent.agent_config.toolgroups or []), *extra]
 
-    async def _tools(
-        self, agent: a.Agent, record: TurnRecord
-    ) -> tuple[dict[str, ToolSpec], dict[str, dict], set[str]]:
-        """Tools the model may call, the per-agent args of each server tool, and the client tool names."""
-        specs: dict[str, ToolSpec] = {}
-        args: dict[str, dict] = {}
-        for group in self._groups(agent, record):
-            name = _group_name(group)
-            if name == RAG_GROUP:
-                continue  # RAG agents retrieve before every inference (memory_retrieval step)
-            for tool in (await self.tool_runtime.list_tools(name)).data:
-                specs[tool.identifier] = _tool_spec(
-                    ToolDef(
-                        name=tool.identifier,
-                        description=tool.description,
-                        parameters=tool.parameters,
-                        metadata=tool.metadata,
-                    )
-                )
-                args[tool.identifier] = _group_args(group)
-        client = set()
-        for tool in agent.agent_config.client_tools or []:
-            specs[tool.name] = _tool_spec(tool)
-            client.add(tool.name)
-        return specs, args, client
+    async def _turn_tools(self, agent: a.Agent, session: SessionRecord, record: TurnRecord) -> TurnTools:
+        """The tools this turn offers; in tool mode knowledge_search also searches the session's db."""
+        memory_mode = self.config.rag_mode == "memory_retrieval"
+        tools = await self.tools.resolve(
+            agent.agent_config.toolgroups or [],
+            self._turn_entries(record),
+            agent.agent_config.client_tools or [],
+            skip_groups=frozenset({RAG_GROUP}) if memory_mode else frozenset(),
+        )
+        if session.vector_db_id and not memory_mode:
+            await self.tools.add_knowledge_search(tools, session.vector_db_id)
+        return tools
 
     async def _guard(
         self, shields: list[str], messages: list[n.Message], record: TurnRecord
@@ -279,9 +257,10 @@ class LocalAgents:
         self, agent: a.Agent, session: SessionRecord, record: TurnRecord, query: str
     ) -> tuple[list[str], str | None, Any]:
         db_ids: list[str] = []
-        for group in self._groups(agent, record):
-            if _group_name(group) == RAG_GROUP:
-                db_ids += list(_group_args(group).get("vector_db_ids") or [])
+        turn_entries = self._turn_entries(record)
+        for entry in turn_entries or agent.agent_config.toolgroups or []:
+            if not isinstance(entry, str) and self.tools.split(entry.name)[0] == RAG_GROUP:
+                db_ids += [d for d in entry_args(entry).get("vector_db_ids") or [] if d not in db_ids]
         if session.vector_db_id:
             db_ids.append(session.vector_db_id)
         if not db_ids or not query.strip():
@@ -298,6 +277,7 @@ class LocalAgents:
         session: SessionRecord,
         record: TurnRecord,
         tool_config: n.ToolConfig | None,
+        tools: TurnTools,
         *,
         first: bool,
         resumed_step: a.ToolExecutionStep | None = None,
@@ -319,7 +299,7 @@ class LocalAgents:
                 yield event
             if turn.completed_at is not None:
                 return
-        if first:
+        if first and self.config.rag_mode == "memory_retrieval":
             query = content_to_text(record.messages[-1].content)
             db_ids, context, inserted = await self._memory(agent, session, record, query)
             if db_ids:
@@ -344,7 +324,7 @@ class LocalAgents:
                 if context and isinstance(last, n.UserMessage):
                     record.messages[-1] = last.model_copy(update={"context": context})
 
-        specs, group_args, client_tools = await self._tools(agent, record)
+        specs = tools.specs
         effective = tool_config or config.tool_config or n.ToolConfig()
         choice = effective.tool_choice or (config.tool_choice.value if config.tool_choice else "auto")
         prompt_format = effective.tool_prompt_format or config.tool_prompt_format
@@ -422,35 +402,48 @@ class LocalAgents:
                     yield e
                 return
 
-            pending = [c for c in message.tool_calls if c.tool_name in client_tools]
+            # Server tools run first; then the turn waits for the client's, if the model called any.
+            for call in [c for c in message.tool_calls if c.tool_name not in tools.client]:
+                # One tool_execution step per call: the call in progress, then its response.
+                step_id = _id()
+                started = _now()
+                yield _chunk(a.StepStartPayload(step_type=a.StepType.tool_execution, step_id=step_id))
+                yield _chunk(
+                    a.StepProgressPayload(
+                        step_type=a.StepType.tool_execution,
+                        step_id=step_id,
+                        delta=n.ToolCallDelta(tool_call=call, parse_status=n.ToolCallParseStatus.in_progress),
+                    )
+                )
+                response = await self._execute(call, specs, tools.args)
+                tool_step = a.ToolExecutionStep(
+                    turn_id=turn.turn_id,
+                    step_id=step_id,
+                    started_at=started,
+                    completed_at=_now(),
+                    tool_calls=[call],
+                    tool_responses=[response],
+                )
+                turn.steps.append(tool_step)
+                record.messages.append(
+                    n.ToolResponseMessage(call_id=response.call_id, content=response.content)
+                )
+                yield _chunk(
+                    a.StepCompletePayload(
+                        step_type=a.StepType.tool_execution, step_id=step_id, step_details=tool_step
+                    )
+                )
+                await self.store.put_turn(record)
+            pending = [c for c in message.tool_calls if c.tool_name in tools.client]
             if pending:
                 record.awaiting = [c.call_id for c in pending]
+                # The client is shown only the calls it has to answer.
+                turn.output_message = message.model_copy(
+                    update={"tool_calls": pending, "stop_reason": n.StopReason.end_of_message}
+                )
                 await self.store.put_turn(record)
                 yield _chunk(a.TurnAwaitingInputPayload(turn=turn))
                 return
-
-            step_id = _id()
-            started = _now()
-            yield _chunk(a.StepStartPayload(step_type=a.StepType.tool_execution, step_id=step_id))
-            responses = [await self._execute(c, specs, group_args) for c in message.tool_calls]
-            tool_step = a.ToolExecutionStep(
-                turn_id=turn.turn_id,
-                step_id=step_id,
-                started_at=started,
-                completed_at=_now(),
-                tool_calls=message.tool_calls,
-                tool_responses=responses,
-            )
-            turn.steps.append(tool_step)
-            record.messages += [
-                n.ToolResponseMessage(call_id=r.call_id, content=r.content) for r in responses
-            ]
-            yield _chunk(
-                a.StepCompletePayload(
-                    step_type=a.StepType.tool_execution, step_id=step_id, step_details=tool_step
-                )
-            )
-            await self.store.put_turn(record)
 
     async def _history_before(self, session: SessionRecord, turn_id: str) -> list[n.Message]:
         messages: list[n.Message] = []
@@ -461,10 +454,10 @@ class LocalAgents:
         return messages
 
     async def _execute(
-        self, call: n.ToolCall, specs: dict[str, ToolSpec], group_args: dict[str, dict]
+        self, call: n.ToolCall, specs: dict[str, ToolSpec], tool_args: dict[str, dict]
     ) -> a.ToolResponse:
         """Runs one server-side tool; anything that goes wrong becomes its answer, for the model to see."""
-        arguments = call.arguments if isinstance(call.arguments, dict) else {}
+        arguments = dict(call.arguments) if isinstance(call.arguments, dict) else {}
         if isinstance(call.arguments, str):
             try:
                 arguments = json.loads(call.arguments)
@@ -474,6 +467,12 @@ class LocalAgents:
                     tool_name=call.tool_name,
                     content="error: arguments are not valid JSON",
                 )
+        if not isinstance(arguments, dict):
+            return a.ToolResponse(
+                call_id=call.call_id,
+                tool_name=call.tool_name,
+                content="error: arguments must be a JSON object",
+            )
         spec = specs.get(call.tool_name)
         if spec is None:
             return a.ToolResponse(
@@ -489,9 +488,12 @@ class LocalAgents:
                 content=f"error: invalid arguments: {problem}",
                 metadata={"error": problem},
             )
+        for name in _AGENT_ONLY_ARGS.get(call.tool_name, ()):
+            arguments.pop(name, None)
         try:
+            # The agent's args for the tool's group win over what the model wrote.
             result = await self.tool_runtime.invoke_tool(
-                call.tool_name, {**arguments, **group_args.get(call.tool_name, {})}
+                call.tool_name, {**arguments, **tool_args.get(call.tool_name, {})}
             )
         except StackError as exc:
             return a.ToolResponse(

@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 
 _HEADER = "knowledge_search tool found {n} chunks:\nBEGIN of knowledge_search tool results.\n"
 _FOOTER = "END of knowledge_search tool results.\n"
+# The closing line ties the results to the question, so the model reads them as support for it.
+_REMINDER = (
+    'The above results were retrieved to help answer the user\'s query: "{query}". '
+    "Use them as supporting information only in answering this query.\n"
+)
+_NOTHING = 'knowledge_search tool found no chunks for the query "{query}" in vector dbs {db_ids}.\n'
 
 
 KNOWLEDGE_SEARCH = ToolDef(
@@ -92,7 +98,9 @@ class RagRuntime:
         raw_config = kwargs.get("query_config") or (group.args or {}).get("query_config")
         config = RAGQueryConfig.model_validate(raw_config) if raw_config else None
         result = await self.query(query, list(db_ids), config)
-        return ToolInvocationResult(content=result.content, metadata=result.metadata)
+        # An empty search is an answer too: the model (and a tool_execution step) needs content.
+        content = result.content or [TextContentItem(text=_NOTHING.format(query=query, db_ids=list(db_ids)))]
+        return ToolInvocationResult(content=content, metadata=result.metadata)
 
     async def _load(self, document: RAGDocument) -> tuple[str, str | None]:
         """The document's text and where it came from (its URL, for documents given by URL)."""
@@ -229,6 +237,8 @@ class RagRuntime:
         hits = hits[: config.max_chunks]
         if not hits:
             return RAGQueryResult(content=None, metadata={"document_ids": [], "chunks": [], "scores": []})
+        asked = content_to_text(content) if not isinstance(content, list) else query
+        reminder = _REMINDER.format(query=asked)
         pieces: list[str] = []
         used = count_tokens(_HEADER.format(n=len(hits))) + count_tokens(_FOOTER)
         kept: list[tuple[Chunk, float]] = []
@@ -241,7 +251,7 @@ class RagRuntime:
             used += cost
             pieces.append(text)
             kept.append((chunk, score))
-        body = [_HEADER.format(n=len(kept)), *pieces, _FOOTER]
+        body = [_HEADER.format(n=len(kept)), *pieces, _FOOTER, reminder]
         return RAGQueryResult(
             content=[TextContentItem(text=t) for t in body],
             metadata={
