@@ -349,8 +349,7 @@ def check_grammar(text: str, root: str = "root") -> list[int]:
     if root not in rules:
         defined = ", ".join(sorted(rules)[:10]) or "none"
         raise GrammarError(
-            f"The grammar has no '{root}' rule (defined: {defined}); generation starts from "
-            f"'{root} ::= ...'."
+            f"The grammar has no '{root}' rule (defined: {defined}); generation starts from '{root} ::= ...'."
         )
     for name, alternates in rules.items():
         undefined = sorted({r for r in _refs(alternates) if r not in rules})

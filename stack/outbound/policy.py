@@ -260,9 +260,7 @@ class OutboundPolicy:
             raise OutboundRefusedError(self.refusal_message(host, port, [r for _, r in refused], literal))
         return allowed
 
-    def refusal_message(
-        self, host: str, port: int, reasons: Iterable[str], literal: IPAddress | None
-    ) -> str:
+    def refusal_message(self, host: str, port: int, reasons: Iterable[str], literal: IPAddress | None) -> str:
         what = ", ".join(dict.fromkeys(reasons)) or "none usable"
         entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         subject = (
