@@ -6,10 +6,12 @@ stores and searches vectors.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Any
 
+from .. import ranking
 from ..apis.common import content_has_image, content_to_text
 from ..apis.models import ModelType
 from ..apis.vector_io import (
@@ -17,7 +19,9 @@ from ..apis.vector_io import (
     ListVectorDBsResponse,
     QueryChunksResponse,
     RegisterVectorDbRequest,
+    RRFRanker,
     VectorDB,
+    WeightedRanker,
 )
 from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError, UnsupportedError
 from ..storage.kvstore import KVStore
@@ -162,6 +166,7 @@ class VectorIORouter:
                     chunk=chunk.model_copy(update={"embedding": None}),
                     embedding=embedding,
                     document_id=str(document_id) if document_id is not None else None,
+                    text=content_to_text(chunk.content),
                 )
             )
         await self.dbs.table.owner(db).upsert(db, items)
@@ -174,23 +179,43 @@ class VectorIORouter:
     async def query_chunks(
         self, vector_db_id: str, query: Any, params: dict[str, Any] | None
     ) -> QueryChunksResponse:
+        """Params: max_chunks (default 3), score_threshold (none unless given: keeps chunks scoring at
+        least that, on the mode's scale), mode (vector, keyword, hybrid), ranker (for hybrid)."""
         db = self.dbs.table.get(vector_db_id)
         params = params or {}
         k = params.get("max_chunks", DEFAULT_MAX_CHUNKS)
-        threshold = params.get("score_threshold", 0.0)
-        mode = params.get("mode") or "vector"
+        threshold = params.get("score_threshold")
+        mode = ranking.search_mode(params.get("mode"))
+        fusion = ranking.ranker(params.get("ranker"))
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
             raise BadRequestError(f"params.max_chunks must be an integer from 1 to 1000, got {k!r}.")
-        if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+        if threshold is not None and (not isinstance(threshold, int | float) or isinstance(threshold, bool)):
             raise BadRequestError(f"params.score_threshold must be a number, got {threshold!r}.")
-        if mode != "vector":
-            raise UnsupportedError(f"params.mode '{mode}' is not supported; use 'vector'.")
         if content_has_image(query):
             raise UnsupportedError("query: image queries are not supported; send text.")
         text = content_to_text(query)
         if not text.strip():
             raise BadRequestError("query: give some text to search for.")
-        [embedding] = await self.embed(db, [text])
-        hits = await self.dbs.table.owner(db).query(db, embedding, k)
-        hits = [(chunk, score) for chunk, score in hits if score >= threshold]
+        provider = self.dbs.table.owner(db)
+        if mode == "keyword":
+            hits = await provider.keyword_query(db, text, k)
+        elif mode == "vector":
+            [embedding] = await self.embed(db, [text])
+            hits = await provider.query(db, embedding, k)
+        else:
+            [embedding] = await self.embed(db, [text])
+            near, matching = await asyncio.gather(
+                provider.query(db, embedding, k), provider.keyword_query(db, text, k)
+            )
+            hits = _fused(near, matching, fusion)[:k]
+        if threshold is not None:
+            hits = [(chunk, score) for chunk, score in hits if score >= threshold]
         return QueryChunksResponse(chunks=[c for c, _ in hits], scores=[s for _, s in hits])
+
+
+def _fused(
+    near: list[tuple[Chunk, float]], matching: list[tuple[Chunk, float]], how: RRFRanker | WeightedRanker
+) -> list[tuple[Chunk, float]]:
+    chunks = {chunk_id(c): c for c, _ in [*near, *matching]}
+    ranked = ranking.fuse([(chunk_id(c), s) for c, s in near], [(chunk_id(c), s) for c, s in matching], how)
+    return [(chunks[ident], score) for ident, score in ranked]

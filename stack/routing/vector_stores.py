@@ -12,13 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .. import access
+from .. import access, ranking
 from ..apis.vector_io import Chunk, RegisterVectorDbRequest
 from ..apis.vector_stores import (
     OpenaiAttachFileToVectorStoreRequest,
     OpenaiCreateVectorStoreRequest,
     OpenaiSearchVectorStoreRequest,
     OpenaiUpdateVectorStoreRequest,
+    RankingOptions,
     VectorStoreChunkingStrategy,
     VectorStoreChunkingStrategyAuto,
     VectorStoreChunkingStrategyStatic,
@@ -39,6 +40,8 @@ from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError
 from ..storage.kvstore import KVStore
 from .vector_io import VectorIORouter
 
+# OpenAI's ranker names: here they all mean the default fusion of hybrid search (RRF).
+OPENAI_RANKERS = (None, "none", "auto", "default-2024-11-15")
 # OpenAI's 'auto' chunking strategy.
 AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS = 800, 400
 _COMPARISONS = {
@@ -378,17 +381,29 @@ class OpenAIVectorStores:
         await self._get(vector_store_id)
         query = request.query if isinstance(request.query, str) else " ".join(request.query)
         limit = request.max_num_results or 10
-        threshold = (request.ranking_options.score_threshold if request.ranking_options else None) or 0.0
+        mode = ranking.search_mode(request.search_mode, "search_mode")
+        options = request.ranking_options or RankingOptions()
+        if options.ranker not in (*OPENAI_RANKERS, *ranking.RANKERS):
+            names = ", ".join(f"'{n}'" for n in (*ranking.RANKERS, *OPENAI_RANKERS) if n)
+            raise BadRequestError(
+                f"ranking_options.ranker {options.ranker!r} is not known; use one of {names}."
+            )
+        fusion = ranking.ranker(None if options.ranker in OPENAI_RANKERS else options.ranker)
+        # Vector scores can be below 0 (cosine): the spec's default threshold of 0 applies only when
+        # the client sends it.
+        threshold = options.score_threshold if "score_threshold" in options.model_fields_set else None
         if request.filters is not None:
             matches({}, request.filters)  # validate the filter shape once, up front
-        # Filters apply after the vector search, so search wider when there is one.
+        # Filters apply after the search, so search wider when there is one.
         k = limit * 5 if request.filters else limit
         found = await self.vector_io.query_chunks(
-            vector_store_id, query, {"max_chunks": k, "score_threshold": threshold}
+            vector_store_id,
+            query,
+            {"max_chunks": k, "score_threshold": threshold, "mode": mode, "ranker": fusion},
         )
         data = []
         for chunk, score in zip(found.chunks, found.scores, strict=True):
-            attributes = chunk.metadata.get("attributes") or {}
+            attributes = _attributes(chunk)
             if request.filters is not None and not matches(attributes, request.filters):
                 continue
             data.append(
@@ -403,6 +418,15 @@ class OpenAIVectorStores:
             if len(data) == limit:
                 break
         return VectorStoreSearchResponsePage(search_query=query, data=data)
+
+
+def _attributes(chunk: Chunk) -> dict[str, Any]:
+    """What search shows and filters on: an attached file's attributes; for chunks inserted with
+    vector-io, their metadata (its string, number and boolean values)."""
+    attributes = chunk.metadata.get("attributes")
+    if isinstance(attributes, dict):
+        return attributes
+    return {k: v for k, v in chunk.metadata.items() if isinstance(v, str | int | float | bool)}
 
 
 def _text(chunk: Chunk) -> str:
