@@ -243,7 +243,12 @@ class OpenAIVectorStores:
     ) -> VectorStoreObject:
         vs = await self._get(vector_store_id)
         changes = request.model_dump(exclude_unset=True)
-        vs = vs.model_copy(update={**changes, "last_active_at": int(time.time())})
+        if "metadata" in changes and changes["metadata"] is None:
+            changes["metadata"] = {}  # null clears it
+        # Validated (model_copy would not): what is stored must read back.
+        vs = VectorStoreObject.model_validate(
+            {**vs.model_dump(), **changes, "last_active_at": int(time.time())}
+        )
         await self._put(vs)
         return vs
 
