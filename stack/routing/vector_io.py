@@ -1,7 +1,8 @@
 """The VectorDBs API (which vector dbs exist, and who stores each) and VectorIO (insert and query chunks).
 
 Embeddings are computed here with the db's embedding model, so every vector_io provider only
-stores and searches vectors.
+stores and searches: vectors (cosine) and texts (BM25, in its own full-text engine). Hybrid search is
+the fusion of both rankings, done here for every provider (stack/ranking.py).
 """
 
 from __future__ import annotations
