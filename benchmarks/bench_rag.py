@@ -6,7 +6,8 @@ One run measures, on the corpus shipped in tests/data/retrieval (passages and qu
    embedding is the bulk of an insert), then inserting it through ``POST /v1/vector-io/insert`` in batches
    of ``--batch-size`` into a fresh vector db, for each vector store given by ``--providers``;
 2. query: latency p50/p95 of ``POST /v1/vector-io/query`` (``max_chunks`` 5) over every question, against
-   the same dbs, next to the in-process cost of embedding one question and an exact numpy top-5.
+   the same dbs, in each search mode given by ``--modes`` (vector, keyword, hybrid: RRF fusion), next to
+   the in-process cost of embedding one question and an exact numpy top-5; recall@5 and MRR@5 per row.
 
 The server is `llama-stack run local`, started by this script on a free 127.0.0.1 port with a temporary
 LLAMA_STACK_STATE_DIR and killed on exit. Targets (printed next to the figures): ingest >= 200 passages/s,
@@ -94,6 +95,15 @@ def model_folder() -> Path:
 
 def recall_at_k(questions: list[Question], top: dict[str, list[str]]) -> float:
     return sum(bool(q.relevant & set(top[q.id][:TOP_K])) for q in questions) / len(questions)
+
+
+def mrr_at_k(questions: list[Question], top: dict[str, list[str]]) -> float:
+    """Mean reciprocal rank of the first relevant passage in the top k (0 when there is none)."""
+    total = 0.0
+    for q in questions:
+        rank = next((i + 1 for i, pid in enumerate(top[q.id][:TOP_K]) if pid in q.relevant), None)
+        total += 1.0 / rank if rank else 0.0
+    return total / len(questions)
 
 
 # --- the server -------------------------------------------------------------------------------------------
@@ -245,14 +255,21 @@ def inproc_queries(encoder: Any, passages: list[Passage], questions: list[Questi
 
 
 def server_queries(
-    client: httpx.Client, provider: str, db_id: str, questions: list[Question], rounds: int, warmup: int
+    client: httpx.Client,
+    provider: str,
+    db_id: str,
+    questions: list[Question],
+    rounds: int,
+    warmup: int,
+    mode: str = "vector",
 ) -> QueryRun:
-    run = QueryRun(f"server {provider}")
+    run = QueryRun(f"server {provider} {mode}")
+    params = {"max_chunks": TOP_K, "mode": mode}
     for q in questions[:warmup]:
-        client.post(QUERY, json={"vector_db_id": db_id, "query": q.text, "params": {"max_chunks": TOP_K}})
+        client.post(QUERY, json={"vector_db_id": db_id, "query": q.text, "params": params})
     for r in range(rounds):
         for q in questions:
-            body = {"vector_db_id": db_id, "query": q.text, "params": {"max_chunks": TOP_K}}
+            body = {"vector_db_id": db_id, "query": q.text, "params": params}
             start = time.perf_counter()
             resp = client.post(QUERY, json=body)
             resp.raise_for_status()
@@ -276,6 +293,7 @@ def query_table(runs: list[QueryRun], questions: list[Question]) -> Table:
         "max ms",
         "overhead p50",
         "recall@5",
+        "MRR@5",
         "target",
         "meets",
     ):
@@ -292,12 +310,13 @@ def query_table(runs: list[QueryRun], questions: list[Question]) -> Table:
             ms(max(run.seconds)),
             "-" if is_base else f"{(p50 - base) * 1000:+.1f}",
             f"{recall_at_k(questions, run.top):.3f}",
+            f"{mrr_at_k(questions, run.top):.3f}",
             f"p50 <= {QUERY_P50_TARGET_S * 1000:.0f} ms",
             verdict(p50 <= QUERY_P50_TARGET_S),
         )
     table.caption = (
         "latency = request sent -> response parsed (one persistent connection); overhead = server p50 minus "
-        "in-process p50; recall@5 is a sanity check (the quality gate is "
+        "in-process p50; recall@5 and MRR@5 are a sanity check (the quality gates, per mode, are in "
         "tests/integration/test_retrieval_quality.py)"
     )
     return table
@@ -317,6 +336,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--providers",
         default="chromadb,sqlite-vec",
         help="comma-separated vector_io provider ids of the server",
+    )
+    p.add_argument(
+        "--modes", default="vector,keyword,hybrid", help="comma-separated search modes to query with"
     )
     p.add_argument("--in-process-only", action="store_true", help="skip the server (baselines only)")
     p.add_argument("--quick", action="store_true", help="one round of everything, for a smoke run")
@@ -351,10 +373,13 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"server at {server.base_url}: ingest into {provider} ...")
                 ingest, db_id = server_ingest(client, provider, passages, args.rounds, args.batch_size)
                 ingests.append(ingest)
-                console.print(f"queries against {provider} ...")
-                queries.append(
-                    server_queries(client, provider, db_id, questions, args.query_rounds, args.query_warmup)
-                )
+                for mode in [m for m in args.modes.split(",") if m]:
+                    console.print(f"{mode} queries against {provider} ...")
+                    queries.append(
+                        server_queries(
+                            client, provider, db_id, questions, args.query_rounds, args.query_warmup, mode
+                        )
+                    )
                 unregister(client, db_id)
     console.print(noise_note(busy0, own0, wall0))
     console.print(ingest_table(ingests, len(passages), args.batch_size, args.rounds))

@@ -44,8 +44,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         provider_type="inline::chromadb",
         module=f"{_P}.vector_io.chroma",
         config_class=f"{_P}.vector_io.chroma.config:ChromaInlineConfig",
-        description="Embedded chroma, persisted on disk under the stack's state dir.",
-        pip_packages=("chromadb>=1.0",),
+        description="Embedded chroma, persisted on disk under the stack's state dir; BM25 keyword search.",
+        pip_packages=("chromadb>=1.0", "bm25s>=0.2", "PyStemmer>=2.2"),
     ),
     ProviderSpec(
         api=Api.vector_io,
@@ -53,7 +53,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         module=f"{_P}.vector_io.chroma",
         config_class=f"{_P}.vector_io.chroma.config:ChromaRemoteConfig",
         description="A chroma server over HTTP, shared by several stack replicas.",
-        pip_packages=("chromadb>=1.0",),
+        pip_packages=("chromadb>=1.0", "bm25s>=0.2", "PyStemmer>=2.2"),
     ),
     ProviderSpec(
         api=Api.vector_io,

@@ -15,6 +15,7 @@ class StoredChunk:
     chunk: Chunk
     embedding: list[float]
     document_id: str | None
+    text: str  # the chunk's text, for keyword search
 
 
 class VectorIOProvider(Protocol):
@@ -32,6 +33,12 @@ class VectorIOProvider(Protocol):
 
     async def query(self, db: VectorDB, embedding: list[float], k: int) -> list[tuple[Chunk, float]]:
         """The k nearest chunks with cosine similarity (higher is closer), best first."""
+        ...
+
+    async def keyword_query(self, db: VectorDB, text: str, k: int) -> list[tuple[Chunk, float]]:
+        """The k chunks that best match the query's words, with BM25 scores (k1 1.2, b 0.75; above 0,
+        higher is better), best first. Chunks sharing no word with the query are left out. Hybrid
+        search is not the provider's business: the stack fuses this list with `query`'s."""
         ...
 
 

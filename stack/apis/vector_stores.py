@@ -137,8 +137,14 @@ class VectorStoreFileContentsResponse(BaseModel):
 
 
 class RankingOptions(BaseModel):
-    ranker: str | None = None
-    score_threshold: float | None = 0.0
+    ranker: str | None = Field(
+        default=None,
+        description="How hybrid search fuses its two rankings: 'rrf' (the default; OpenAI's 'none', "
+        "'auto' and 'default-2024-11-15' mean it too) or 'weighted'.",
+    )
+    score_threshold: float | None = Field(
+        default=0.0, description="Keep results scoring at least this, on the search mode's scale."
+    )
 
 
 class OpenaiSearchVectorStoreRequest(BaseModel):
@@ -147,6 +153,10 @@ class OpenaiSearchVectorStoreRequest(BaseModel):
     max_num_results: int | None = Field(default=10, ge=1, le=50)
     ranking_options: RankingOptions | None = None
     rewrite_query: bool | None = False
+    # From the v0.2.13 contract on.
+    search_mode: str | None = Field(
+        default=None, description='The search mode: "vector" (the default), "keyword" or "hybrid".'
+    )
 
 
 class VectorStoreSearchResponse(BaseModel):

@@ -1,11 +1,13 @@
 """The VectorDBs API (which vector dbs exist, and who stores each) and VectorIO (insert and query chunks).
 
 Embeddings are computed here with the db's embedding model, so every vector_io provider only
-stores and searches vectors.
+stores and searches: vectors (cosine) and texts (BM25, in its own full-text engine). Hybrid search is
+the fusion of both rankings, done here for every provider (stack/ranking.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .. import ranking
 from ..apis.common import content_has_image, content_to_text
 from ..apis.models import ModelType
 from ..apis.vector_io import (
@@ -20,7 +23,9 @@ from ..apis.vector_io import (
     ListVectorDBsResponse,
     QueryChunksResponse,
     RegisterVectorDbRequest,
+    RRFRanker,
     VectorDB,
+    WeightedRanker,
 )
 from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError, UnsupportedError
 from ..storage.kvstore import KVStore
@@ -184,6 +189,7 @@ class VectorIORouter:
                     chunk=chunk.model_copy(update={"embedding": None}),
                     embedding=embedding,
                     document_id=str(document_id) if document_id is not None else None,
+                    text=content_to_text(chunk.content),
                 )
             )
         await self.dbs.table.owner(db).upsert(db, items)
@@ -196,29 +202,43 @@ class VectorIORouter:
     async def query_chunks(
         self, vector_db_id: str, query: Any, params: dict[str, Any] | None
     ) -> QueryChunksResponse:
+        """Params: max_chunks (default 3), score_threshold (none unless given: keeps chunks scoring at
+        least that, on the mode's scale), mode (vector, keyword, hybrid), ranker (for hybrid)."""
         db = self.dbs.table.get(vector_db_id)
         params = params or {}
         k = params.get("max_chunks", DEFAULT_MAX_CHUNKS)
-        threshold = params.get("score_threshold", 0.0)
-        mode = params.get("mode") or "vector"
+        threshold = params.get("score_threshold")
+        mode = ranking.search_mode(params.get("mode"))
+        fusion = ranking.ranker(params.get("ranker"))
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_QUERY_CHUNKS:
             raise BadRequestError(f"params.max_chunks must be an integer from 1 to 1000, got {k!r}.")
-        if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+        if threshold is not None and (not isinstance(threshold, int | float) or isinstance(threshold, bool)):
             raise BadRequestError(f"params.score_threshold must be a number, got {threshold!r}.")
-        if mode != "vector":
-            raise UnsupportedError(f"params.mode '{mode}' is not supported; use 'vector'.")
         if content_has_image(query):
             raise UnsupportedError("query: image queries are not supported; send text.")
         text = content_to_text(query)
         if not text.strip():
             raise BadRequestError("query: give some text to search for.")
-        [embedding] = await self.embed(db, [text])
         provider = self.dbs.table.owner(db)
+        embedding: list[float] | None = None
+        if mode != "keyword":
+            [embedding] = await self.embed(db, [text])
+
+        async def search(fetch: int) -> list[tuple[Chunk, float]]:
+            if mode == "keyword":
+                return await provider.keyword_query(db, text, fetch)
+            if mode == "vector":
+                return await provider.query(db, embedding, fetch)
+            near, matching = await asyncio.gather(
+                provider.query(db, embedding, fetch), provider.keyword_query(db, text, fetch)
+            )
+            return _fused(near, matching, fusion)
+
         fetch = k
         while True:
-            found = await provider.query(db, embedding, fetch)
+            found = await search(fetch)
             visible = [(c, s) for c, s in found if self._visible(vector_db_id, c)]
-            hits = [(c, s) for c, s in visible if s >= threshold]
+            hits = [(c, s) for c, s in visible if threshold is None or s >= threshold]
             # Look further only when chunks still being written took places and the db has more
             # (past the threshold, further hits only score lower).
             exhausted = len(found) < fetch or fetch >= MAX_QUERY_CHUNKS or len(hits) < len(visible)
@@ -227,3 +247,11 @@ class VectorIORouter:
             fetch = min(fetch * 4, MAX_QUERY_CHUNKS)
         hits = hits[:k]
         return QueryChunksResponse(chunks=[c for c, _ in hits], scores=[s for _, s in hits])
+
+
+def _fused(
+    near: list[tuple[Chunk, float]], matching: list[tuple[Chunk, float]], how: RRFRanker | WeightedRanker
+) -> list[tuple[Chunk, float]]:
+    chunks = {chunk_id(c): c for c, _ in [*near, *matching]}
+    ranked = ranking.fuse([(chunk_id(c), s) for c, s in near], [(chunk_id(c), s) for c, s in matching], how)
+    return [(chunks[ident], score) for ident, score in ranked]

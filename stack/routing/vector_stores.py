@@ -18,13 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .. import access
+from .. import access, ranking
 from ..apis.vector_io import Chunk, RegisterVectorDbRequest
 from ..apis.vector_stores import (
     OpenaiAttachFileToVectorStoreRequest,
     OpenaiCreateVectorStoreRequest,
     OpenaiSearchVectorStoreRequest,
     OpenaiUpdateVectorStoreRequest,
+    RankingOptions,
     VectorStoreChunkingStrategy,
     VectorStoreChunkingStrategyAuto,
     VectorStoreChunkingStrategyStatic,
@@ -49,6 +50,8 @@ from .vector_io import MAX_QUERY_CHUNKS, VectorIORouter
 
 log = logging.getLogger(__name__)
 
+# OpenAI's ranker names: here they all mean the default fusion of hybrid search (RRF).
+OPENAI_RANKERS = (None, "none", "auto", "default-2024-11-15")
 # OpenAI's 'auto' chunking strategy.
 AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS = 800, 400
 INTERRUPTED = "Indexing was interrupted by a server restart; its chunks were removed. Attach the file again."
@@ -445,7 +448,17 @@ class OpenAIVectorStores:
         await self._get(vector_store_id)
         query = request.query if isinstance(request.query, str) else " ".join(request.query)
         limit = request.max_num_results or 10
-        threshold = (request.ranking_options.score_threshold if request.ranking_options else None) or 0.0
+        mode = ranking.search_mode(request.search_mode, "search_mode")
+        options = request.ranking_options or RankingOptions()
+        if options.ranker not in (*OPENAI_RANKERS, *ranking.RANKERS):
+            names = ", ".join(f"'{n}'" for n in (*ranking.RANKERS, *OPENAI_RANKERS) if n)
+            raise BadRequestError(
+                f"ranking_options.ranker {options.ranker!r} is not known; use one of {names}."
+            )
+        fusion = ranking.ranker(None if options.ranker in OPENAI_RANKERS else options.ranker)
+        # Vector scores can be below 0 (cosine): the spec's default threshold of 0 applies only when
+        # the client sends it.
+        threshold = options.score_threshold if "score_threshold" in options.model_fields_set else None
         if request.filters is not None:
             matches({}, request.filters)  # validate the filter shape once, up front
         status = {f.id: f.status for f, _ in await self._files(vector_store_id)}
@@ -455,7 +468,9 @@ class OpenAIVectorStores:
         k = limit * 5 if request.filters or skipping else limit
         while True:
             found = await self.vector_io.query_chunks(
-                vector_store_id, query, {"max_chunks": k, "score_threshold": threshold}
+                vector_store_id,
+                query,
+                {"max_chunks": k, "score_threshold": threshold, "mode": mode, "ranker": fusion},
             )
             data = self._results(found, status, request.filters, limit)
             if len(data) >= limit or len(found.chunks) < k or k >= MAX_QUERY_CHUNKS:
@@ -472,7 +487,7 @@ class OpenAIVectorStores:
             file_id = chunk.metadata.get("file_id")
             if file_id is not None and status.get(str(file_id)) != "completed":
                 continue  # written by an attach that has not completed (or whose record is gone)
-            attributes = chunk.metadata.get("attributes") or {}
+            attributes = _attributes(chunk)
             if filters is not None and not matches(attributes, filters):
                 continue
             data.append(
@@ -487,6 +502,15 @@ class OpenAIVectorStores:
             if len(data) == limit:
                 break
         return data
+
+
+def _attributes(chunk: Chunk) -> dict[str, Any]:
+    """What search shows and filters on: an attached file's attributes; for chunks inserted with
+    vector-io, their metadata (its string, number and boolean values)."""
+    attributes = chunk.metadata.get("attributes")
+    if isinstance(attributes, dict):
+        return attributes
+    return {k: v for k, v in chunk.metadata.items() if isinstance(v, str | int | float | bool)}
 
 
 def _text(chunk: Chunk) -> str:

@@ -150,3 +150,82 @@ def test_llama_stack_client_vector_stores(stack_client, openai_client) -> None:
         assert vs.id in {v.id for v in stack_client.vector_stores.list().data}
     finally:
         stack_client.vector_stores.delete(vs.id)
+
+
+@pytest.fixture(params=["chromadb", "sqlite-vec", "chromadb-remote"])
+def provider_store(request, openai_client):
+    """The handbook store on each vector_io provider."""
+    handbook = _upload(openai_client, "handbook.txt", HANDBOOK)
+    vs = openai_client.vector_stores.create(
+        name=f"company-{request.param}", file_ids=[handbook], extra_body={"provider_id": request.param}
+    )
+    yield vs, handbook
+    openai_client.vector_stores.delete(vs.id)
+
+
+def test_search_modes_and_rankers(openai_client, provider_store) -> None:
+    vs, handbook = provider_store
+    keyword = openai_client.vector_stores.search(
+        vs.id, query="receipts purchase", extra_body={"search_mode": "keyword"}
+    )
+    assert keyword.data and "receipts" in keyword.data[0].content[0].text
+    assert all(r.score > 0 for r in keyword.data)
+    none = openai_client.vector_stores.search(vs.id, query="quokka", extra_body={"search_mode": "keyword"})
+    assert none.data == []
+    for ranker in (None, "auto", "none", "rrf", "weighted"):
+        options = {"ranking_options": {"ranker": ranker}} if ranker else {}
+        hybrid = openai_client.vector_stores.search(
+            vs.id, query="How many vacation days do I get?", extra_body={"search_mode": "hybrid"}, **options
+        )
+        assert hybrid.data[0].file_id == handbook, ranker
+        assert "twenty-five days" in hybrid.data[0].content[0].text
+        scores = [r.score for r in hybrid.data]
+        assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client.vector_stores.search(vs.id, query="x", extra_body={"search_mode": "fuzzy"})
+    assert "'vector', 'keyword', 'hybrid'" in info.value.response.json()["detail"]
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client.vector_stores.search(
+            vs.id, query="x", extra_body={"search_mode": "hybrid"}, ranking_options={"ranker": "borda"}
+        )
+    assert "'rrf', 'weighted'" in info.value.response.json()["detail"]
+
+
+def test_chunks_inserted_with_vector_io_are_searchable_with_their_metadata(
+    openai_client, stack_client, provider_store
+) -> None:
+    """vector-io inserts into a vector store's id: search shows their metadata as attributes and
+    filters on it, in every mode."""
+    vs, handbook = provider_store
+    stack_client.vector_io.insert(
+        vector_db_id=vs.id,
+        chunks=[
+            {
+                "content": "Parking: staff park in the north lot.",
+                "metadata": {"document_id": "memo-1", "lang": "en"},
+            },
+            {
+                "content": "Parking : le parking nord est réservé.",
+                "metadata": {"document_id": "memo-2", "lang": "fr"},
+            },
+        ],
+    )
+    for mode in ("vector", "keyword", "hybrid"):
+        results = openai_client.vector_stores.search(
+            vs.id, query="Where can staff park?", extra_body={"search_mode": mode}
+        )
+        top = results.data[0]
+        assert top.attributes["document_id"] == "memo-1" and top.attributes["lang"] == "en", mode
+        assert top.file_id == "memo-1"
+        french = openai_client.vector_stores.search(
+            vs.id,
+            query="parking",
+            filters={"type": "eq", "key": "lang", "value": "fr"},
+            extra_body={"search_mode": mode},
+        )
+        assert [r.attributes["document_id"] for r in french.data] == ["memo-2"], mode
+    # Chunks of an attached file show that file's attributes (here none), as OpenAI's search does.
+    holiday = openai_client.vector_stores.search(
+        vs.id, query="paid holiday per year", extra_body={"search_mode": "keyword"}
+    )
+    assert holiday.data[0].file_id == handbook and holiday.data[0].attributes == {}

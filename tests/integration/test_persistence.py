@@ -89,6 +89,14 @@ def test_vector_dbs_and_chunks_survive_restart(tmp_path: Path) -> None:
             )
             assert r.status_code == 200, r.text
             assert r.json()["chunks"][0]["content"] == "Llamas hum to their young."
+            # The keyword index survives too (sqlite-vec's FTS5 table; chroma's is rebuilt from the data).
+            r = httpx.post(
+                f"{server.base_url}/v1/vector-io/query",
+                json={"vector_db_id": f"kept-{provider}", "query": "humming", "params": {"mode": "keyword"}},
+                timeout=60,
+            )
+            assert r.status_code == 200, r.text
+            assert [c["content"] for c in r.json()["chunks"]] == ["Llamas hum to their young."]
     finally:
         server.stop()
 

@@ -17,8 +17,9 @@ from llamastack.stack.apis.vector_io import (
     RAGQueryConfig,
     RAGQueryResult,
 )
-from llamastack.stack.errors import BadRequestError, PayloadTooLargeError, UnsupportedError
+from llamastack.stack.errors import BadRequestError, PayloadTooLargeError
 from llamastack.stack.outbound import OutboundPolicy, OutboundRefusedError
+from llamastack.stack.ranking import search_mode
 
 from .config import RagRuntimeConfig
 
@@ -222,8 +223,11 @@ class RagRuntime:
         from llamastack.providers.utils.memory.chunking import count_tokens
 
         config = config or RAGQueryConfig()
-        if config.mode not in (None, "vector"):
-            raise UnsupportedError(f"query_config.mode '{config.mode}' is not supported; use 'vector'.")
+        search = {
+            "max_chunks": config.max_chunks,
+            "mode": search_mode(config.mode, "query_config.mode"),
+            "ranker": config.ranker,
+        }
         for db_id in vector_db_ids:
             self.vector_io.dbs.table.get(db_id)
         query = await self._query_text(content, config)
@@ -231,7 +235,7 @@ class RagRuntime:
             raise BadRequestError("content: give some text to search for.")
         hits: list[tuple[Chunk, float]] = []
         for db_id in vector_db_ids:
-            response = await self.vector_io.query_chunks(db_id, query, {"max_chunks": config.max_chunks})
+            response = await self.vector_io.query_chunks(db_id, query, search)
             hits += zip(response.chunks, response.scores, strict=True)
         hits.sort(key=lambda h: -h[1])
         hits = hits[: config.max_chunks]

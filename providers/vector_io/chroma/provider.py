@@ -1,19 +1,28 @@
-"""Chunks in chroma collections, one collection per vector db (cosine space)."""
+"""Chunks in chroma collections, one collection per vector db (cosine space); keyword search with
+a BM25 index per collection (see keyword.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from llamastack.stack.apis.common import content_to_text
 from llamastack.stack.apis.vector_io import Chunk, VectorDB
 from llamastack.stack.errors import ConfigError, UpstreamError
 
 from ..base import StoredChunk, storage_name
 from .config import ChromaInlineConfig, ChromaRemoteConfig
+from .keyword import KeywordIndex
+
+# One record per collection: the revision of its contents, changed by every write, so that keyword
+# indexes (here and in other replicas on the same chroma server) know when to rebuild.
+REVISIONS = "llamastack_revisions"
+PAGE = 1000
 
 
 class ChromaVectorIO:
@@ -21,9 +30,15 @@ class ChromaVectorIO:
         self.config = config
         self.client: Any = None
         self._collections: dict[str, Any] = {}
+        self._revisions: Any = None
+        self._keyword: dict[str, KeywordIndex] = {}
+        self._keyword_locks: dict[str, asyncio.Lock] = {}
 
     async def initialize(self) -> None:
         self.client = await asyncio.to_thread(self._connect)
+        self._revisions = await self._call(
+            self.client.get_or_create_collection, name=REVISIONS, embedding_function=None
+        )
 
     def _connect(self) -> Any:
         import chromadb
@@ -58,6 +73,7 @@ class ChromaVectorIO:
 
     async def shutdown(self) -> None:
         self._collections.clear()
+        self._keyword.clear()
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -83,9 +99,26 @@ class ChromaVectorIO:
 
     async def unregister_vector_db(self, db: VectorDB) -> None:
         self._collections.pop(db.identifier, None)
+        self._keyword.pop(db.identifier, None)
         name = storage_name(db.provider_resource_id or db.identifier)
         with contextlib.suppress(ValueError):  # already gone
             await self._call(self.client.delete_collection, name=name)
+        await self._call(self._revisions.delete, ids=[name])
+
+    async def _changed(self, db: VectorDB) -> None:
+        """After a write: a new revision, so every keyword index of this collection rebuilds."""
+        self._keyword.pop(db.identifier, None)
+        await self._call(
+            self._revisions.upsert,
+            ids=[self._collection(db).name],
+            embeddings=[[1.0]],
+            metadatas=[{"revision": uuid.uuid4().hex}],
+        )
+
+    async def _revision(self, db: VectorDB) -> str | None:
+        found = await self._call(self._revisions.get, ids=[self._collection(db).name], include=["metadatas"])
+        metadatas = found.get("metadatas") or []
+        return str(metadatas[0].get("revision")) if metadatas and metadatas[0] else None
 
     async def upsert(self, db: VectorDB, items: list[StoredChunk]) -> None:
         if not items:
@@ -97,9 +130,11 @@ class ChromaVectorIO:
             documents=[i.chunk.model_dump_json() for i in items],
             metadatas=[{"document_id": i.document_id or ""} for i in items],
         )
+        await self._changed(db)
 
     async def delete_document(self, db: VectorDB, document_id: str) -> None:
         await self._call(self._collection(db).delete, where={"document_id": document_id})
+        await self._changed(db)
 
     async def query(self, db: VectorDB, embedding: list[float], k: int) -> list[tuple[Chunk, float]]:
         result = await self._call(
@@ -113,3 +148,31 @@ class ChromaVectorIO:
             (Chunk.model_validate(json.loads(d)), 1.0 - float(dist))
             for d, dist in zip(docs, distances, strict=True)
         ]
+
+    async def keyword_query(self, db: VectorDB, text: str, k: int) -> list[tuple[Chunk, float]]:
+        index = await self._keyword_index(db)
+        return await asyncio.to_thread(index.search, text, k)
+
+    async def _keyword_index(self, db: VectorDB) -> KeywordIndex:
+        lock = self._keyword_locks.setdefault(db.identifier, asyncio.Lock())
+        async with lock:  # one rebuild at a time per collection
+            revision = await self._revision(db)
+            index = self._keyword.get(db.identifier)
+            if index is None or index.revision != revision:
+                chunks = await self._all_chunks(db)
+                texts = [content_to_text(c.content) for c in chunks]
+                index = await asyncio.to_thread(KeywordIndex.build, revision, chunks, texts)
+                self._keyword[db.identifier] = index
+            return index
+
+    async def _all_chunks(self, db: VectorDB) -> list[Chunk]:
+        collection = self._collection(db)
+        documents: dict[str, str] = {}  # by id: a write between two pages cannot duplicate a chunk
+        offset = 0
+        while True:
+            page = await self._call(collection.get, include=["documents"], limit=PAGE, offset=offset)
+            documents.update(zip(page["ids"], page["documents"], strict=True))
+            offset += len(page["ids"])
+            if len(page["ids"]) < PAGE:
+                break
+        return [Chunk.model_validate(json.loads(d)) for d in documents.values()]

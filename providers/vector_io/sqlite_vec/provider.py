@@ -1,18 +1,35 @@
-"""Chunks and their vectors in one sqlite file: a chunks table and a vec0 index per vector db."""
+"""Chunks and their vectors in one sqlite file: per vector db a chunks table, a vec0 index of the
+embeddings and an FTS5 index of the texts (for keyword search), all written in one transaction."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
+from llamastack.stack.apis.common import content_to_text
 from llamastack.stack.apis.vector_io import Chunk, VectorDB
 from llamastack.stack.errors import ConfigError
 
 from ..base import StoredChunk, storage_name
 from .config import SqliteVecConfig
+
+# Porter stemming on unicode61 words: "rivers" finds "river". The chroma provider stems the same way.
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+MAX_QUERY_TERMS = 64
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 expression matching any of the text's words, each quoted so that punctuation and FTS5
+    operators in user text (AND, NEAR, *, ^, quotes) are plain words. None when there is no word.
+
+    Any word rather than all of them (FTS5's default): a question rarely has every word of the passage
+    that answers it; BM25 ranks the chunks sharing the rarest words first."""
+    words = list(dict.fromkeys(w.lower() for w in re.findall(r"\w+", text)))[:MAX_QUERY_TERMS]
+    return " OR ".join(f'"{w}"' for w in words) or None
 
 
 def _connect(path: Path) -> Any:
@@ -87,6 +104,17 @@ class SqliteVecVectorIO:
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS {name}_vec USING "
                 f"vec0(embedding float[{int(db.embedding_dimension)}] distance_metric=cosine)"
             )
+            has_fts = self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = ?", (f"{name}_fts",)
+            ).fetchone()
+            if has_fts is None:
+                self.conn.execute(
+                    f"CREATE VIRTUAL TABLE {name}_fts USING fts5(content, tokenize='{FTS_TOKENIZER}')"
+                )
+                # A db written before keyword search existed: index the chunks it already has.
+                for rowid, chunk in self.conn.execute(f"SELECT rowid, chunk FROM {name}_chunks").fetchall():
+                    text = content_to_text(Chunk.model_validate_json(chunk).content)
+                    self.conn.execute(f"INSERT INTO {name}_fts (rowid, content) VALUES (?, ?)", (rowid, text))
 
         await self._in_thread(create)
         self._tables[db.identifier] = name
@@ -97,6 +125,7 @@ class SqliteVecVectorIO:
 
         def drop() -> None:
             self.conn.execute(f"DROP TABLE IF EXISTS {name}_vec")
+            self.conn.execute(f"DROP TABLE IF EXISTS {name}_fts")
             self.conn.execute(f"DROP TABLE IF EXISTS {name}_chunks")
 
         await self._in_thread(drop)
@@ -123,9 +152,13 @@ class SqliteVecVectorIO:
                         (item.document_id, item.chunk.model_dump_json(), rowid),
                     )
                     self.conn.execute(f"DELETE FROM {name}_vec WHERE rowid = ?", (rowid,))
+                    self.conn.execute(f"DELETE FROM {name}_fts WHERE rowid = ?", (rowid,))
                 self.conn.execute(
                     f"INSERT INTO {name}_vec (rowid, embedding) VALUES (?, ?)",
                     (rowid, sqlite_vec.serialize_float32(item.embedding)),
+                )
+                self.conn.execute(
+                    f"INSERT INTO {name}_fts (rowid, content) VALUES (?, ?)", (rowid, item.text)
                 )
 
         await self._in_thread(write)
@@ -134,11 +167,12 @@ class SqliteVecVectorIO:
         name = self._name(db)
 
         def delete() -> None:
-            self.conn.execute(
-                f"DELETE FROM {name}_vec WHERE rowid IN "
-                f"(SELECT rowid FROM {name}_chunks WHERE document_id = ?)",
-                (document_id,),
-            )
+            for index in ("vec", "fts"):
+                self.conn.execute(
+                    f"DELETE FROM {name}_{index} WHERE rowid IN "
+                    f"(SELECT rowid FROM {name}_chunks WHERE document_id = ?)",
+                    (document_id,),
+                )
             self.conn.execute(f"DELETE FROM {name}_chunks WHERE document_id = ?", (document_id,))
 
         await self._in_thread(delete)
@@ -157,3 +191,21 @@ class SqliteVecVectorIO:
 
         rows = await self._in_thread(search)
         return [(Chunk.model_validate(json.loads(chunk)), 1.0 - float(distance)) for chunk, distance in rows]
+
+    async def keyword_query(self, db: VectorDB, text: str, k: int) -> list[tuple[Chunk, float]]:
+        name = self._name(db)
+        expression = fts_query(text)
+        if expression is None:
+            return []
+
+        def search() -> list[tuple[str, float]]:
+            # FTS5's bm25() is negative, more negative for better matches: negate it.
+            return self.conn.execute(
+                f"SELECT c.chunk, -bm25({name}_fts) AS score FROM {name}_fts f "
+                f"JOIN {name}_chunks c ON c.rowid = f.rowid WHERE {name}_fts MATCH ? "
+                "ORDER BY score DESC LIMIT ?",
+                (expression, k),
+            ).fetchall()
+
+        rows = await self._in_thread(search)
+        return [(Chunk.model_validate(json.loads(chunk)), float(score)) for chunk, score in rows]
