@@ -18,5 +18,5 @@ for root in SOURCE_ROOTS:
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"llamastack.distributions": ["*/*.yaml", "*/Containerfile"]},
+    package_data={"llamastack.distributions": ["*/*.yaml"]},
 )

@@ -197,8 +197,6 @@ class ServerConfig(BaseModel):
     # Loopback only by default; "0.0.0.0" (or `--host 0.0.0.0`) serves every interface.
     host: str = "127.0.0.1"
     port: int = 8321
-    # A saturated model queue answers 503 with Retry-After instead of piling up.
-    max_queued_requests_per_model: int = 64
     # What the server may connect to when it fetches on a client's behalf (documents by URL, MCP).
     outbound: OutboundConfig = Field(default_factory=OutboundConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)

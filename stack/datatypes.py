@@ -25,10 +25,6 @@ class Api(StrEnum):
     files = "files"
 
 
-# APIs served by the stack itself rather than by a configured provider.
-BUILTIN_APIS = frozenset({Api.models, Api.providers, Api.inspect})
-
-
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """One provider, as data: what it serves, where its code lives, what it needs."""
@@ -41,10 +37,6 @@ class ProviderSpec:
     pip_packages: tuple[str, ...] = ()
     api_dependencies: tuple[Api, ...] = ()
     optional_api_dependencies: tuple[Api, ...] = field(default=())
-
-    @property
-    def is_remote(self) -> bool:
-        return self.provider_type.startswith("remote::")
 
 
 class ProviderDeps(dict[Api, Any]):

@@ -1,8 +1,6 @@
-"""Version of this server and of the wire contract it speaks."""
+"""Version of this server."""
 
 from importlib.metadata import PackageNotFoundError, version
-
-API_CONTRACT_VERSION = "0.2.12"
 
 try:
     __version__ = version("llamastack")
