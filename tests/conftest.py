@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -141,44 +141,50 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-@dataclass
-class DocsServer:
-    """A real HTTP server on 127.0.0.1 answering GETs from `routes` (path -> status, headers, body)
-    and recording every path it was asked for in `hits`."""
+class LoopbackWeb:
+    """A real HTTP server on 127.0.0.1 answering GETs from `routes` (path -> status, headers, body),
+    recording every request's path (`hits`) and (path, Host header) (`requests`)."""
 
-    url: str
-    routes: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
-    hits: list[str] = field(default_factory=list)
+    def __init__(self, routes: dict[str, tuple[int, dict[str, str], bytes]] | None = None) -> None:
+        self.routes = dict(routes or {})
+        self.hits: list[str] = []
+        self.requests: list[tuple[str, str]] = []
+        web = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                web.hits.append(self.path)
+                web.requests.append((self.path, self.headers.get("Host", "")))
+                status, headers, body = web.routes.get(self.path, (404, {}, b""))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     @property
     def address(self) -> str:
         return self.url.removeprefix("http://")
 
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
 
 @pytest.fixture(scope="session")
-def docs_server() -> Iterator[DocsServer]:
-    docs = DocsServer(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            docs.hits.append(self.path)
-            status, headers, body = docs.routes.get(self.path, (404, {}, b""))
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    docs.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+def docs_server() -> Iterator[LoopbackWeb]:
+    docs = LoopbackWeb()
     yield docs
-    httpd.shutdown()
-    httpd.server_close()
+    docs.close()
 
 
 @pytest.fixture(scope="session")
@@ -189,7 +195,7 @@ def mcp_port() -> int:
 
 @pytest.fixture(scope="session")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, chroma_url: str, docs_server: DocsServer, mcp_port: int
+    tmp_path_factory: pytest.TempPathFactory, chroma_url: str, docs_server: LoopbackWeb, mcp_port: int
 ) -> Iterator[RunningServer]:
     env = {
         "SAFETY_MODEL_PATH": smollm2_path(),

@@ -257,25 +257,28 @@ def _refs(alternates: list[list[_Element]]) -> list[str]:
     return out
 
 
+def _matches_empty(item: _Element, nullable: set[str]) -> bool:
+    """Whether the element can match no input at all, given the rules known to do so."""
+    if item.min_repeat == 0:
+        return True
+    if item.kind == "literal":
+        return item.empty_literal
+    if item.kind == "ref":
+        return item.ref in nullable
+    if item.kind == "group":
+        return any(all(_matches_empty(i, nullable) for i in seq) for seq in item.alternates)
+    return False
+
+
 def _nullable_rules(rules: dict[str, list[list[_Element]]]) -> set[str]:
     nullable: set[str] = set()
-
-    def element(item: _Element) -> bool:
-        if item.min_repeat == 0:
-            return True
-        if item.kind == "literal":
-            return item.empty_literal
-        if item.kind == "ref":
-            return item.ref in nullable
-        if item.kind == "group":
-            return any(all(element(i) for i in seq) for seq in item.alternates)
-        return False
-
     changed = True
     while changed:
         changed = False
         for name, alternates in rules.items():
-            if name not in nullable and any(all(element(i) for i in seq) for seq in alternates):
+            if name not in nullable and any(
+                all(_matches_empty(i, nullable) for i in seq) for seq in alternates
+            ):
                 nullable.add(name)
                 changed = True
     return nullable
@@ -283,18 +286,6 @@ def _nullable_rules(rules: dict[str, list[list[_Element]]]) -> set[str]:
 
 def _left_edges(alternates: list[list[_Element]], nullable: set[str]) -> set[str]:
     """Rules that can be expanded first, without consuming input, from these alternates."""
-
-    def can_skip(item: _Element) -> bool:
-        if item.min_repeat == 0:
-            return True
-        if item.kind == "literal":
-            return item.empty_literal
-        if item.kind == "ref":
-            return item.ref in nullable
-        if item.kind == "group":
-            return any(all(can_skip(i) for i in seq) for seq in item.alternates)
-        return False
-
     edges: set[str] = set()
     for sequence in alternates:
         for item in sequence:
@@ -302,7 +293,7 @@ def _left_edges(alternates: list[list[_Element]], nullable: set[str]) -> set[str
                 edges.add(item.ref)
             elif item.kind == "group":
                 edges |= _left_edges(item.alternates, nullable)
-            if not can_skip(item):
+            if not _matches_empty(item, nullable):
                 break
     return edges
 

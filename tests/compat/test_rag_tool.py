@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import llama_stack_client
 import pytest
 
-from conftest import EMBEDDING_MODEL, DocsServer
+from conftest import EMBEDDING_MODEL, LoopbackWeb
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def rag_db(stack_client) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def web_server(docs_server: DocsServer) -> str:
+def web_server(docs_server: LoopbackWeb) -> str:
     """A real HTTP server on loopback (allowed by the server's outbound policy) serving a document."""
     docs_server.routes["/alpacas.html"] = (200, {"Content-Type": "text/html; charset=utf-8"}, HTML.encode())
     return docs_server.url

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import CHAT_MODEL, EMBEDDING_MODEL, DocsServer, free_port
+from conftest import CHAT_MODEL, EMBEDDING_MODEL, LoopbackWeb, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def test_other_spellings_and_private_addresses_are_refused(
     _refused(_insert(http, db, template.format(port=port)), host, port)
 
 
-def test_an_allowed_host_is_fetched(http: httpx.Client, docs_server: DocsServer, db: str) -> None:
+def test_an_allowed_host_is_fetched(http: httpx.Client, docs_server: LoopbackWeb, db: str) -> None:
     docs_server.routes["/providers-note.txt"] = (
         200,
         {"Content-Type": "text/plain"},
@@ -96,7 +96,7 @@ def test_an_allowed_host_is_fetched(http: httpx.Client, docs_server: DocsServer,
 
 
 def test_a_redirect_from_an_allowed_host_to_a_refused_one_is_refused(
-    http: httpx.Client, docs_server: DocsServer, base_url: str, db: str
+    http: httpx.Client, docs_server: LoopbackWeb, base_url: str, db: str
 ) -> None:
     port = urlsplit(base_url).port
     docs_server.routes["/to-the-server"] = (302, {"Location": f"http://127.0.0.1:{port}/v1/providers"}, b"")

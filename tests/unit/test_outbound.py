@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,7 +23,7 @@ from llamastack.stack.outbound import (
     classify,
 )
 
-from conftest import free_port
+from conftest import LoopbackWeb, free_port
 
 
 @pytest.fixture()
@@ -48,38 +46,9 @@ def _connected(sock: socket.socket) -> bool:
     return True
 
 
-class _Web:
-    def __init__(self, routes: dict[str, tuple[int, dict[str, str], bytes]]) -> None:
-        self.routes = routes
-        self.requests: list[tuple[str, str]] = []  # (path, Host header)
-        web = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                web.requests.append((self.path, self.headers.get("Host", "")))
-                status, headers, body = web.routes.get(self.path, (404, {}, b""))
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture()
-def web() -> Iterator[_Web]:
-    server = _Web({"/doc": (200, {"Content-Type": "text/plain"}, b"hello")})
+def web() -> Iterator[LoopbackWeb]:
+    server = LoopbackWeb({"/doc": (200, {"Content-Type": "text/plain"}, b"hello")})
     yield server
     server.close()
 
@@ -198,7 +167,7 @@ async def test_open_and_closed_ports_answer_alike(listener: socket.socket) -> No
     assert not _connected(listener)
 
 
-async def test_metadata_stays_refused_with_private_networks_allowed(web: _Web) -> None:
+async def test_metadata_stays_refused_with_private_networks_allowed(web: LoopbackWeb) -> None:
     private = _policy(private=True)
     assert (await _get(private, f"http://127.0.0.1:{web.port}/doc")).text == "hello"
     with pytest.raises(OutboundRefusedError, match="cloud metadata"):
@@ -210,7 +179,7 @@ async def test_metadata_stays_refused_with_private_networks_allowed(web: _Web) -
 # --- the allowlist ---------------------------------------------------------------------------------
 
 
-async def test_allowing_one_port_allows_that_port_only(web: _Web, listener: socket.socket) -> None:
+async def test_allowing_one_port_allows_that_port_only(web: LoopbackWeb, listener: socket.socket) -> None:
     policy = _policy(f"127.0.0.1:{web.port}")
     assert (await _get(policy, f"http://127.0.0.1:{web.port}/doc")).text == "hello"
     # The same address in other spellings is the same allowed destination.
@@ -221,7 +190,7 @@ async def test_allowing_one_port_allows_that_port_only(web: _Web, listener: sock
     assert not _connected(listener)
 
 
-async def test_hostname_and_network_entries(web: _Web) -> None:
+async def test_hostname_and_network_entries(web: LoopbackWeb) -> None:
     by_name = _policy(f"localhost:{web.port}")
     assert (await _get(by_name, f"http://localhost:{web.port}/doc")).text == "hello"
     with pytest.raises(OutboundRefusedError):  # the name is allowed, not the address
@@ -267,7 +236,7 @@ def test_allow_hosts_from_one_environment_variable() -> None:
 # --- every hop, and the address connected to ------------------------------------------------------
 
 
-async def test_a_redirect_to_a_refused_address_is_refused(web: _Web, listener: socket.socket) -> None:
+async def test_a_redirect_to_a_refused_address_is_refused(web: LoopbackWeb, listener: socket.socket) -> None:
     hidden = listener.getsockname()[1]
     web.routes["/jump"] = (302, {"Location": f"http://127.0.0.1:{hidden}/secret"}, b"")
     web.routes["/jump-by-name"] = (302, {"Location": f"http://localhost:{hidden}/secret"}, b"")
@@ -280,7 +249,7 @@ async def test_a_redirect_to_a_refused_address_is_refused(web: _Web, listener: s
 
 
 async def test_the_checked_address_is_the_one_connected_to(
-    web: _Web, monkeypatch: pytest.MonkeyPatch
+    web: LoopbackWeb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A name is resolved by the policy, once per connection, and the connection goes to that very
     address: a name server that answers differently later (DNS rebinding) gets its new answer
@@ -356,7 +325,7 @@ async def test_tls_verifies_and_sends_sni_for_the_hostname(
     server_context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     sni: list[str | None] = []
     server_context.sni_callback = lambda _sock, name, _ctx: sni.append(name)  # type: ignore[assignment]
-    tls = _Web({"/doc": (200, {"Content-Type": "text/plain"}, b"over tls")})
+    tls = LoopbackWeb({"/doc": (200, {"Content-Type": "text/plain"}, b"over tls")})
     tls.httpd.socket = server_context.wrap_socket(tls.httpd.socket, server_side=True)
 
     real = socket.getaddrinfo
@@ -378,7 +347,7 @@ async def test_tls_verifies_and_sends_sni_for_the_hostname(
     assert tls.requests == [("/doc", f"docs.test:{tls.port}")]
 
 
-async def test_httpx2_clients_are_guarded_too(listener: socket.socket, web: _Web) -> None:
+async def test_httpx2_clients_are_guarded_too(listener: socket.socket, web: LoopbackWeb) -> None:
     policy = _policy(f"127.0.0.1:{web.port}")
     async with policy.async_client_httpx2(timeout=5) as client:
         assert (await client.get(f"http://127.0.0.1:{web.port}/doc")).text == "hello"

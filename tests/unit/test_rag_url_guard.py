@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,26 +15,14 @@ from llamastack.stack.datatypes import Api, ProviderDeps
 from llamastack.stack.errors import BadRequestError
 from llamastack.stack.outbound import OutboundConfig, OutboundPolicy
 
+from conftest import LoopbackWeb
+
 
 @pytest.fixture(scope="module")
 def page() -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"Llamas live in the Andes."
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/page.txt"
-    httpd.shutdown()
-    httpd.server_close()
+    web = LoopbackWeb({"/page.txt": (200, {"Content-Type": "text/plain"}, b"Llamas live in the Andes.")})
+    yield f"{web.url}/page.txt"
+    web.close()
 
 
 def _doc(url: str) -> RAGDocument:
