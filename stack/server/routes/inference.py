@@ -156,7 +156,7 @@ async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionR
     core = to.chat_request_from_openai(body)
     inference = _inference(request)
     store = stack_of(request).chat_completions
-    keep = store is not None and store.wants(body.store)
+    keep = store if store is not None and store.wants(body.store) else None
     n = body.n or 1
     if body.stream:
         stream = await _started(inference.chat_stream(body.model, core))
@@ -165,12 +165,12 @@ async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionR
         source: AsyncIterator[object] = stream
         if n > 1:
             source = _choices(stream, lambda i: inference.chat_stream(body.model, _nth(core, i)), n)
-        if keep:
-            assert store is not None
+        if keep is not None:
+            kept = keep
 
             async def save(results: list[GenerationResult]) -> None:
                 completion = to.chat_completion(results, body.model, id=builder.id, created=builder.created)
-                await store.save(completion, body.messages)
+                await kept.save(completion, body.messages)
 
             source = _stored_when_done(source, n, save)
         if n == 1:
@@ -178,9 +178,8 @@ async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionR
         return sse_response([], source, builder.indexed, done_marker=done)
     results = [await inference.chat(body.model, _nth(core, i)) for i in range(n)]
     completion = to.chat_completion(results, body.model)
-    if keep:
-        assert store is not None
-        await store.save(completion, body.messages)
+    if keep is not None:
+        await keep.save(completion, body.messages)
     return json_response(completion)
 
 
