@@ -71,6 +71,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         description="The RAG tool: documents (text, HTML, PDF, URLs) chunked, embedded and searched.",
         pip_packages=("pypdf>=4", "beautifulsoup4>=4.12"),
         api_dependencies=(Api.vector_io, Api.inference),
+        serves_rag_tool=True,
     ),
     ProviderSpec(
         api=Api.tool_runtime,

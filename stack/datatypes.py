@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
+from .errors import ConfigError
 from .outbound import OutboundPolicy
+
+if TYPE_CHECKING:
+    from .apis.agents import Agents
+    from .apis.files import Files
+    from .apis.inference.core import Inference
+    from .apis.models import Models
+    from .apis.safety import Safety, Shields
+    from .apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime
+    from .apis.vector_io import VectorDBs, VectorIO
+    from .apis.vector_stores import VectorStores
 
 
 class Api(StrEnum):
@@ -37,18 +49,58 @@ class ProviderSpec:
     pip_packages: tuple[str, ...] = ()
     api_dependencies: tuple[Api, ...] = ()
     optional_api_dependencies: tuple[Api, ...] = field(default=())
+    serves_rag_tool: bool = False  # a tool_runtime provider implementing RAGToolRuntime
 
 
-class ProviderDeps(dict[Api, Any]):
-    """What a provider's factory receives: the APIs it declared, keyed by Api, and the stack services
-    every provider uses rather than re-implementing (`outbound`: the policy for connections it opens
-    on a client's behalf)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderDeps:
+    """What a provider's factory receives: the APIs its registry entry declares (`api_dependencies`,
+    and the `optional_api_dependencies` the run config has), each typed by its Protocol, and the stack
+    services every provider uses rather than re-implementing (`outbound`: the policy for connections
+    it opens on a client's behalf). An API the provider did not declare is None.
 
-    def __init__(self, apis: Mapping[Api, Any] | None = None, *, outbound: OutboundPolicy | None = None):
-        super().__init__(apis or {})
-        self.outbound = outbound if outbound is not None else OutboundPolicy()
+    Declaring an API gives all of its parts: inference -> inference and models; safety -> safety and
+    shields; vector_io -> vector_io, vector_dbs and vector_stores; tool_runtime -> tool_runtime,
+    tool_groups and rag_tool; files -> files; agents -> agents.
+    """
 
-    @staticmethod
-    def outbound_of(deps: Mapping[Api, Any]) -> OutboundPolicy:
-        """The stack's outbound policy; the strict default for a plain mapping (a provider built by hand)."""
-        return deps.outbound if isinstance(deps, ProviderDeps) else OutboundPolicy()
+    inference: Inference | None = None
+    models: Models | None = None
+    safety: Safety | None = None
+    shields: Shields | None = None
+    vector_io: VectorIO | None = None
+    vector_dbs: VectorDBs | None = None
+    vector_stores: VectorStores | None = None
+    tool_runtime: ToolRuntime | None = None
+    tool_groups: ToolGroups | None = None
+    rag_tool: RAGToolRuntime | None = None
+    files: Files | None = None
+    agents: Agents | None = None
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+
+    def limited_to(self, apis: Iterable[Api]) -> ProviderDeps:
+        """These deps with only the parts of `apis` kept (what one provider declared)."""
+        keep = {part for api in apis for part in API_PARTS.get(api, ())}
+        return dataclasses.replace(
+            self, **{name: None for parts in API_PARTS.values() for name in parts if name not in keep}
+        )
+
+
+# Which ProviderDeps fields each API brings.
+API_PARTS: dict[Api, tuple[str, ...]] = {
+    Api.inference: ("inference", "models"),
+    Api.safety: ("safety", "shields"),
+    Api.vector_io: ("vector_io", "vector_dbs", "vector_stores"),
+    Api.tool_runtime: ("tool_runtime", "tool_groups", "rag_tool"),
+    Api.files: ("files",),
+    Api.agents: ("agents",),
+}
+
+T = TypeVar("T")
+
+
+def required(value: T | None, api: Api) -> T:
+    """A declared dependency; the resolver guarantees it, so None here is a registry mistake."""
+    if value is None:
+        raise ConfigError(f"This provider needs the {api.value} API; declare it in its registry entry.")
+    return value

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ValidationError
 
 from llamastack.providers.registry import get_spec, providers_for
 
-from .apis.tools import RegisterToolGroupRequest
-from .config import RunConfig
-from .datatypes import Api, ProviderDeps, ProviderSpec
+from .apis.agents import Agents
+from .apis.tools import RAGToolRuntime, RegisterToolGroupRequest
+from .config import ProviderConfig, RunConfig
+from .datatypes import API_PARTS, Api, ProviderDeps, ProviderSpec
 from .errors import ConfigError
 from .outbound import OutboundPolicy
 from .routing.chat_completions import ChatCompletionStore
@@ -44,20 +45,51 @@ class ProviderInstance:
 
 @dataclass
 class Stack:
-    """Everything a running server holds: providers per API, routers, resource tables, the store."""
+    """Everything a running server holds: providers per API, the routers and resource tables built
+    over them (None where the run config has no provider for the API), the store."""
 
     run_config: RunConfig
     store: KVStore
     providers: dict[Api, dict[str, ProviderInstance]] = field(default_factory=dict)
-    routers: dict[Api, Any] = field(default_factory=dict)
+    inference: InferenceRouter | None = None
     models: ModelsTable | None = None
-    shields: ShieldsTable | None = None
-    vector_dbs: VectorDBsTable | None = None
     chat_completions: ChatCompletionStore | None = None
+    safety: SafetyRouter | None = None
+    shields: ShieldsTable | None = None
+    vector_io: VectorIORouter | None = None
+    vector_dbs: VectorDBsTable | None = None
+    vector_stores: OpenAIVectorStores | None = None
+    tool_runtime: ToolRuntimeRouter | None = None
+    rag_tool: RAGToolRuntime | None = None
+    files: FilesRouter | None = None
+    agents: Agents | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     def provider_list(self) -> list[ProviderInstance]:
         return [p for by_id in self.providers.values() for p in by_id.values()]
+
+    def built(self, api: Api) -> bool:
+        """Whether the API is served (its providers exist and its router is built)."""
+        return any(getattr(self, part) is not None for part in API_PARTS.get(api, ()))
+
+    def deps(self, apis: tuple[Api, ...] = ()) -> ProviderDeps:
+        """What a provider declaring `apis` receives: those APIs, typed, and the stack's services."""
+        everything = ProviderDeps(
+            inference=self.inference,
+            models=self.models,
+            safety=self.safety,
+            shields=self.shields,
+            vector_io=self.vector_io,
+            vector_dbs=self.vector_dbs,
+            vector_stores=self.vector_stores,
+            tool_runtime=self.tool_runtime,
+            tool_groups=self.tool_runtime,
+            rag_tool=self.rag_tool,
+            files=self.files,
+            agents=self.agents,
+            outbound=self.outbound,
+        )
+        return everything.limited_to(apis)
 
     async def shutdown(self) -> None:
         for instance in self.provider_list():
@@ -102,9 +134,7 @@ def _api_order(run_config: RunConfig) -> list[Api]:
         raise ConfigError(f"Provider dependencies form a cycle: {exc.args[1]}") from None
 
 
-async def _instantiate(
-    api: Api, entry: Any, routers: dict[Api, Any], outbound: OutboundPolicy
-) -> ProviderInstance:
+async def _instantiate(api: Api, entry: ProviderConfig, stack: Stack) -> ProviderInstance:
     spec = get_spec(api, entry.provider_type)
     if spec is None:
         known = ", ".join(s.provider_type for s in providers_for(api)) or "none"
@@ -112,7 +142,7 @@ async def _instantiate(
             f"Unknown provider type '{entry.provider_type}' for API '{api}'. Known: {known}. "
             "See `llama-stack list-providers`."
         )
-    missing = [d for d in spec.api_dependencies if d not in routers]
+    missing = [d for d in spec.api_dependencies if not stack.built(d)]
     if missing:
         raise ConfigError(
             f"Provider '{entry.provider_id}' needs the {', '.join(missing)} API; add a provider for it."
@@ -123,10 +153,7 @@ async def _instantiate(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"Invalid config for provider '{entry.provider_id}': {problems}") from None
-    deps = ProviderDeps(
-        {d: routers[d] for d in (*spec.api_dependencies, *spec.optional_api_dependencies) if d in routers},
-        outbound=outbound,
-    )
+    deps = stack.deps((*spec.api_dependencies, *spec.optional_api_dependencies))
     try:
         impl = await importlib.import_module(spec.module).get_provider_impl(config, deps)
     except ImportError as exc:
@@ -142,7 +169,7 @@ async def _instantiate(
 async def build_stack(run_config: RunConfig) -> Stack:
     run_config.state_path.mkdir(parents=True, exist_ok=True)
     stack = Stack(run_config=run_config, store=open_kvstore(run_config.kvstore_config()))
-    stack.outbound = outbound = OutboundPolicy(run_config.server.outbound)
+    stack.outbound = OutboundPolicy(run_config.server.outbound)
     try:
         ids: set[str] = set()
         for api in _api_order(run_config):
@@ -153,7 +180,7 @@ async def build_stack(run_config: RunConfig) -> Stack:
                 if entry.provider_id in ids:
                     raise ConfigError(f"provider_id '{entry.provider_id}' is used twice in the run config.")
                 ids.add(entry.provider_id)
-                instances[entry.provider_id] = await _instantiate(api, entry, stack.routers, outbound)
+                instances[entry.provider_id] = await _instantiate(api, entry, stack)
             stack.providers[api] = instances
             builder = _ROUTER_BUILDERS.get(api)
             if builder is not None and instances:
@@ -209,7 +236,7 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
     ]
     await _load_configured(models.table, "model", entries)
     stack.models = models
-    stack.routers[Api.inference] = InferenceRouter(models)
+    stack.inference = InferenceRouter(models)
     stack.chat_completions = ChatCompletionStore(
         stack.store, enabled=stack.run_config.inference_store.enabled
     )
@@ -232,23 +259,26 @@ async def _build_safety(stack: Stack, instances: dict[str, ProviderInstance]) ->
     ]
     await _load_configured(shields.table, "shield", entries)
     stack.shields = shields
-    stack.routers[Api.safety] = SafetyRouter(shields)
+    stack.safety = SafetyRouter(shields)
 
 
 async def _build_vector_io(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
-    inference = stack.routers.get(Api.inference)
-    if inference is None:
+    if stack.inference is None or stack.models is None:
         raise ConfigError("vector_io providers need an inference provider serving an embedding model.")
-    dbs = VectorDBsTable(stack.store, _impls(instances), inference)
+    dbs = VectorDBsTable(stack.store, _impls(instances), stack.inference, stack.models)
     await dbs.table.load([])
     stack.vector_dbs = dbs
-    router = VectorIORouter(dbs)
-    router.stores = OpenAIVectorStores(router, stack.store, stack.routers)
-    await router.stores.recover()  # before anything is served: no half-indexed file stays around
-    stack.routers[Api.vector_io] = router
+    stack.vector_io = VectorIORouter(dbs)
+    stack.vector_stores = OpenAIVectorStores(
+        stack.store, vector_io=stack.vector_io, vector_dbs=dbs, models=stack.models, files=lambda: stack.files
+    )
+    await stack.vector_stores.recover()  # before anything is served: no half-indexed file stays around
 
 
 async def _build_tool_runtime(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
+    rag = [i for i in instances.values() if i.spec.serves_rag_tool]
+    if len(rag) > 1:
+        raise ConfigError(f"Only one RAG tool provider can run at a time; the run config has {len(rag)}.")
     router = ToolRuntimeRouter(stack.store, _impls(instances))
     entries = [
         (
@@ -258,19 +288,20 @@ async def _build_tool_runtime(stack: Stack, instances: dict[str, ProviderInstanc
         for g in stack.run_config.tool_groups
     ]
     await _load_configured(router.groups, "tool group", entries)
-    stack.routers[Api.tool_runtime] = router
+    stack.tool_runtime = router
+    stack.rag_tool = rag[0].impl if rag else None
 
 
 async def _build_files(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
     if len(instances) > 1:
         raise ConfigError(f"The files API takes one provider; the run config has {', '.join(instances)}.")
-    stack.routers[Api.files] = FilesRouter(next(iter(instances.values())).impl)
+    stack.files = FilesRouter(next(iter(instances.values())).impl)
 
 
 async def _build_agents(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
     if len(instances) > 1:
         raise ConfigError("Only one agents provider can run at a time.")
-    stack.routers[Api.agents] = next(iter(instances.values())).impl
+    stack.agents = next(iter(instances.values())).impl
 
 
 # Per API, what to build once its providers exist: the router other APIs and the routes use.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -227,3 +228,42 @@ class AgentTurnResponseEvent(BaseModel):
 
 class AgentTurnResponseStreamChunk(BaseModel):
     event: AgentTurnResponseEvent
+
+
+class Agents(Protocol):
+    """The Agents API: what the routes call and an agents provider implements (the stack runs one
+    agents provider, so it is the API itself; it reaches other APIs only through their Protocols)."""
+
+    async def create_agent(self, config: AgentConfig) -> AgentCreateResponse: ...
+
+    async def list_agents(self, start_index: int | None, limit: int | None) -> PaginatedResponse: ...
+
+    async def get_agent(self, agent_id: str) -> Agent: ...
+
+    async def delete_agent(self, agent_id: str) -> None: ...
+
+    async def create_session(self, agent_id: str, session_name: str) -> AgentSessionCreateResponse: ...
+
+    async def list_sessions(
+        self, agent_id: str, start_index: int | None, limit: int | None
+    ) -> PaginatedResponse: ...
+
+    async def get_session(self, agent_id: str, session_id: str, turn_ids: list[str] | None) -> Session: ...
+
+    async def delete_session(self, agent_id: str, session_id: str) -> None: ...
+
+    async def create_turn(
+        self, agent_id: str, session_id: str, request: CreateAgentTurnRequest
+    ) -> AsyncIterator[AgentTurnResponseStreamChunk]:
+        """Checks the request (typed errors before any event), then returns the turn's events."""
+        ...
+
+    async def resume_turn(
+        self, agent_id: str, session_id: str, turn_id: str, request: ResumeAgentTurnRequest
+    ) -> AsyncIterator[AgentTurnResponseStreamChunk]: ...
+
+    async def get_turn(self, agent_id: str, session_id: str, turn_id: str) -> Turn: ...
+
+    async def get_step(
+        self, agent_id: str, session_id: str, turn_id: str, step_id: str
+    ) -> AgentStepResponse: ...

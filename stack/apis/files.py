@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, Field
 
 from ..errors import NotFoundError
+from .common import Order
 
 
 class OpenAIFilePurpose(StrEnum):
@@ -93,6 +94,9 @@ class FileUpload(Protocol):
 
 
 class FilesProvider(Protocol):
+    """What a files provider implements: content and records; ownership and listing order are the
+    router's business."""
+
     max_file_bytes: int
 
     async def begin_upload(self) -> FileUpload: ...
@@ -101,3 +105,42 @@ class FilesProvider(Protocol):
     async def delete(self, file_id: str) -> None: ...
     async def read(self, file_id: str) -> bytes: ...
     async def open_stream(self, file_id: str, chunk_size: int) -> tuple[StoredFile, AsyncIterator[bytes]]: ...
+
+
+class Files(Protocol):
+    """The Files API as routes and other APIs (vector stores) call it. With API keys a file is seen
+    only by the key that uploaded it (and admin keys); to the others it does not exist (404)."""
+
+    @property
+    def max_file_bytes(self) -> int: ...
+
+    async def begin_upload(self) -> FileUpload: ...
+
+    async def finish_upload(
+        self,
+        upload: FileUpload,
+        *,
+        filename: str | None,
+        purpose: OpenAIFilePurpose,
+        declared_content_type: str | None,
+    ) -> OpenAIFileObject: ...
+
+    async def list_files(
+        self,
+        after: str | None = None,
+        limit: int = 10_000,
+        order: Order = Order.desc,
+        purpose: OpenAIFilePurpose | None = None,
+    ) -> ListOpenAIFileResponse: ...
+
+    async def get_file(self, file_id: str) -> OpenAIFileObject: ...
+
+    async def read_content(self, file_id: str) -> tuple[bytes, str]:
+        """The file's bytes and content type."""
+        ...
+
+    async def stream_content(
+        self, file_id: str, chunk_size: int = 256 * 1024
+    ) -> tuple[StoredFile, AsyncIterator[bytes]]: ...
+
+    async def delete_file(self, file_id: str) -> OpenAIFileDeleteResponse: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -51,3 +51,37 @@ class RunShieldResponse(BaseModel):
 
 # The canned answer shown to users when a shield blocks something.
 CANNED_RESPONSE = "I can't answer that. Can I help with something else?"
+
+
+class Shields(Protocol):
+    """The Shields API: which shields exist, and which safety provider owns each."""
+
+    async def list_shields(self) -> ListShieldsResponse: ...
+
+    async def get_shield(self, identifier: str) -> Shield: ...
+
+    async def register_shield(self, request: RegisterShieldRequest) -> Shield: ...
+
+    async def unregister_shield(self, identifier: str) -> None: ...
+
+
+class Safety(Protocol):
+    """The Safety API: runs a shield, by id, over a conversation."""
+
+    async def run_shield(
+        self, shield_id: str, messages: list[Message], params: dict[str, Any]
+    ) -> RunShieldResponse: ...
+
+
+class SafetyProvider(Protocol):
+    """What a safety provider implements; the router hands it the resolved Shield."""
+
+    async def register_shield(self, shield: Shield) -> Shield:
+        """Checks the shield (e.g. that its guard model is served); returns it, perhaps completed."""
+        ...
+
+    async def unregister_shield(self, shield: Shield) -> None: ...
+
+    async def run_shield(
+        self, shield: Shield, messages: list[Message], params: dict[str, Any]
+    ) -> RunShieldResponse: ...

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -120,3 +122,74 @@ class QueryRequest(BaseModel):
 class RAGQueryResult(BaseModel):
     content: InterleavedContent | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class VectorDBs(Protocol):
+    """The VectorDBs API: which vector dbs exist, with which embedding model, in which provider."""
+
+    async def list_vector_dbs(self) -> ListVectorDBsResponse: ...
+
+    async def get_vector_db(self, vector_db_id: str) -> VectorDB: ...
+
+    async def register_vector_db(self, request: RegisterVectorDbRequest) -> VectorDB:
+        """Registering the same db again returns it and keeps its data."""
+        ...
+
+    async def unregister_vector_db(self, vector_db_id: str) -> None: ...
+
+
+class VectorIO(Protocol):
+    """The VectorIO API: chunks in (embedded by the db's model unless they carry embeddings) and out."""
+
+    async def insert_chunks(self, vector_db_id: str, chunks: list[Chunk]) -> int:
+        """Stores the chunks (one per id: a chunk with the same document and text replaces the old
+        one); returns how many were stored."""
+        ...
+
+    async def delete_document(self, vector_db_id: str, document_id: str) -> None: ...
+
+    async def query_chunks(
+        self, vector_db_id: str, query: InterleavedContent, params: dict[str, Any] | None
+    ) -> QueryChunksResponse: ...
+
+    def hidden_while_written(self, vector_db_id: str, document_id: str) -> AbstractContextManager[None]:
+        """While entered, the document's chunks are left out of queries (a write in progress)."""
+        ...
+
+
+@dataclass(slots=True)
+class StoredChunk:
+    """A chunk as a vector_io provider stores it: embedded, with its id and text for keyword search."""
+
+    id: str  # stable: the same content of the same document keeps its id
+    chunk: Chunk
+    embedding: list[float]
+    document_id: str | None
+    text: str  # the chunk's text, for keyword search
+
+
+class VectorIOProvider(Protocol):
+    """What a vector_io provider implements: storing and searching, nothing else (embeddings are
+    computed by the router, hybrid fusion is done by the stack)."""
+
+    async def register_vector_db(self, db: VectorDB) -> VectorDB:
+        """Opens (or creates) the db's storage; must keep existing data (called at every start)."""
+        ...
+
+    async def unregister_vector_db(self, db: VectorDB) -> None:
+        """Drops the db and its data."""
+        ...
+
+    async def upsert(self, db: VectorDB, items: list[StoredChunk]) -> None: ...
+
+    async def delete_document(self, db: VectorDB, document_id: str) -> None: ...
+
+    async def query(self, db: VectorDB, embedding: list[float], k: int) -> list[tuple[Chunk, float]]:
+        """The k nearest chunks with cosine similarity (higher is closer), best first."""
+        ...
+
+    async def keyword_query(self, db: VectorDB, text: str, k: int) -> list[tuple[Chunk, float]]:
+        """The k chunks that best match the query's words, with BM25 scores (k1 1.2, b 0.75; above 0,
+        higher is better), best first. Chunks sharing no word with the query are left out. Hybrid
+        search is not the provider's business: the stack fuses this list with `query`'s."""
+        ...

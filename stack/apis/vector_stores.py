@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -173,3 +173,50 @@ class VectorStoreSearchResponsePage(BaseModel):
     data: list[VectorStoreSearchResponse]
     has_more: bool = False
     next_page: str | None = None
+
+
+class VectorStores(Protocol):
+    """The OpenAI vector stores API: a vector store is a vector db plus its records (name, metadata,
+    files with their attributes); files come from the Files API and are ingested into the db."""
+
+    async def list(
+        self, limit: int = 20, order: str = "desc", after: str | None = None, before: str | None = None
+    ) -> VectorStoreListResponse: ...
+
+    async def create(self, request: OpenaiCreateVectorStoreRequest) -> VectorStoreObject: ...
+
+    async def get(self, vector_store_id: str) -> VectorStoreObject: ...
+
+    async def update(
+        self, vector_store_id: str, request: OpenaiUpdateVectorStoreRequest
+    ) -> VectorStoreObject: ...
+
+    async def delete(self, vector_store_id: str) -> VectorStoreDeleteResponse: ...
+
+    async def search(
+        self, vector_store_id: str, request: OpenaiSearchVectorStoreRequest
+    ) -> VectorStoreSearchResponsePage: ...
+
+    async def list_files(
+        self,
+        vector_store_id: str,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
+        before: str | None = None,
+        status: str | None = None,
+    ) -> VectorStoreListFilesResponse: ...
+
+    async def attach_file(
+        self, vector_store_id: str, request: OpenaiAttachFileToVectorStoreRequest
+    ) -> VectorStoreFileObject: ...
+
+    async def get_file(self, vector_store_id: str, file_id: str) -> VectorStoreFileObject: ...
+
+    async def update_file(
+        self, vector_store_id: str, file_id: str, attributes: dict[str, Any]
+    ) -> VectorStoreFileObject: ...
+
+    async def delete_file(self, vector_store_id: str, file_id: str) -> VectorStoreFileDeleteResponse: ...
+
+    async def file_content(self, vector_store_id: str, file_id: str) -> VectorStoreFileContentsResponse: ...

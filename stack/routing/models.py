@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..apis.inference.core import InferenceProvider
 from ..apis.models import ListModelsResponse, Model, ModelType, RegisterModelRequest
 from ..errors import BadRequestError, ModelNotFoundError, ProviderNotFoundError
 from ..storage.kvstore import KVStore
 from .table import ResourceTable
 
 
-async def _register_with_provider(provider: Any, model: Model) -> Model:
+async def _register_with_provider(provider: InferenceProvider, model: Model) -> Model:
     return await provider.register_model(model)
 
 
-async def _unregister_with_provider(provider: Any, model: Model) -> None:
+async def _unregister_with_provider(provider: InferenceProvider, model: Model) -> None:
     await provider.unregister_model(model)
 
 
 class ModelsTable:
-    def __init__(self, store: KVStore, providers: dict[str, Any]) -> None:
+    def __init__(self, store: KVStore, providers: dict[str, InferenceProvider]) -> None:
         self.providers = providers
-        self.table: ResourceTable[Model] = ResourceTable(
+        self.table: ResourceTable[Model, InferenceProvider] = ResourceTable(
             kind="model",
             resource_class=Model,
             store=store,
@@ -34,7 +35,7 @@ class ModelsTable:
     def get(self, model_id: str) -> Model:
         return self.table.get(model_id)
 
-    def owner(self, model: Model) -> Any:
+    def owner(self, model: Model) -> InferenceProvider:
         return self.table.owner(model)
 
     def pick_provider(self, provider_id: str | None, model_type: ModelType) -> str:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..apis.inference.native import Message
-from ..apis.safety import ListShieldsResponse, RegisterShieldRequest, RunShieldResponse, Shield
+from ..apis.safety import (
+    ListShieldsResponse,
+    RegisterShieldRequest,
+    RunShieldResponse,
+    SafetyProvider,
+    Shield,
+)
 from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError
 from ..storage.kvstore import KVStore
 from .table import ResourceTable
@@ -18,18 +24,18 @@ class ShieldNotFoundError(NotFoundError):
         )
 
 
-async def _register(provider: Any, shield: Shield) -> Shield:
+async def _register(provider: SafetyProvider, shield: Shield) -> Shield:
     return await provider.register_shield(shield)
 
 
-async def _unregister(provider: Any, shield: Shield) -> None:
+async def _unregister(provider: SafetyProvider, shield: Shield) -> None:
     await provider.unregister_shield(shield)
 
 
 class ShieldsTable:
-    def __init__(self, store: KVStore, providers: dict[str, Any]) -> None:
+    def __init__(self, store: KVStore, providers: dict[str, SafetyProvider]) -> None:
         self.providers = providers
-        self.table: ResourceTable[Shield] = ResourceTable(
+        self.table: ResourceTable[Shield, SafetyProvider] = ResourceTable(
             kind="shield",
             resource_class=Shield,
             store=store,
@@ -40,7 +46,12 @@ class ShieldsTable:
         )
 
     def build(
-        self, shield_id: str, *, provider_id: str | None, provider_shield_id: str | None, params: dict | None
+        self,
+        shield_id: str,
+        *,
+        provider_id: str | None,
+        provider_shield_id: str | None,
+        params: dict[str, Any] | None,
     ) -> Shield:
         if provider_id is None:
             if len(self.providers) != 1:

@@ -28,18 +28,19 @@ from ..storage.records import RecordStore
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Resource)
+P = TypeVar("P")  # the owning providers' Protocol (InferenceProvider, SafetyProvider, ...)
 
 
-class ResourceTable(Generic[R]):
+class ResourceTable(Generic[R, P]):
     def __init__(
         self,
         *,
         kind: str,
         resource_class: type[R],
         store: KVStore,
-        owners: dict[str, object],
-        register_hook: Callable[[object, R], Awaitable[R]],
-        unregister_hook: Callable[[object, R], Awaitable[None]],
+        owners: dict[str, P],
+        register_hook: Callable[[P, R], Awaitable[R]],
+        unregister_hook: Callable[[P, R], Awaitable[None]],
         not_found: Callable[[str], NotFoundError],
     ) -> None:
         self.kind = kind
@@ -75,7 +76,7 @@ class ResourceTable(Generic[R]):
     def _may_change(self, identifier: str) -> bool:
         return identifier not in self._configured or access.may_manage_run_config()
 
-    def owner(self, resource: R) -> object:
+    def owner(self, resource: R) -> P:
         return self.owners[resource.provider_id]
 
     async def load(self, configured: list[R]) -> None:

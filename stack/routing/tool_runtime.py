@@ -16,6 +16,7 @@ from ..apis.tools import (
     ToolDef,
     ToolGroup,
     ToolInvocationResult,
+    ToolRuntimeProvider,
 )
 from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError, UpstreamError
 from ..storage.kvstore import KVStore
@@ -48,11 +49,11 @@ class ToolNotInGroupError(NotFoundError):
         )
 
 
-async def _register(provider: Any, group: ToolGroup) -> ToolGroup:
+async def _register(provider: ToolRuntimeProvider, group: ToolGroup) -> ToolGroup:
     return await provider.register_toolgroup(group)
 
 
-async def _unregister(provider: Any, group: ToolGroup) -> None:
+async def _unregister(provider: ToolRuntimeProvider, group: ToolGroup) -> None:
     await provider.unregister_toolgroup(group)
 
 
@@ -69,9 +70,9 @@ def _as_tool(group: ToolGroup, tool: ToolDef) -> Tool:
 
 
 class ToolRuntimeRouter:
-    def __init__(self, store: KVStore, providers: dict[str, Any]) -> None:
+    def __init__(self, store: KVStore, providers: dict[str, ToolRuntimeProvider]) -> None:
         self.providers = providers
-        self.groups: ResourceTable[ToolGroup] = ResourceTable(
+        self.groups: ResourceTable[ToolGroup, ToolRuntimeProvider] = ResourceTable(
             kind="tool_group",
             resource_class=ToolGroup,
             store=store,
@@ -81,13 +82,6 @@ class ToolRuntimeRouter:
             not_found=ToolGroupNotFoundError,
         )
         self._tools: dict[str, dict[str, Tool]] = {}  # toolgroup id -> tool name -> tool
-
-    @property
-    def rag(self) -> Any:
-        for impl in self.providers.values():
-            if hasattr(impl, "insert") and hasattr(impl, "query"):
-                return impl
-        raise BadRequestError("No RAG tool provider is configured (add inline::rag-runtime to tool_runtime).")
 
     # --- tool groups ---------------------------------------------------------------------------
 
@@ -116,6 +110,9 @@ class ToolRuntimeRouter:
 
     async def get_tool_group(self, toolgroup_id: str) -> ToolGroup:
         return self.groups.get(toolgroup_id)
+
+    async def find_tool_group(self, toolgroup_id: str) -> ToolGroup | None:
+        return self.groups.find(toolgroup_id)
 
     def split_toolgroup_name(self, name: str) -> tuple[str, str | None]:
         """``group/tool`` names one tool of a group (``builtin::rag/knowledge_search``): (group id, tool

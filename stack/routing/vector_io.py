@@ -17,19 +17,21 @@ from typing import Any
 
 from .. import ranking
 from ..apis.common import content_has_image, content_to_text
-from ..apis.models import ModelType
+from ..apis.inference.core import Inference
+from ..apis.models import Models, ModelType
 from ..apis.vector_io import (
     Chunk,
     ListVectorDBsResponse,
     QueryChunksResponse,
     RegisterVectorDbRequest,
     RRFRanker,
+    StoredChunk,
     VectorDB,
+    VectorIOProvider,
     WeightedRanker,
 )
 from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError, UnsupportedError
 from ..storage.kvstore import KVStore
-from .inference import InferenceRouter
 from .table import ResourceTable
 
 DEFAULT_MAX_CHUNKS = 3
@@ -44,11 +46,11 @@ class VectorDBNotFoundError(NotFoundError):
         )
 
 
-async def _register(provider: Any, db: VectorDB) -> VectorDB:
+async def _register(provider: VectorIOProvider, db: VectorDB) -> VectorDB:
     return await provider.register_vector_db(db)
 
 
-async def _unregister(provider: Any, db: VectorDB) -> None:
+async def _unregister(provider: VectorIOProvider, db: VectorDB) -> None:
     await provider.unregister_vector_db(db)
 
 
@@ -61,10 +63,13 @@ def chunk_id(chunk: Chunk) -> str:
 
 
 class VectorDBsTable:
-    def __init__(self, store: KVStore, providers: dict[str, Any], inference: InferenceRouter) -> None:
+    def __init__(
+        self, store: KVStore, providers: dict[str, VectorIOProvider], inference: Inference, models: Models
+    ) -> None:
         self.providers = providers
         self.inference = inference
-        self.table: ResourceTable[VectorDB] = ResourceTable(
+        self.models = models
+        self.table: ResourceTable[VectorDB, VectorIOProvider] = ResourceTable(
             kind="vector_db",
             resource_class=VectorDB,
             store=store,
@@ -74,8 +79,8 @@ class VectorDBsTable:
             not_found=VectorDBNotFoundError,
         )
 
-    def build(self, request: RegisterVectorDbRequest) -> VectorDB:
-        model = self.inference.models.get(request.embedding_model)
+    async def build(self, request: RegisterVectorDbRequest) -> VectorDB:
+        model = await self.models.get_model(request.embedding_model)
         if model.model_type != ModelType.embedding:
             raise BadRequestError(
                 f"embedding_model '{request.embedding_model}' is an llm; give an embedding model "
@@ -107,7 +112,7 @@ class VectorDBsTable:
         return self.table.get(vector_db_id)
 
     async def register_vector_db(self, request: RegisterVectorDbRequest) -> VectorDB:
-        db = self.build(request)
+        db = await self.build(request)
         existing = self.table.find(db.identifier)
         if existing is not None and existing.model_dump() == db.model_dump():
             return existing  # registering the same thing again keeps its data
@@ -120,7 +125,6 @@ class VectorDBsTable:
 class VectorIORouter:
     def __init__(self, dbs: VectorDBsTable) -> None:
         self.dbs = dbs
-        self.stores: Any = None  # the OpenAI vector stores built on these dbs (set by the resolver)
         # Documents being written right now, per db: their chunks are left out of queries until the
         # write completes. A crash loses this, which is fine: start-up removes half-written documents.
         self._writing: dict[str, Counter[str]] = {}
@@ -145,8 +149,6 @@ class VectorIORouter:
         return result.embeddings
 
     async def insert_chunks(self, vector_db_id: str, chunks: list[Chunk]) -> int:
-        from llamastack.providers.vector_io.base import StoredChunk
-
         db = self.dbs.table.get(vector_db_id)
         for i, chunk in enumerate(chunks):
             if content_has_image(chunk.content):

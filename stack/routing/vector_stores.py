@@ -14,12 +14,15 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
 from .. import access, ranking
-from ..apis.vector_io import Chunk, RegisterVectorDbRequest
+from ..apis.files import Files
+from ..apis.models import Models, ModelType
+from ..apis.vector_io import Chunk, RegisterVectorDbRequest, VectorIO
 from ..apis.vector_stores import (
     OpenaiAttachFileToVectorStoreRequest,
     OpenaiCreateVectorStoreRequest,
@@ -42,11 +45,10 @@ from ..apis.vector_stores import (
     VectorStoreSearchResponse,
     VectorStoreSearchResponsePage,
 )
-from ..datatypes import Api
 from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError
 from ..storage.kvstore import KVStore
 from ..storage.records import RecordStore
-from .vector_io import MAX_QUERY_CHUNKS, VectorIORouter
+from .vector_io import MAX_QUERY_CHUNKS, VectorDBsTable
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +156,20 @@ def _chunk_sizes(strategy: VectorStoreChunkingStrategy) -> tuple[int, int]:
 
 
 class OpenAIVectorStores:
-    def __init__(self, vector_io: VectorIORouter, store: KVStore, routers: dict[Api, Any]) -> None:
+    def __init__(
+        self,
+        store: KVStore,
+        *,
+        vector_io: VectorIO,
+        vector_dbs: VectorDBsTable,
+        models: Models,
+        files: Callable[[], Files | None],
+    ) -> None:
         self.vector_io = vector_io
+        self.vector_dbs = vector_dbs
+        self.models = models
         self.store = store
-        self.routers = routers  # the Files API router is looked up when a file is attached
+        self._files_api_of = files  # looked up when a file is attached: built after this, or never
         self.owners = access.OwnerIndex(store, "vector_store")  # with API keys: each key sees its own
         self.records: RecordStore[VectorStoreObject] = RecordStore(
             store, VectorStoreObject, kind="vector_store"
@@ -203,8 +215,8 @@ class OpenAIVectorStores:
             changes["last_active_at"] = int(time.time())
         return await self._put({**vs.model_dump(), **changes})
 
-    def _files_api(self) -> Any:
-        files = self.routers.get(Api.files)
+    def _files_api(self) -> Files:
+        files = self._files_api_of()
         if files is None:
             raise BadRequestError("This server has no Files API provider; files cannot be attached.")
         return files
@@ -212,13 +224,13 @@ class OpenAIVectorStores:
     # --- vector stores -------------------------------------------------------------------------
 
     async def create(self, request: OpenaiCreateVectorStoreRequest) -> VectorStoreObject:
-        embedding_model = request.embedding_model or self._default_embedding_model()
+        embedding_model = request.embedding_model or await self._default_embedding_model()
         strategy = _strategy(request.chunking_strategy)
         _chunk_sizes(strategy)
         for file_id in request.file_ids or []:
             await self._files_api().get_file(file_id)  # 404 before anything is created
         vs_id = f"vs_{uuid.uuid4().hex}"
-        await self.vector_io.dbs.register_vector_db(
+        await self.vector_dbs.register_vector_db(
             RegisterVectorDbRequest(
                 vector_db_id=vs_id,
                 embedding_model=embedding_model,
@@ -244,8 +256,8 @@ class OpenAIVectorStores:
             )
         return await self._get(vs_id)
 
-    def _default_embedding_model(self) -> str:
-        models = [m for m in self.vector_io.dbs.inference.models.table.list() if m.model_type == "embedding"]
+    async def _default_embedding_model(self) -> str:
+        models = [m for m in (await self.models.list_models()).data if m.model_type == ModelType.embedding]
         if not models:
             raise BadRequestError("No embedding model is registered; register one or pass embedding_model.")
         return models[0].identifier
@@ -275,7 +287,7 @@ class OpenAIVectorStores:
         # Works on records that no longer read, too: that is how such a store is removed.
         if not await self.records.exists(vector_store_id):
             raise VectorStoreNotFoundError(vector_store_id)
-        await self.vector_io.dbs.table.unregister(vector_store_id, missing_ok=True)
+        await self.vector_dbs.table.unregister(vector_store_id, missing_ok=True)
         for key in await self.file_records.keys(f"{vector_store_id}:"):
             await self.file_records.delete(key)
         await self.records.delete(vector_store_id)
@@ -374,7 +386,7 @@ class OpenAIVectorStores:
                 continue
             if f.status != "in_progress":
                 continue
-            if self.vector_io.dbs.table.find(f.vector_store_id) is not None:
+            if self.vector_dbs.table.find(f.vector_store_id) is not None:
                 await self.vector_io.delete_document(f.vector_store_id, f.id)
             await self._put_file(_failed(f, INTERRUPTED), record.filename)
             interrupted += 1

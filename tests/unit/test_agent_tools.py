@@ -4,11 +4,13 @@ model sees as the tool's answer, never a crash of the turn."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from llamastack.providers.agents.local.config import LocalAgentsConfig
 from llamastack.providers.agents.local.provider import LocalAgents, _check_arguments
 from llamastack.stack.apis.inference.core import ToolSpec
 from llamastack.stack.apis.inference.native import ToolCall
+from llamastack.stack.datatypes import ProviderDeps
 
 ADD = ToolSpec(
     name="add",
@@ -30,12 +32,10 @@ def test_argument_checks() -> None:
 
 
 async def test_bad_calls_become_error_responses(tmp_path: Path) -> None:
+    unused: Any = object()  # never reached: every call below is refused before it would run
     agents = LocalAgents(
         LocalAgentsConfig(db_path=str(tmp_path / "agents.db")),
-        inference=None,
-        tool_runtime=None,  # never reached: every call below is refused before it would run
-        safety=None,
-        vector_io=None,
+        ProviderDeps(inference=unused, models=unused, tool_runtime=unused, tool_groups=unused),
     )
     specs = {"add": ADD}
     cases = [

@@ -32,6 +32,7 @@ from llamastack.providers.tool_runtime.code_interpreter.provider import (
     _failure,
 )
 from llamastack.stack.apis.tools import ToolGroup, ToolInvocationResult
+from llamastack.stack.datatypes import ProviderDeps
 from llamastack.stack.errors import BadRequestError
 
 GROUP = ToolGroup(
@@ -43,7 +44,7 @@ SANDBOX_UID = 65534
 
 
 async def _provider(**config: Any) -> CodeInterpreterRuntime:
-    return await get_provider_impl(CodeInterpreterConfig(**config), {})
+    return await get_provider_impl(CodeInterpreterConfig(**config), ProviderDeps())
 
 
 async def _sandboxed(**config: Any) -> CodeInterpreterRuntime:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from llamastack.providers.vector_io.base import StoredChunk, storage_name
+from llamastack.providers.vector_io.base import storage_name
 from llamastack.stack import ranking
-from llamastack.stack.apis.vector_io import Chunk, RRFRanker, VectorDB, WeightedRanker
+from llamastack.stack.apis.vector_io import Chunk, RRFRanker, StoredChunk, VectorDB, WeightedRanker
 from llamastack.stack.errors import BadRequestError
 
 TEXTS = {

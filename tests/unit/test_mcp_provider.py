@@ -20,6 +20,7 @@ from llamastack.providers.tool_runtime.mcp.config import MCPToolRuntimeConfig
 from llamastack.providers.tool_runtime.mcp.provider import MCPToolRuntime, _json_type, _tool_def
 from llamastack.stack.apis.common import URL, ImageContentItem, TextContentItem, content_to_text
 from llamastack.stack.apis.tools import ToolGroup
+from llamastack.stack.datatypes import ProviderDeps
 from llamastack.stack.errors import BadRequestError, NotFoundError, UpstreamError
 from llamastack.stack.outbound import OutboundConfig, OutboundPolicy, OutboundRefusedError
 
@@ -369,7 +370,7 @@ async def test_factory_and_config_defaults() -> None:
     config = MCPToolRuntimeConfig.model_validate({})
     assert (config.connect_timeout_s, config.call_timeout_s) == (10.0, 60.0)
     assert isinstance(MCPToolRuntimeConfig.sample_run_config(), dict)
-    assert isinstance(await get_provider_impl(config, {}), MCPToolRuntime)
+    assert isinstance(await get_provider_impl(config, ProviderDeps()), MCPToolRuntime)
 
 
 def test_fixture_binds_loopback_only(mcp_server: FixtureServer) -> None:

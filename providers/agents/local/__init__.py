@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from llamastack.stack.datatypes import Api
+from llamastack.stack.datatypes import ProviderDeps
 
 from .config import LocalAgentsConfig
 
-
-async def get_provider_impl(config: LocalAgentsConfig, deps: dict[Api, Any]) -> Any:
+if TYPE_CHECKING:
     from .provider import LocalAgents
 
-    impl = LocalAgents(
-        config,
-        inference=deps[Api.inference],
-        tool_runtime=deps[Api.tool_runtime],
-        safety=deps.get(Api.safety),
-        vector_io=deps.get(Api.vector_io),
-    )
+
+async def get_provider_impl(config: LocalAgentsConfig, deps: ProviderDeps) -> LocalAgents:
+    from .provider import LocalAgents
+
+    impl = LocalAgents(config, deps)
     await impl.initialize()
     return impl

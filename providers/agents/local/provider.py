@@ -18,7 +18,10 @@ from llamastack.stack.apis import agents as a
 from llamastack.stack.apis.common import TextContentItem, content_to_text
 from llamastack.stack.apis.inference import native as n
 from llamastack.stack.apis.inference.core import ChatRequest, ToolOptions, ToolSpec
+from llamastack.stack.apis.models import ModelType
+from llamastack.stack.apis.tools import RAGToolRuntime
 from llamastack.stack.apis.vector_io import RAGDocument, RAGQueryConfig
+from llamastack.stack.datatypes import Api, ProviderDeps, required
 from llamastack.stack.errors import BadRequestError, StackError
 from llamastack.stack.storage.kvstore import SqliteKVStore
 from llamastack.stack.translate import native as tn
@@ -64,16 +67,25 @@ def _check_arguments(tool: ToolSpec, arguments: dict[str, Any]) -> str | None:
 
 
 class LocalAgents:
-    def __init__(
-        self, config: LocalAgentsConfig, *, inference: Any, tool_runtime: Any, safety: Any, vector_io: Any
-    ):
+    def __init__(self, config: LocalAgentsConfig, deps: ProviderDeps) -> None:
         self.config = config
-        self.inference = inference
-        self.tool_runtime = tool_runtime
-        self.safety = safety
-        self.vector_io = vector_io
+        self.inference = required(deps.inference, Api.inference)
+        self.models = required(deps.models, Api.inference)
+        self.tool_runtime = required(deps.tool_runtime, Api.tool_runtime)
+        self.tool_groups = required(deps.tool_groups, Api.tool_runtime)
+        self.rag_tool = deps.rag_tool
+        self.safety = deps.safety
+        self.shields = deps.shields
+        self.vector_dbs = deps.vector_dbs
         self.store = AgentStore(SqliteKVStore(config.db_path))
-        self.tools = ToolResolver(tool_runtime)
+        self.tools = ToolResolver(self.tool_groups)
+
+    def _rag(self) -> RAGToolRuntime:
+        if self.rag_tool is None:
+            raise BadRequestError(
+                "No RAG tool provider is configured (add inline::rag-runtime to tool_runtime)."
+            )
+        return self.rag_tool
 
     async def initialize(self) -> None:
         await self.store.recover()
@@ -87,11 +99,11 @@ class LocalAgents:
     # --- agents and sessions -------------------------------------------------------------------
 
     async def create_agent(self, config: a.AgentConfig) -> a.AgentCreateResponse:
-        self.inference.models.get(config.model)  # 404 for an unknown model
+        await self.models.get_model(config.model)  # 404 for an unknown model
         for shield_id in [*(config.input_shields or []), *(config.output_shields or [])]:
-            if self.safety is None:
+            if self.shields is None:
                 raise BadRequestError("This server has no safety provider, so agents cannot use shields.")
-            self.safety.shields.table.get(shield_id)
+            await self.shields.get_shield(shield_id)
         await self.tools.check(config.toolgroups or [])
         agent = a.Agent(agent_id=_id(), agent_config=config, created_at=_now())
         await self.store.create_agent(agent)
@@ -130,7 +142,7 @@ class LocalAgents:
         if request.documents:
             tool_mode = self.config.rag_mode == "tool"
             if tool_mode:
-                self._check_documents_searchable(tools)
+                await self._check_documents_searchable(tools)
             await self._index_documents(agent, session, request.documents)
             if tool_mode and session.vector_db_id:
                 await self.tools.add_knowledge_search(tools, session.vector_db_id)
@@ -170,14 +182,14 @@ class LocalAgents:
         await self.store.put_turn(record)
         return self._run(agent, session, record, None, tools, first=False, resumed_step=step)
 
-    def _check_documents_searchable(self, tools: TurnTools) -> None:
+    async def _check_documents_searchable(self, tools: TurnTools) -> None:
         """Before indexing anything: the turn's documents must be reachable by knowledge_search."""
         if KNOWLEDGE_SEARCH in tools.client:
             raise BadRequestError(
                 "Documents attached to a turn are searched with the knowledge_search tool, but this "
                 "agent has a client tool of that name; rename the client tool."
             )
-        if KNOWLEDGE_SEARCH not in tools.specs and self.tool_runtime.groups.find(RAG_GROUP) is None:
+        if KNOWLEDGE_SEARCH not in tools.specs and await self.tool_groups.find_tool_group(RAG_GROUP) is None:
             raise BadRequestError(
                 f"Documents attached to a turn are searched with the knowledge_search tool of "
                 f"'{RAG_GROUP}', which is not registered; register it with provider rag-runtime."
@@ -186,21 +198,23 @@ class LocalAgents:
     async def _index_documents(
         self, agent: a.Agent, session: SessionRecord, documents: list[a.Document]
     ) -> None:
-        if self.vector_io is None:
+        if self.vector_dbs is None:
             raise BadRequestError("This server has no vector_io provider, so documents cannot be attached.")
         if session.vector_db_id is None:
             from llamastack.stack.apis.vector_io import RegisterVectorDbRequest
 
-            models = [m for m in self.inference.models.table.list() if m.model_type == "embedding"]
+            models = [
+                m for m in (await self.models.list_models()).data if m.model_type == ModelType.embedding
+            ]
             if not models:
                 raise BadRequestError("Attaching documents needs an embedding model; none is registered.")
             session.vector_db_id = f"session-{session.session_id}"
-            await self.vector_io.dbs.register_vector_db(
+            await self.vector_dbs.register_vector_db(
                 RegisterVectorDbRequest(
                     vector_db_id=session.vector_db_id, embedding_model=models[0].identifier
                 )
             )
-        rag = self.tool_runtime.rag
+        rag = self._rag()
         docs = [
             RAGDocument(document_id=f"doc-{_id()}", content=d.content, mime_type=d.mime_type, metadata={})
             for d in documents
@@ -265,7 +279,7 @@ class LocalAgents:
             db_ids.append(session.vector_db_id)
         if not db_ids or not query.strip():
             return db_ids, None, None
-        result = await self.tool_runtime.rag.query(
+        result = await self._rag().query(
             query, db_ids, RAGQueryConfig(max_chunks=self.config.memory_max_chunks)
         )
         context = content_to_text(result.content) if result.content else None

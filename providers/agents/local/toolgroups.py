@@ -12,7 +12,7 @@ from typing import Any
 
 from llamastack.stack.apis import agents as a
 from llamastack.stack.apis.inference.core import ToolSpec
-from llamastack.stack.apis.tools import Tool, ToolDef
+from llamastack.stack.apis.tools import Tool, ToolDef, ToolGroups
 from llamastack.stack.translate import native as tn
 
 RAG_GROUP = "builtin::rag"
@@ -68,15 +68,15 @@ class TurnTools:
 class ToolResolver:
     """Resolves toolgroup entries against the tool runtime's registered groups."""
 
-    def __init__(self, tool_runtime: Any) -> None:
-        self.tool_runtime = tool_runtime
+    def __init__(self, groups: ToolGroups) -> None:
+        self.groups = groups
 
     def split(self, name: str) -> tuple[str, str | None]:
         """(group id, tool name or None)."""
-        return self.tool_runtime.split_toolgroup_name(name)
+        return self.groups.split_toolgroup_name(name)
 
     async def _group_tools(self, group_id: str) -> list[Tool]:
-        return (await self.tool_runtime.list_tools(group_id)).data  # 404 naming the group
+        return (await self.groups.list_tools(group_id)).data  # 404 naming the group
 
     async def check(self, entries: list[a.AgentTool]) -> None:
         """404 for an unknown group, or a ``group/tool`` whose group has no such tool."""
@@ -84,9 +84,9 @@ class ToolResolver:
             name = entry_name(entry)
             group_id, tool_name = self.split(name)
             if tool_name is None:
-                self.tool_runtime.groups.get(group_id)  # no need to reach a remote group's server
+                await self.groups.get_tool_group(group_id)  # no need to reach a remote group's server
             else:
-                await self.tool_runtime.list_tools(name)
+                await self.groups.list_tools(name)
 
     async def resolve(
         self,
@@ -107,7 +107,7 @@ class ToolResolver:
             group_id, only = self.split(entry_name(entry))
             if group_id in skip_groups:
                 continue
-            registered = self.tool_runtime.groups.get(group_id)
+            registered = await self.groups.get_tool_group(group_id)
             for tool in await self._group_tools(group_id):
                 if (only is not None and tool.identifier != only) or tool.identifier in result.specs:
                     continue
@@ -136,7 +136,8 @@ class ToolResolver:
         if KNOWLEDGE_SEARCH in tools.client:
             return False
         if KNOWLEDGE_SEARCH not in tools.specs:
-            if self.tool_runtime.groups.find(RAG_GROUP) is None:
+            rag_group = await self.groups.find_tool_group(RAG_GROUP)
+            if rag_group is None:
                 return False
             found = [t for t in await self._group_tools(RAG_GROUP) if t.identifier == KNOWLEDGE_SEARCH]
             if not found:
@@ -145,7 +146,7 @@ class ToolResolver:
             tools.specs[KNOWLEDGE_SEARCH] = tool_spec(
                 ToolDef(name=tool.identifier, description=tool.description, parameters=tool.parameters)
             )
-            tools.args[KNOWLEDGE_SEARCH] = dict(self.tool_runtime.groups.get(RAG_GROUP).args or {})
+            tools.args[KNOWLEDGE_SEARCH] = dict(rag_group.args or {})
             tools.groups[KNOWLEDGE_SEARCH] = RAG_GROUP
         args = tools.args.setdefault(KNOWLEDGE_SEARCH, {})
         db_ids = args.get("vector_db_ids") or []

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
 
 from .config import LocalFSFilesConfig
 
+if TYPE_CHECKING:
+    from .provider import LocalFSFiles
 
-async def get_provider_impl(config: LocalFSFilesConfig, deps: dict[Any, Any]) -> Any:
+
+async def get_provider_impl(config: LocalFSFilesConfig, deps: ProviderDeps) -> LocalFSFiles:
     from .provider import LocalFSFiles
 
     impl = LocalFSFiles(config)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
 
 from .config import LlamaCppConfig
 
+if TYPE_CHECKING:
+    from .provider import LlamaCppInference
 
-async def get_provider_impl(config: LlamaCppConfig, deps: dict[Any, Any]) -> Any:
+
+async def get_provider_impl(config: LlamaCppConfig, deps: ProviderDeps) -> LlamaCppInference:
     from .provider import LlamaCppInference  # imports llama_cpp: keep it out of CLI start-up
 
     return LlamaCppInference(config)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
 
 from .config import SentenceTransformersConfig
 
+if TYPE_CHECKING:
+    from .provider import SentenceTransformersInference
 
-async def get_provider_impl(config: SentenceTransformersConfig, deps: dict[Any, Any]) -> Any:
+
+async def get_provider_impl(
+    config: SentenceTransformersConfig, deps: ProviderDeps
+) -> SentenceTransformersInference:
     from .provider import SentenceTransformersInference
 
     return SentenceTransformersInference(config)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
 
 from .config import CodeScannerConfig
 
+if TYPE_CHECKING:
+    from .provider import CodeScannerSafety
 
-async def get_provider_impl(config: CodeScannerConfig, deps: dict[Any, Any]) -> Any:
+
+async def get_provider_impl(config: CodeScannerConfig, deps: ProviderDeps) -> CodeScannerSafety:
     from .provider import CodeScannerSafety
 
     return CodeScannerSafety(config)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from llamastack.stack.datatypes import Api
+from llamastack.stack.datatypes import Api, ProviderDeps, required
 
 from .config import LlamaGuardConfig
 
-
-async def get_provider_impl(config: LlamaGuardConfig, deps: dict[Api, Any]) -> Any:
+if TYPE_CHECKING:
     from .provider import LlamaGuardSafety
 
-    return LlamaGuardSafety(config, deps[Api.inference])
+
+async def get_provider_impl(config: LlamaGuardConfig, deps: ProviderDeps) -> LlamaGuardSafety:
+    from .provider import LlamaGuardSafety
+
+    return LlamaGuardSafety(
+        config, inference=required(deps.inference, Api.inference), models=required(deps.models, Api.inference)
+    )

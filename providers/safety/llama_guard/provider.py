@@ -6,8 +6,8 @@ from typing import Any
 
 from llamastack.stack.apis.common import ImageContentItem, content_to_text
 from llamastack.stack.apis.inference import native as n
-from llamastack.stack.apis.inference.core import ChatMessage, ChatRequest, SamplingOptions
-from llamastack.stack.apis.models import ModelType
+from llamastack.stack.apis.inference.core import ChatMessage, ChatRequest, Inference, SamplingOptions
+from llamastack.stack.apis.models import Model, Models, ModelType
 from llamastack.stack.apis.safety import (
     CANNED_RESPONSE,
     RunShieldResponse,
@@ -72,17 +72,18 @@ def to_turns(messages: list[n.Message]) -> list[Turn]:
 
 
 class LlamaGuardSafety:
-    def __init__(self, config: LlamaGuardConfig, inference: Any) -> None:
+    def __init__(self, config: LlamaGuardConfig, *, inference: Inference, models: Models) -> None:
         self.config = config
         self.inference = inference
+        self.models = models
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
 
-    def _guard_model(self, shield: Shield):
+    async def _guard_model(self, shield: Shield) -> Model:
         model_id = shield.provider_resource_id or shield.identifier
         try:
-            model = self.inference.models.get(model_id)
+            model = await self.models.get_model(model_id)
         except NotFoundError:
             raise BadRequestError(
                 f"Shield '{shield.identifier}' needs model '{model_id}', which is not registered. "
@@ -94,9 +95,9 @@ class LlamaGuardSafety:
             )
         return model
 
-    def policy(self, shield: Shield) -> Policy:
+    async def policy(self, shield: Shield) -> Policy:
         params = shield.params or {}
-        model = self._guard_model(shield)
+        model = await self._guard_model(shield)
         variant = params.get("variant") or variant_of(
             model.identifier, model.provider_resource_id, str(model.metadata.get("gguf_file", ""))
         )
@@ -110,7 +111,7 @@ class LlamaGuardSafety:
         )
 
     async def register_shield(self, shield: Shield) -> Shield:
-        policy = self.policy(shield)
+        policy = await self.policy(shield)
         unknown = [c for c in policy.excluded if c not in policy.known_codes()]
         if unknown:
             raise BadRequestError(
@@ -133,8 +134,8 @@ class LlamaGuardSafety:
     async def run_shield(
         self, shield: Shield, messages: list[n.Message], params: dict[str, Any]
     ) -> RunShieldResponse:
-        model = self._guard_model(shield)
-        policy = self.policy(shield)
+        model = await self._guard_model(shield)
+        policy = await self.policy(shield)
         options = {**(shield.params or {}), **params}
         constrain = bool(options.get("constrain_output", self.config.constrain_output))
         request = self.build_request(policy, messages, constrain)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
 
 from .config import CodeInterpreterConfig
 
+if TYPE_CHECKING:
+    from .provider import CodeInterpreterRuntime
 
-async def get_provider_impl(config: CodeInterpreterConfig, deps: dict[Any, Any]) -> Any:
+
+async def get_provider_impl(config: CodeInterpreterConfig, deps: ProviderDeps) -> CodeInterpreterRuntime:
     from .provider import CodeInterpreterRuntime
 
     impl = CodeInterpreterRuntime(config)

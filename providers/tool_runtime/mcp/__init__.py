@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
 
 from .config import MCPToolRuntimeConfig
 
-
-async def get_provider_impl(config: MCPToolRuntimeConfig, deps: dict[Any, Any]) -> Any:
+if TYPE_CHECKING:
     from .provider import MCPToolRuntime
 
-    return MCPToolRuntime(config, ProviderDeps.outbound_of(deps))
+
+async def get_provider_impl(config: MCPToolRuntimeConfig, deps: ProviderDeps) -> MCPToolRuntime:
+    from .provider import MCPToolRuntime
+
+    return MCPToolRuntime(config, deps.outbound)

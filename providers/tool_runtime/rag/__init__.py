@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from llamastack.stack.datatypes import Api, ProviderDeps
+from llamastack.stack.datatypes import Api, ProviderDeps, required
 
 from .config import RagRuntimeConfig
 
+if TYPE_CHECKING:
+    from .provider import RagRuntime
 
-async def get_provider_impl(config: RagRuntimeConfig, deps: dict[Api, Any]) -> Any:
+
+async def get_provider_impl(config: RagRuntimeConfig, deps: ProviderDeps) -> RagRuntime:
     from .provider import RagRuntime
 
     return RagRuntime(
         config,
-        vector_io=deps[Api.vector_io],
-        inference=deps[Api.inference],
-        outbound=ProviderDeps.outbound_of(deps),
+        vector_io=required(deps.vector_io, Api.vector_io),
+        vector_dbs=required(deps.vector_dbs, Api.vector_io),
+        inference=required(deps.inference, Api.inference),
+        outbound=deps.outbound,
     )

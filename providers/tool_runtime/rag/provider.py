@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from llamastack.stack.apis.common import TextContentItem, content_to_text
-from llamastack.stack.apis.inference.core import ChatMessage, ChatRequest, SamplingOptions
+from llamastack.stack.apis.inference.core import ChatMessage, ChatRequest, Inference, SamplingOptions
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from llamastack.stack.apis.vector_io import (
     Chunk,
@@ -16,6 +16,8 @@ from llamastack.stack.apis.vector_io import (
     RAGDocument,
     RAGQueryConfig,
     RAGQueryResult,
+    VectorDBs,
+    VectorIO,
 )
 from llamastack.stack.errors import BadRequestError, PayloadTooLargeError
 from llamastack.stack.outbound import OutboundPolicy, OutboundRefusedError
@@ -55,12 +57,14 @@ class RagRuntime:
         self,
         config: RagRuntimeConfig,
         *,
-        vector_io: Any,
-        inference: Any,
+        vector_io: VectorIO,
+        vector_dbs: VectorDBs,
+        inference: Inference,
         outbound: OutboundPolicy | None = None,
     ) -> None:
         self.config = config
         self.vector_io = vector_io
+        self.vector_dbs = vector_dbs
         self.inference = inference
         # Documents by URL are fetched through the stack's outbound policy; allow_private_urls widens
         # it for documents only.
@@ -135,7 +139,7 @@ class RagRuntime:
     ) -> None:
         from llamastack.providers.utils.memory.chunking import chunk_text
 
-        self.vector_io.dbs.table.get(vector_db_id)  # 404 before any work
+        await self.vector_dbs.get_vector_db(vector_db_id)  # 404 before any work
         ids = [d.document_id for d in documents]
         if len(set(ids)) != len(ids):
             raise BadRequestError("documents: every document_id must be unique within one insert.")
@@ -229,7 +233,7 @@ class RagRuntime:
             "ranker": config.ranker,
         }
         for db_id in vector_db_ids:
-            self.vector_io.dbs.table.get(db_id)
+            await self.vector_dbs.get_vector_db(db_id)
         query = await self._query_text(content, config)
         if not query.strip():
             raise BadRequestError("content: give some text to search for.")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
 
 from .config import BraveSearchConfig, TavilySearchConfig, WolframAlphaConfig
 
+if TYPE_CHECKING:
+    from .provider import BraveSearch, TavilySearch, WolframAlpha
+
 
 async def get_provider_impl(
-    config: BraveSearchConfig | TavilySearchConfig | WolframAlphaConfig, deps: Any
-) -> Any:
+    config: BraveSearchConfig | TavilySearchConfig | WolframAlphaConfig, deps: ProviderDeps
+) -> BraveSearch | TavilySearch | WolframAlpha:
     from .provider import BraveSearch, TavilySearch, WolframAlpha
 
     kinds = {
@@ -19,4 +22,4 @@ async def get_provider_impl(
         TavilySearchConfig: TavilySearch,
         WolframAlphaConfig: WolframAlpha,
     }
-    return kinds[type(config)](config, ProviderDeps.outbound_of(deps))
+    return kinds[type(config)](config, deps.outbound)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
 
 from .config import ChromaInlineConfig, ChromaRemoteConfig
 
+if TYPE_CHECKING:
+    from .provider import ChromaVectorIO
 
-async def get_provider_impl(config: ChromaInlineConfig | ChromaRemoteConfig, deps: dict[Any, Any]) -> Any:
+
+async def get_provider_impl(
+    config: ChromaInlineConfig | ChromaRemoteConfig, deps: ProviderDeps
+) -> ChromaVectorIO:
     from .provider import ChromaVectorIO
 
     impl = ChromaVectorIO(config)

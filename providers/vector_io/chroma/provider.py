@@ -12,10 +12,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from llamastack.stack.apis.common import content_to_text
-from llamastack.stack.apis.vector_io import Chunk, VectorDB
+from llamastack.stack.apis.vector_io import Chunk, StoredChunk, VectorDB
 from llamastack.stack.errors import ConfigError, UpstreamError
 
-from ..base import StoredChunk, storage_name
+from ..base import storage_name
 from .config import ChromaInlineConfig, ChromaRemoteConfig
 from .keyword import KeywordIndex
 

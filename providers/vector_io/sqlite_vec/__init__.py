@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
 
 from .config import SqliteVecConfig
 
+if TYPE_CHECKING:
+    from .provider import SqliteVecVectorIO
 
-async def get_provider_impl(config: SqliteVecConfig, deps: dict[Any, Any]) -> Any:
+
+async def get_provider_impl(config: SqliteVecConfig, deps: ProviderDeps) -> SqliteVecVectorIO:
     from .provider import SqliteVecVectorIO
 
     return await SqliteVecVectorIO.open(config)

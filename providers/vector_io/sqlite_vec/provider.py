@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from llamastack.stack.apis.common import content_to_text
-from llamastack.stack.apis.vector_io import Chunk, VectorDB
+from llamastack.stack.apis.vector_io import Chunk, StoredChunk, VectorDB
 from llamastack.stack.errors import ConfigError
 
-from ..base import StoredChunk, storage_name
+from ..base import storage_name
 from .config import SqliteVecConfig
 
 # Porter stemming on unicode61 words: "rivers" finds "river". The chroma provider stems the same way.

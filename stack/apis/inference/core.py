@@ -172,3 +172,27 @@ class InferenceProvider(Protocol):
     async def embed(
         self, model: Model, texts: list[str], *, truncate: Literal["none", "start", "end"] | None = None
     ) -> EmbeddingResult: ...
+
+
+class Inference(Protocol):
+    """The Inference API as routes and other providers call it: by model id. The router resolves the
+    id to a Model, checks its kind, and calls the owning InferenceProvider."""
+
+    async def chat(self, model_id: str, request: ChatRequest) -> GenerationResult: ...
+
+    def chat_stream(self, model_id: str, request: ChatRequest) -> AsyncIterator[GenerationChunk]: ...
+
+    async def complete(self, model_id: str, request: CompletionRequest) -> GenerationResult: ...
+
+    def complete_stream(
+        self, model_id: str, request: CompletionRequest
+    ) -> AsyncIterator[GenerationChunk]: ...
+
+    async def embed(
+        self,
+        model_id: str,
+        texts: list[str],
+        *,
+        truncate: Literal["none", "start", "end"] | None = None,
+        dimensions: int | None = None,
+    ) -> EmbeddingResult: ...

@@ -8,9 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ...apis import agents as a
-from ...datatypes import Api
 from ...errors import NotFoundError
-from ..deps import json_response, router_of
+from ..deps import agents_api, json_response
 from ..route import StackRoute
 from ..sse import sse_response
 
@@ -19,8 +18,7 @@ _STREAM = {"text/event-stream": {}}
 _SESSION = "/v1/agents/{agent_id}/session/{session_id}"
 
 
-def _agents(request: Request):
-    return router_of(request, Api.agents)
+_agents = agents_api
 
 
 def _page(items: list[dict], start_index: int | None, limit: int | None) -> a.PaginatedResponse:

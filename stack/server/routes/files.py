@@ -21,16 +21,16 @@ from starlette.requests import ClientDisconnect
 
 from ...apis.common import Order
 from ...apis.files import (
+    Files,
     FileUpload,
     ListOpenAIFileResponse,
     OpenAIFileDeleteResponse,
     OpenAIFileObject,
     OpenAIFilePurpose,
 )
-from ...datatypes import Api
 from ...errors import BadRequestError, PayloadTooLargeError
-from ...routing.files import MAX_LIST_LIMIT, FilesRouter, parse_purpose
-from ..deps import json_response, router_of
+from ...routing.files import MAX_LIST_LIMIT, parse_purpose
+from ..deps import files_api, json_response
 from ..route import StackRoute
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,7 @@ _MAX_PARTS = 16
 _HOW = "Upload as multipart/form-data with a 'file' part (the content) and a 'purpose' field."
 
 
-def _files(request: Request) -> FilesRouter:
-    return router_of(request, Api.files)
+_files = files_api
 
 
 class _Part:
@@ -66,7 +65,7 @@ class _UploadForm:
     """Feeds the body to the multipart parser; callbacks are synchronous, file bytes are queued
     and written to the provider after each chunk."""
 
-    def __init__(self, files: FilesRouter, boundary: bytes) -> None:
+    def __init__(self, files: Files, boundary: bytes) -> None:
         self.files = files
         self.parser = MultipartParser(
             boundary,

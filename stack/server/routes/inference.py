@@ -16,13 +16,11 @@ from ...apis.common import Order, TextContentItem, content_has_image
 from ...apis.inference import native as n
 from ...apis.inference import openai as o
 from ...apis.inference.core import ChatRequest, CompletionRequest, GenerationChunk, GenerationResult
-from ...datatypes import Api
 from ...errors import BadRequestError, UnsupportedError
 from ...routing.chat_completions import ChatCompletionStore
-from ...routing.inference import InferenceRouter
 from ...translate import native as tn
 from ...translate import openai as to
-from ..deps import json_response, router_of, stack_of
+from ..deps import inference_api, json_response, stack_of
 from ..route import StackRoute
 from ..sse import prepend, sse_response, wants_done_marker
 
@@ -33,8 +31,7 @@ router = APIRouter(tags=["Inference"], route_class=StackRoute)
 _STREAM = {"text/event-stream": {}}
 
 
-def _inference(request: Request) -> InferenceRouter:
-    return router_of(request, Api.inference)
+_inference = inference_api
 
 
 async def _started(stream: AsyncIterator[object]) -> AsyncIterator[object]:

@@ -12,19 +12,13 @@ from ...apis.models import (
     OpenAIModel,
     RegisterModelRequest,
 )
-from ..deps import json_response, stack_of
+from ..deps import json_response, models_api
 from ..route import StackRoute
 
 router = APIRouter(tags=["Models"], route_class=StackRoute)
 
 
-def _models(request: Request):
-    models = stack_of(request).models
-    if models is None:
-        from ...errors import BadRequestError
-
-        raise BadRequestError("This server has no inference provider, so it serves no models.")
-    return models
+_models = models_api
 
 
 @router.get("/v1/models", response_model=ListModelsResponse, summary="List all models.")

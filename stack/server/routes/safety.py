@@ -12,16 +12,13 @@ from ...apis.safety import (
     RunShieldResponse,
     Shield,
 )
-from ...datatypes import Api
-from ...routing.safety import SafetyRouter, ShieldsTable
-from ..deps import json_response, router_of
+from ..deps import json_response, safety_api, shields_api
 from ..route import StackRoute
 
 router = APIRouter(route_class=StackRoute)
 
 
-def _shields(request: Request) -> ShieldsTable:
-    return router_of(request, Api.safety).shields
+_shields = shields_api
 
 
 @router.get("/v1/shields", response_model=ListShieldsResponse, tags=["Shields"], summary="List all shields.")
@@ -53,5 +50,5 @@ async def unregister_shield(request: Request, identifier: str) -> None:
     "/v1/safety/run-shield", response_model=RunShieldResponse, tags=["Safety"], summary="Run a shield."
 )
 async def run_shield(request: Request, body: RunShieldRequest) -> Response:
-    safety: SafetyRouter = router_of(request, Api.safety)
+    safety = safety_api(request)
     return json_response(await safety.run_shield(body.shield_id, body.messages, body.params))

@@ -18,18 +18,16 @@ from ...apis.tools import (
     ToolGroup,
     ToolInvocationResult,
 )
-from ...datatypes import Api
 from ...errors import BadRequestError
-from ...routing.tool_runtime import ToolRuntimeRouter
-from ..deps import json_response, router_of
+from ..deps import json_response, tool_groups_api, tool_runtime_api
 from ..route import StackRoute
 
 router = APIRouter(route_class=StackRoute)
 PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
 
 
-def _runtime(request: Request) -> ToolRuntimeRouter:
-    return router_of(request, Api.tool_runtime)
+_groups = tool_groups_api
+_runtime = tool_runtime_api
 
 
 def provider_data(request: Request) -> dict[str, Any] | None:
@@ -50,12 +48,12 @@ def provider_data(request: Request) -> dict[str, Any] | None:
     "/v1/toolgroups", response_model=ListToolGroupsResponse, tags=["ToolGroups"], summary="List tool groups."
 )
 async def list_tool_groups(request: Request) -> Response:
-    return json_response(await _runtime(request).list_tool_groups())
+    return json_response(await _groups(request).list_tool_groups())
 
 
 @router.post("/v1/toolgroups", tags=["ToolGroups"], summary="Register a tool group.")
 async def register_tool_group(request: Request, body: RegisterToolGroupRequest) -> None:
-    await _runtime(request).register_tool_group(body)
+    await _groups(request).register_tool_group(body)
 
 
 @router.get(
@@ -65,24 +63,24 @@ async def register_tool_group(request: Request, body: RegisterToolGroupRequest) 
     summary="Get a tool group.",
 )
 async def get_tool_group(request: Request, toolgroup_id: str) -> Response:
-    return json_response(await _runtime(request).get_tool_group(toolgroup_id))
+    return json_response(await _groups(request).get_tool_group(toolgroup_id))
 
 
 @router.delete("/v1/toolgroups/{toolgroup_id:path}", tags=["ToolGroups"], summary="Unregister a tool group.")
 async def unregister_toolgroup(request: Request, toolgroup_id: str) -> None:
-    await _runtime(request).unregister_toolgroup(toolgroup_id)
+    await _groups(request).unregister_toolgroup(toolgroup_id)
 
 
 @router.get("/v1/tools", response_model=ListToolsResponse, tags=["ToolGroups"], summary="List tools.")
 async def list_tools(request: Request, toolgroup_id: str | None = None) -> Response:
-    return json_response(await _runtime(request).list_tools(toolgroup_id))
+    return json_response(await _groups(request).list_tools(toolgroup_id))
 
 
 @router.get(
     "/v1/tools/{tool_name:path}", response_model=Tool, tags=["ToolGroups"], summary="Get a tool by name."
 )
 async def get_tool(request: Request, tool_name: str) -> Response:
-    return json_response(await _runtime(request).get_tool(tool_name))
+    return json_response(await _groups(request).get_tool(tool_name))
 
 
 @router.get(

@@ -16,20 +16,14 @@ from ...apis.vector_io import (
     RegisterVectorDbRequest,
     VectorDB,
 )
-from ...datatypes import Api
-from ...routing.vector_io import VectorDBsTable, VectorIORouter
-from ..deps import json_response, router_of
+from ..deps import json_response, rag_tool_api, vector_dbs_api, vector_io_api
 from ..route import StackRoute
 
 router = APIRouter(route_class=StackRoute)
 
 
-def _vector_io(request: Request) -> VectorIORouter:
-    return router_of(request, Api.vector_io)
-
-
-def _dbs(request: Request) -> VectorDBsTable:
-    return _vector_io(request).dbs
+_vector_io = vector_io_api
+_dbs = vector_dbs_api
 
 
 @router.get(
@@ -75,8 +69,7 @@ async def query_chunks(request: Request, body: QueryChunksRequest) -> Response:
     "/v1/tool-runtime/rag-tool/insert", tags=["ToolRuntime"], summary="Index documents for the RAG tool."
 )
 async def rag_insert(request: Request, body: InsertRequest) -> None:
-    rag = router_of(request, Api.tool_runtime).rag
-    await rag.insert(body.documents, body.vector_db_id, body.chunk_size_in_tokens)
+    await rag_tool_api(request).insert(body.documents, body.vector_db_id, body.chunk_size_in_tokens)
 
 
 @router.post(
@@ -86,5 +79,6 @@ async def rag_insert(request: Request, body: InsertRequest) -> None:
     summary="Query the RAG system for context.",
 )
 async def rag_query(request: Request, body: QueryRequest) -> Response:
-    rag = router_of(request, Api.tool_runtime).rag
-    return json_response(await rag.query(body.content, body.vector_db_ids, body.query_config))
+    return json_response(
+        await rag_tool_api(request).query(body.content, body.vector_db_ids, body.query_config)
+    )

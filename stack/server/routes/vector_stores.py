@@ -8,9 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ...apis import vector_stores as vs
-from ...datatypes import Api
-from ...routing.vector_stores import OpenAIVectorStores
-from ..deps import json_response, router_of
+from ..deps import json_response, vector_stores_api
 from ..route import StackRoute
 
 router = APIRouter(tags=["VectorIO"], route_class=StackRoute)
@@ -19,8 +17,7 @@ _STORE = _BASE + "/{vector_store_id}"
 _FILE = _STORE + "/files/{file_id}"
 
 
-def _stores(request: Request) -> OpenAIVectorStores:
-    return router_of(request, Api.vector_io).stores
+_stores = vector_stores_api
 
 
 @router.get(_BASE, response_model=vs.VectorStoreListResponse, summary="Returns a list of vector stores.")
