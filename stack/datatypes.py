@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConfigError
 from .outbound import OutboundPolicy
@@ -81,9 +81,10 @@ class ProviderDeps:
     def limited_to(self, apis: Iterable[Api]) -> ProviderDeps:
         """These deps with only the parts of `apis` kept (what one provider declared)."""
         keep = {part for api in apis for part in API_PARTS.get(api, ())}
-        return dataclasses.replace(
-            self, **{name: None for parts in API_PARTS.values() for name in parts if name not in keep}
-        )
+        dropped: dict[str, Any] = {
+            name: None for parts in API_PARTS.values() for name in parts if name not in keep
+        }
+        return dataclasses.replace(self, **dropped)
 
 
 # Which ProviderDeps fields each API brings.

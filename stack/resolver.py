@@ -5,16 +5,17 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from llamastack.providers.registry import get_spec, providers_for
 
 from .apis.agents import Agents
+from .apis.common import Resource
 from .apis.tools import RAGToolRuntime, RegisterToolGroupRequest
 from .config import ProviderConfig, RunConfig
 from .datatypes import API_PARTS, Api, ProviderDeps, ProviderSpec
@@ -32,6 +33,8 @@ from .routing.vector_stores import OpenAIVectorStores
 from .storage.kvstore import KVStore, open_kvstore
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Resource)
 
 
 @dataclass(slots=True)
@@ -134,7 +137,7 @@ def _api_order(run_config: RunConfig) -> list[Api]:
         raise ConfigError(f"Provider dependencies form a cycle: {exc.args[1]}") from None
 
 
-async def _instantiate(api: Api, entry: ProviderConfig, stack: Stack) -> ProviderInstance:
+async def _instantiate(api: Api, provider_id: str, entry: ProviderConfig, stack: Stack) -> ProviderInstance:
     spec = get_spec(api, entry.provider_type)
     if spec is None:
         known = ", ".join(s.provider_type for s in providers_for(api)) or "none"
@@ -163,7 +166,7 @@ async def _instantiate(api: Api, entry: ProviderConfig, stack: Stack) -> Provide
             f"Provider '{entry.provider_id}' ({spec.provider_type}) cannot load: {exc}. "
             f"Install its packages: pip install {' '.join(repr(p) for p in spec.pip_packages)}"
         ) from None
-    return ProviderInstance(api=api, provider_id=entry.provider_id, spec=spec, config=config, impl=impl)
+    return ProviderInstance(api=api, provider_id=provider_id, spec=spec, config=config, impl=impl)
 
 
 async def build_stack(run_config: RunConfig) -> Stack:
@@ -180,7 +183,7 @@ async def build_stack(run_config: RunConfig) -> Stack:
                 if entry.provider_id in ids:
                     raise ConfigError(f"provider_id '{entry.provider_id}' is used twice in the run config.")
                 ids.add(entry.provider_id)
-                instances[entry.provider_id] = await _instantiate(api, entry, stack)
+                instances[entry.provider_id] = await _instantiate(api, entry.provider_id, entry, stack)
             stack.providers[api] = instances
             builder = _ROUTER_BUILDERS.get(api)
             if builder is not None and instances:
@@ -196,7 +199,7 @@ def _impls(instances: dict[str, ProviderInstance]) -> dict[str, Any]:
 
 
 async def _load_configured(
-    table: ResourceTable[Any], kind: str, entries: list[tuple[str | None, Callable[[], Any]]]
+    table: ResourceTable[R, Any], kind: str, entries: Sequence[tuple[str | None, Callable[[], R]]]
 ) -> None:
     """Registers the run config's resources of one kind (entries switched off, with no id, are
     skipped), then the stored ones; any problem stops start-up with a message naming the entry."""
@@ -225,7 +228,7 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
             m.model_id,
             functools.partial(
                 models.build,
-                m.model_id,
+                m.model_id or "",
                 provider_id=m.provider_id,
                 provider_model_id=m.provider_model_id,
                 model_type=m.model_type,
@@ -249,7 +252,7 @@ async def _build_safety(stack: Stack, instances: dict[str, ProviderInstance]) ->
             s.shield_id,
             functools.partial(
                 shields.build,
-                s.shield_id,
+                s.shield_id or "",
                 provider_id=s.provider_id,
                 provider_shield_id=s.provider_shield_id,
                 params=s.params,

@@ -282,7 +282,8 @@ class OutboundPolicy:
         Takes httpx.AsyncClient's arguments (no proxies: a proxy would be the address connected to)."""
         from .transport import guarded_async_client
 
-        return guarded_async_client(self, "httpx", verify=verify, **kwargs)
+        client: httpx.AsyncClient = guarded_async_client(self, "httpx", verify=verify, **kwargs)
+        return client
 
     def async_client_httpx2(self, *, verify: Any = True, **kwargs: Any) -> Any:
         """The same for httpx2 (the HTTP library of the `mcp` SDK)."""

@@ -97,10 +97,12 @@ def _transport_class(library: str) -> type:
             super().__init__(verify=ssl_context, http1=http1, http2=http2, limits=limits, retries=retries)
             # The library keeps its httpcore pool in `_pool` and offers no network_backend argument;
             # refuse to run unguarded if that ever changes rather than connect unchecked.
-            if type(getattr(self, "_pool", None)) is not core.AsyncConnectionPool:
+            pool_class: Any = core.AsyncConnectionPool
+            guardable = type(getattr(self, "_pool", None)) is pool_class
+            if not guardable:
                 raise RuntimeError(f"{library} {http.__version__} is not supported by the outbound guard.")
             self.backend = GuardedBackend(policy, core)
-            self._pool = core.AsyncConnectionPool(
+            self._pool = pool_class(
                 ssl_context=ssl_context,
                 max_connections=limits.max_connections,
                 max_keepalive_connections=limits.max_keepalive_connections,

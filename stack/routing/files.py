@@ -22,6 +22,7 @@ from ..apis.files import (
     StoredFile,
 )
 from ..errors import BadRequestError
+from ..pagination import paginate
 from ..storage.records import UnreadableRecordError
 
 MAX_LIST_LIMIT = 10_000
@@ -115,22 +116,21 @@ class FilesRouter:
             key=lambda f: (f.created_ns, f.id),
             reverse=order == Order.desc,
         )
-        start = 0
-        if after is not None:
-            # The cursor's place in the whole ordering, so it works with any purpose filter.
-            positions = {f.id: i for i, f in enumerate(everything)}
-            if after not in positions:
-                raise BadRequestError(
-                    f"after: file '{after}' not found; pass the last_id of the previous page."
-                )
-            start = positions[after] + 1
-        matching = [f for f in everything[start:] if purpose is None or f.purpose == purpose]
-        page = [f.to_openai() for f in matching[:limit]]
+        # The cursor's place is in the whole ordering, so it works with any purpose filter.
+        page = paginate(
+            everything,
+            limit=limit,
+            after=after,
+            keep=None if purpose is None else lambda f: f.purpose == purpose,
+            unknown_cursor=lambda name, ident: (
+                f"{name}: file '{ident}' not found; pass the last_id of the previous page."
+            ),
+        )
         return ListOpenAIFileResponse(
-            data=page,
-            has_more=len(matching) > limit,
-            first_id=page[0].id if page else None,
-            last_id=page[-1].id if page else None,
+            data=[f.to_openai() for f in page.data],
+            has_more=page.has_more,
+            first_id=page.first_id,
+            last_id=page.last_id,
         )
 
     async def get_file(self, file_id: str) -> OpenAIFileObject:

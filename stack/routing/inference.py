@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Literal
 
 from ..apis.inference.core import (
     ChatRequest,
@@ -11,6 +11,7 @@ from ..apis.inference.core import (
     EmbeddingResult,
     GenerationChunk,
     GenerationResult,
+    InferenceProvider,
 )
 from ..apis.models import Model, ModelType
 from ..errors import BadRequestError
@@ -21,7 +22,7 @@ class InferenceRouter:
     def __init__(self, models: ModelsTable) -> None:
         self.models = models
 
-    def _resolve(self, model_id: str, kind: ModelType) -> tuple[Model, Any]:
+    def _resolve(self, model_id: str, kind: ModelType) -> tuple[Model, InferenceProvider]:
         model = self.models.get(model_id)
         if model.model_type != kind:
             if kind == ModelType.embedding:

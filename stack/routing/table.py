@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from .. import access
@@ -79,7 +79,7 @@ class ResourceTable(Generic[R, P]):
     def owner(self, resource: R) -> P:
         return self.owners[resource.provider_id]
 
-    async def load(self, configured: list[R]) -> None:
+    async def load(self, configured: Sequence[R]) -> None:
         """At start-up: register the run config's resources, then the stored ones."""
         for resource in configured:
             registered = await self._register_hook(self.owner(resource), resource)

@@ -75,7 +75,7 @@ def _allowed_methods(request: Request) -> str:
     for route in _flat_routes(request.app.router.routes):
         match, _ = route.matches(request.scope)
         if match != Match.NONE:
-            methods |= route.methods
+            methods |= route.methods or set()
     return ", ".join(sorted(methods - {"HEAD"}))
 
 
@@ -181,7 +181,7 @@ def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> F
 
 def _api_routes(routers: tuple[APIRouter, ...], stack: Stack | None) -> list[tuple[str, str, list[str]]]:
     """(path, method, provider types) for every API route, for /v1/inspect/routes."""
-    out = []
+    out: list[tuple[str, str, list[str]]] = []
     for router in routers:
         for route in router.routes:
             if not isinstance(route, APIRoute):
@@ -191,5 +191,6 @@ def _api_routes(routers: tuple[APIRouter, ...], stack: Stack | None) -> list[tup
             for prefix, api in _ROUTE_APIS:
                 if stack is not None and path.startswith(prefix):
                     providers = sorted({p.spec.provider_type for p in stack.providers.get(api, {}).values()})
-            out.extend((path, method, providers) for method in sorted(route.methods - {"HEAD", "OPTIONS"}))
+            methods = sorted((route.methods or set()) - {"HEAD", "OPTIONS"})
+            out.extend((path, method, providers) for method in methods)
     return out

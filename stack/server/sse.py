@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TypeVar
 
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
@@ -28,10 +29,13 @@ def error_frame(exc: BaseException) -> str:
     return json.dumps({"error": {"message": message, "code": status, "type": type(exc).__name__}})
 
 
+T = TypeVar("T")
+
+
 def sse_response(
     head: Iterable[BaseModel],
-    source: AsyncIterator[object],
-    convert: Callable[[object], Iterable[BaseModel]],
+    source: AsyncIterator[T],
+    convert: Callable[[T], Iterable[BaseModel]],
     *,
     done_marker: bool,
 ) -> EventSourceResponse:
@@ -63,7 +67,7 @@ def wants_done_marker(request: Request) -> bool:
     return "LlamaStackClient/" not in request.headers.get("user-agent", "")
 
 
-async def prepend(first: object, rest: AsyncIterator[object]) -> AsyncIterator[object]:
+async def prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
     yield first
     async for item in rest:
         yield item

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import Any, cast
 
 from ..apis.inference import openai as o
 from ..apis.inference.core import (
@@ -63,7 +64,7 @@ def _logit_bias(bias: dict[str, float] | None) -> dict[int, float] | None:
     return out
 
 
-def _json_schema(fmt: o.OpenAIResponseFormatParam | None) -> dict | None:
+def _json_schema(fmt: o.OpenAIResponseFormatParam | None) -> dict[str, Any] | None:
     if fmt is None or isinstance(fmt, o.OpenAIResponseFormatText):
         return None
     if isinstance(fmt, o.OpenAIResponseFormatJSONObject):
@@ -71,7 +72,7 @@ def _json_schema(fmt: o.OpenAIResponseFormatParam | None) -> dict | None:
     return fmt.json_schema.schema_ or {"type": "object"}
 
 
-def _tool_spec(tool: dict, where: str) -> ToolSpec:
+def _tool_spec(tool: dict[str, Any], where: str) -> ToolSpec:
     function = tool.get("function") if tool.get("type", "function") == "function" else None
     if not isinstance(function, dict):
         raise BadRequestError(f"{where}: expected {{'type': 'function', 'function': {{'name': ...}}}}.")
@@ -355,7 +356,7 @@ class ChatChunkBuilder:
 
     def indexed(self, item: object) -> list[o.OpenAIChatCompletionChunk]:
         """For n > 1 streams, whose items are (choice index, chunk) or a choice's start."""
-        index, chunk = item  # type: ignore[misc]
+        index, chunk = cast("tuple[int, GenerationChunk | None]", item)
         return [self.first(index)] if chunk is None else self.chunks(chunk, index)
 
 
@@ -409,5 +410,5 @@ class CompletionChunkBuilder:
         return out
 
     def indexed(self, item: object) -> list[o.OpenAICompletion]:
-        index, chunk = item  # type: ignore[misc]
+        index, chunk = cast("tuple[int, GenerationChunk | None]", item)
         return [] if chunk is None else self.chunks(chunk, index)

@@ -147,7 +147,7 @@ class _UploadForm:
             raise BadRequestError(f"The multipart body ended before its closing boundary. {_HOW}")
         if self.file_part is None:
             raise BadRequestError(f"The upload has no 'file' part. {_HOW}")
-        purpose = self.purpose if self.purpose_seen else parse_purpose(None)
+        purpose = self.purpose if self.purpose_seen and self.purpose is not None else parse_purpose(None)
         if self.upload is None:  # an empty file
             self.upload = await self.files.begin_upload()
         return await self.files.finish_upload(

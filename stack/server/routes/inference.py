@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -25,16 +25,17 @@ from ..route import StackRoute
 from ..sse import prepend, sse_response, wants_done_marker
 
 R = TypeVar("R", ChatRequest, CompletionRequest)
+C = TypeVar("C")
 
 router = APIRouter(tags=["Inference"], route_class=StackRoute)
 
-_STREAM = {"text/event-stream": {}}
+_STREAM: dict[str, Any] = {"text/event-stream": {}}
 
 
 _inference = inference_api
 
 
-async def _started(stream: AsyncIterator[object]) -> AsyncIterator[object]:
+async def _started(stream: AsyncIterator[C]) -> AsyncIterator[C]:
     """Waits for the first chunk, so queue-full and engine errors still get a proper HTTP status."""
     first = await anext(stream)
     return prepend(first, stream)
@@ -97,7 +98,7 @@ def _float32_le(vector: list[float]) -> bytes:
     return packed.tobytes()
 
 
-def _include_usage(options: dict | None) -> bool:
+def _include_usage(options: dict[str, Any] | None) -> bool:
     return bool(options and options.get("include_usage"))
 
 
@@ -134,7 +135,7 @@ async def _stored_when_done(
     """Passes a stream through and stores the whole completion once every choice has finished."""
     collected = to.StreamedChoices(n)
     async for item in source:
-        index, chunk = item if n > 1 else (0, item)  # type: ignore[misc]
+        index, chunk = cast("tuple[int, object]", item) if n > 1 else (0, item)
         if isinstance(chunk, GenerationChunk):
             collected.add(index, chunk)
         yield item
@@ -171,7 +172,8 @@ async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionR
 
             source = _stored_when_done(source, n, save)
         if n == 1:
-            return sse_response([builder.first()], source, builder.chunks, done_marker=done)
+            chunks = cast("AsyncIterator[GenerationChunk]", source)
+            return sse_response([builder.first()], chunks, builder.chunks, done_marker=done)
         return sse_response([], source, builder.indexed, done_marker=done)
     results = [await inference.chat(body.model, _nth(core, i)) for i in range(n)]
     completion = to.chat_completion(results, body.model)
@@ -245,9 +247,11 @@ async def openai_embeddings(request: Request, body: o.OpenaiEmbeddingsRequest) -
         raise BadRequestError("input: give at least one string to embed.")
     result = await _inference(request).embed(body.model, texts, dimensions=body.dimensions)
     if body.encoding_format == "base64":
-        vectors: list = [base64.b64encode(_float32_le(v)).decode() for v in result.embeddings]
+        vectors: list[list[float] | str] = [
+            base64.b64encode(_float32_le(v)).decode() for v in result.embeddings
+        ]
     else:
-        vectors = result.embeddings
+        vectors = list(result.embeddings)
     return json_response(
         o.OpenAIEmbeddingsResponse(
             data=[o.OpenAIEmbeddingData(embedding=v, index=i) for i, v in enumerate(vectors)],
