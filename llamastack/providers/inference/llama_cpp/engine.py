@@ -291,6 +291,8 @@ class LlamaCppModel:
         emit: Callable[[GenerationChunk], None] | None,
         cancel: threading.Event,
     ) -> GenerationResult:
+        from llama_cpp import LogitsProcessorList
+
         llm = self.llm
         # llama.cpp seeds are 32-bit; OpenAI's are 64-bit.
         llm.set_seed(sampling.seed & 0x7FFFFFFF if sampling.seed is not None else random.getrandbits(31))
@@ -308,7 +310,7 @@ class LlamaCppModel:
             repeat_penalty=sampling.repetition_penalty or 1.0,
             frequency_penalty=sampling.frequency_penalty or 0.0,
             presence_penalty=sampling.presence_penalty or 0.0,
-            logits_processor=processors or None,
+            logits_processor=LogitsProcessorList(processors) if processors else None,
             grammar=grammar,
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

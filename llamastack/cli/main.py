@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     dists.set_defaults(func=_commands.list_distributions)
 
     model_parser = sub.add_parser("model", help="The Llama model catalog and prompt formats.")
-    model_parser.set_defaults(func=lambda _args: model_parser.print_help() or 2)
+    model_parser.set_defaults(func=lambda _args: _help(model_parser))
     model_sub = model_parser.add_subparsers(dest="model_command", metavar="COMMAND")
     models = model_sub.add_parser("list", help="List Llama models (Llama 3.1/3.2/3.3, Llama Guard 3).")
     models.add_argument("--all", action="store_true", help="Every model llama-models knows.")
@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--raw", action="store_true", help="Print the Markdown source instead of rendering it.")
     fmt.set_defaults(func=model.prompt_format)
     return parser
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 def main(argv: list[str] | None = None) -> None:

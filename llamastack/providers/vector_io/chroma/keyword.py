@@ -79,7 +79,7 @@ class KeywordIndex:
             return []
         scores = self.retriever.get_scores(list(dict.fromkeys(words)))
         k = min(k, len(scores))
-        best = np.argpartition(-scores, k - 1)[:k]
+        candidates = np.argpartition(-scores, k - 1)[:k]
         # Ties (equal scores) keep insertion order, so results are deterministic.
-        best = sorted((int(i) for i in best if scores[i] > 0), key=lambda i: (-float(scores[i]), i))
+        best = sorted((int(i) for i in candidates if scores[i] > 0), key=lambda i: (-float(scores[i]), i))
         return [(self.chunks[i], float(scores[i])) for i in best]

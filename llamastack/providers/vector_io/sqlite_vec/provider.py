@@ -42,7 +42,7 @@ def _connect(path: Path) -> Any:
     if not hasattr(conn, "enable_load_extension"):
         conn.close()
         try:
-            import pysqlite3 as sqlite3_ext  # type: ignore[import-not-found]
+            import pysqlite3 as sqlite3_ext  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
             raise ConfigError(
                 "This Python's sqlite3 cannot load extensions; "

@@ -28,8 +28,11 @@ class _TorchEncoder:
                 "The torch backend needs sentence-transformers: pip install 'llamastack[torch]'."
             ) from None
         self.model = SentenceTransformer(str(folder), device="cpu")
-        self.dimension = int(self.model.get_sentence_embedding_dimension())
-        self.max_tokens = int(self.model.max_seq_length)
+        dimension, max_tokens = self.model.get_sentence_embedding_dimension(), self.model.max_seq_length
+        if dimension is None or max_tokens is None:
+            raise BadRequestError(f"{folder} does not say its embedding dimension or maximum length.")
+        self.dimension = int(dimension)
+        self.max_tokens = int(max_tokens)
 
     def encode(self, texts: list[str], *, batch_size: int, truncation: Any = None) -> tuple[Any, int]:
         if truncation == "start":

@@ -17,9 +17,8 @@ async def get_provider_impl(
 ) -> BraveSearch | TavilySearch | WolframAlpha:
     from .provider import BraveSearch, TavilySearch, WolframAlpha
 
-    kinds = {
-        BraveSearchConfig: BraveSearch,
-        TavilySearchConfig: TavilySearch,
-        WolframAlphaConfig: WolframAlpha,
-    }
-    return kinds[type(config)](config, deps.outbound)
+    if isinstance(config, BraveSearchConfig):
+        return BraveSearch(config, deps.outbound)
+    if isinstance(config, TavilySearchConfig):
+        return TavilySearch(config, deps.outbound)
+    return WolframAlpha(config, deps.outbound)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -80,8 +80,11 @@ class NumpyBertEncoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
-        self.cls_id = self.tokenizer.token_to_id("[CLS]")
-        self.sep_id = self.tokenizer.token_to_id("[SEP]")
+        cls_id, sep_id = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        if cls_id is None or sep_id is None:
+            raise UnsupportedFolder("the tokenizer has no [CLS] or [SEP] token")
+        self.cls_id: int = cls_id
+        self.sep_id: int = sep_id
 
         w = load_file(str(weights_file))
         prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
@@ -120,11 +123,12 @@ class NumpyBertEncoder:
             )
 
     @staticmethod
-    def _json(path: Path, default: object = None) -> dict | list:
+    def _json(path: Path, default: object = None) -> Any:
+        """The parsed file (a dict or a list, as each sentence-transformers file has it)."""
         if not path.is_file():
             if default is None:
                 raise UnsupportedFolder(f"{path.name} is missing")
-            return default  # type: ignore[return-value]
+            return default
         return json.loads(path.read_text())
 
     def tokenize(self, texts: list[str], truncation: Truncation | None) -> list[list[int]]:
