@@ -1,0 +1,3 @@
+"""The `llama-stack` command."""
+
+__all__: list[str] = []

@@ -17,3 +17,6 @@ def describe(run_yaml: Path) -> str:
         if line.startswith("#"):
             return line.lstrip("# ").strip()
     return ""
+
+
+__all__ = ["DISTRIBUTIONS_DIR", "available", "describe"]

@@ -1,0 +1,3 @@
+"""The core: API types and Protocols, routers, server, storage, config and resolver."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """Agents providers."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """Files API providers."""
+
+__all__: list[str] = []

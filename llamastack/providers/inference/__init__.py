@@ -1,0 +1,3 @@
+"""Inference providers."""
+
+__all__: list[str] = []

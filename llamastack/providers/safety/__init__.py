@@ -1,1 +1,3 @@
 """Safety providers."""
+
+__all__: list[str] = []

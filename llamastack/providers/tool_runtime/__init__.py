@@ -1,1 +1,3 @@
 """Tool runtimes."""
+
+__all__: list[str] = []

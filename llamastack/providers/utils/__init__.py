@@ -1,1 +1,3 @@
 """Helpers shared by providers."""
+
+__all__: list[str] = []

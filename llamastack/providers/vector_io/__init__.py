@@ -1,1 +1,3 @@
 """Vector stores for chunks and their embeddings."""
+
+__all__: list[str] = []

@@ -18,3 +18,6 @@ async def get_provider_impl(config: LocalAgentsConfig, deps: ProviderDeps) -> Lo
     impl = LocalAgents(config, deps)
     await impl.initialize()
     return impl
+
+
+__all__ = ["get_provider_impl"]

@@ -18,3 +18,6 @@ async def get_provider_impl(config: LocalFSFilesConfig, deps: ProviderDeps) -> L
     impl = LocalFSFiles(config)
     await impl.initialize()
     return impl
+
+
+__all__ = ["get_provider_impl"]

@@ -16,3 +16,6 @@ async def get_provider_impl(config: LlamaCppConfig, deps: ProviderDeps) -> Llama
     from .provider import LlamaCppInference  # imports llama_cpp: keep it out of CLI start-up
 
     return LlamaCppInference(config)
+
+
+__all__ = ["get_provider_impl"]

@@ -18,3 +18,6 @@ async def get_provider_impl(
     from .provider import SentenceTransformersInference
 
     return SentenceTransformersInference(config)
+
+
+__all__ = ["get_provider_impl"]

@@ -16,3 +16,6 @@ async def get_provider_impl(config: CodeScannerConfig, deps: ProviderDeps) -> Co
     from .provider import CodeScannerSafety
 
     return CodeScannerSafety(config)
+
+
+__all__ = ["get_provider_impl"]

@@ -18,3 +18,6 @@ async def get_provider_impl(config: LlamaGuardConfig, deps: ProviderDeps) -> Lla
     return LlamaGuardSafety(
         config, inference=required(deps.inference, Api.inference), models=required(deps.models, Api.inference)
     )
+
+
+__all__ = ["get_provider_impl"]

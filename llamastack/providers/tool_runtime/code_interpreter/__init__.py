@@ -18,3 +18,6 @@ async def get_provider_impl(config: CodeInterpreterConfig, deps: ProviderDeps) -
     impl = CodeInterpreterRuntime(config)
     await impl.initialize()
     return impl
+
+
+__all__ = ["get_provider_impl"]

@@ -16,3 +16,6 @@ async def get_provider_impl(config: MCPToolRuntimeConfig, deps: ProviderDeps) ->
     from .provider import MCPToolRuntime
 
     return MCPToolRuntime(config, deps.outbound)
+
+
+__all__ = ["get_provider_impl"]

@@ -22,3 +22,6 @@ async def get_provider_impl(config: RagRuntimeConfig, deps: ProviderDeps) -> Rag
         inference=required(deps.inference, Api.inference),
         outbound=deps.outbound,
     )
+
+
+__all__ = ["get_provider_impl"]

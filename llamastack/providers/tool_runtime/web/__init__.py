@@ -22,3 +22,6 @@ async def get_provider_impl(
     if isinstance(config, TavilySearchConfig):
         return TavilySearch(config, deps.outbound)
     return WolframAlpha(config, deps.outbound)
+
+
+__all__ = ["get_provider_impl"]

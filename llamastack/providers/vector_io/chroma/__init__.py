@@ -20,3 +20,6 @@ async def get_provider_impl(
     impl = ChromaVectorIO(config)
     await impl.initialize()
     return impl
+
+
+__all__ = ["get_provider_impl"]

@@ -16,3 +16,6 @@ async def get_provider_impl(config: SqliteVecConfig, deps: ProviderDeps) -> Sqli
     from .provider import SqliteVecVectorIO
 
     return await SqliteVecVectorIO.open(config)
+
+
+__all__ = ["get_provider_impl"]
