@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(slots=True)
@@ -32,6 +32,7 @@ class ToolNames:
         return cls(frozenset(tool_names) | builtin, builtin)
 
 
+@runtime_checkable
 class ToolParser(Protocol):
     """Reads tool calls out of a model's text. Model output is untrusted: neither method raises, and
     anything that is not a well-formed call of a known tool stays plain text."""
