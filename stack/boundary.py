@@ -149,18 +149,17 @@ class Boundary:
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
+    ) -> None:
         if exc is not None:
             self._reraise(exc)
-        return False
 
     async def __aenter__(self) -> Boundary:
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        return self.__exit__(kind, exc, tb)
+    ) -> None:
+        self.__exit__(kind, exc, tb)
 
     def __call__(self, fn: _F) -> _F:
         if inspect.iscoroutinefunction(fn):
