@@ -2,7 +2,8 @@
 
 Inline engines only produce text; these helpers give every inline provider the same tool-call
 behaviour. A stream is held back only while its beginning could still be a call, so ordinary
-answers stream token by token.
+answers stream token by token. The parser chain comes from `tool_parsers.select_parser`: the
+request's tool_prompt_format (else the model family's default) first, every other format after.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from llamastack.stack.apis.inference.core import (
     ToolOptions,
 )
 
-from .tool_parsing import ParsedToolCall, could_be_tool_call, parse_tool_calls
+from .tool_parsers import ParsedToolCall, ToolNames, ToolParser, select_parser
 
 
 def _calls_out(parsed: list[ParsedToolCall], tools: ToolOptions) -> list[ToolCallOut]:
@@ -31,8 +32,18 @@ def _calls_out(parsed: list[ParsedToolCall], tools: ToolOptions) -> list[ToolCal
     return calls if tools.parallel else calls[:1]
 
 
-def apply_to_result(result: GenerationResult, tools: ToolOptions, builtin: list[str]) -> GenerationResult:
-    parsed = parse_tool_calls(result.text, [t.name for t in tools.tools], builtin_tools=builtin)
+def _reading(
+    tools: ToolOptions, builtin: list[str], llama_version: str | None
+) -> tuple[ToolParser, ToolNames]:
+    names = ToolNames.of([t.name for t in tools.tools], builtin)
+    return select_parser(tools.prompt_format, llama_version), names
+
+
+def apply_to_result(
+    result: GenerationResult, tools: ToolOptions, builtin: list[str], *, llama_version: str | None = None
+) -> GenerationResult:
+    parser, names = _reading(tools, builtin, llama_version)
+    parsed = parser.parse(result.text, names)
     if not parsed.tool_calls:
         return result
     return replace(
@@ -44,9 +55,13 @@ def apply_to_result(result: GenerationResult, tools: ToolOptions, builtin: list[
 
 
 async def apply_to_stream(
-    source: AsyncIterator[GenerationChunk], tools: ToolOptions, builtin: list[str]
+    source: AsyncIterator[GenerationChunk],
+    tools: ToolOptions,
+    builtin: list[str],
+    *,
+    llama_version: str | None = None,
 ) -> AsyncIterator[GenerationChunk]:
-    names = [t.name for t in tools.tools]
+    parser, names = _reading(tools, builtin, llama_version)
     held = ""  # text held back while it could still be the start of a call
     held_logprobs: list[TokenLogprob] = []
     streamed: list[str] = []  # text already sent, parsed at the end for calls after prose
@@ -56,7 +71,7 @@ async def apply_to_stream(
             if deciding and chunk.text:
                 held += chunk.text
                 held_logprobs += chunk.logprobs or []
-                if not could_be_tool_call(held, names, builtin_tools=builtin):
+                if not parser.may_be_call(held, names):
                     deciding = False
                     streamed.append(held)
                     yield GenerationChunk(text=held, logprobs=held_logprobs or None)
@@ -69,7 +84,7 @@ async def apply_to_stream(
                     yield chunk
                 continue
             whole = held if deciding else "".join(streamed)
-            parsed = parse_tool_calls(whole, names, builtin_tools=builtin) if whole.strip() else None
+            parsed = parser.parse(whole, names) if whole.strip() else None
             if parsed is not None and parsed.tool_calls:
                 calls = _calls_out(parsed.tool_calls, tools)
                 text = parsed.content if deciding else ""

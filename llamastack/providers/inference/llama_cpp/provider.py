@@ -100,7 +100,7 @@ class LlamaCppInference:
             schema = tool_call_schema(tools.tools, None if tools.choice == "required" else tools.choice)
         grammar = engine.grammar_for(schema, request.grammar)
         stops = [*request.sampling.stop, *template_stops]
-        return engine, tokens, budget, stops, grammar, builtin
+        return engine, tokens, budget, stops, grammar, builtin, version
 
     def _prepare_completion(self, model: Model, request: CompletionRequest):
         engine = self._engine(model)
@@ -115,21 +115,21 @@ class LlamaCppInference:
         return engine, tokens, budget, list(request.sampling.stop), grammar
 
     async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
-        engine, tokens, budget, stops, grammar, builtin = self._prepare_chat(model, request)
+        engine, tokens, budget, stops, grammar, builtin, version = self._prepare_chat(model, request)
         result = await engine.generate(
             tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
         )
         if request.tools is not None and request.tools.active:
-            result = apply_to_result(result, request.tools, builtin)
+            result = apply_to_result(result, request.tools, builtin, llama_version=version)
         return result
 
     def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
-        engine, tokens, budget, stops, grammar, builtin = self._prepare_chat(model, request)
+        engine, tokens, budget, stops, grammar, builtin, version = self._prepare_chat(model, request)
         stream = engine.generate_stream(
             tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
         )
         if request.tools is not None and request.tools.active:
-            return apply_to_stream(stream, request.tools, builtin)
+            return apply_to_stream(stream, request.tools, builtin, llama_version=version)
         return stream
 
     async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from llamastack.stack.apis.common import ImageContentItem, InterleavedContentItem, TextContentItem
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
+from llamastack.stack.boundary import Boundary, Failure, http_status_text
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError, UpstreamError
 from llamastack.stack.outbound import OutboundPolicy
 
@@ -63,13 +64,13 @@ class _Endpoint:
             self.http_error = status
 
 
-class _Unreachable(Exception):
-    """The MCP server could not be reached or did not speak MCP; the message is the reason."""
+# Builds the error for a server that could not be reached or did not speak MCP, from the reason (in
+# words for the caller) and the last HTTP error status the server answered with.
+_FailureError = Callable[[str, int | None], StackError]
 
-    def __init__(self, reason: str, *, http_status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.http_status = http_status
+
+class _CredentialsWanted(BadRequestError):
+    """The server answered HTTP 401/403: it is there and wants credentials."""
 
 
 class MCPToolRuntime:
@@ -90,20 +91,24 @@ class MCPToolRuntime:
         self, group: ToolGroup, provider_data: dict[str, Any] | None = None
     ) -> ToolGroup:
         endpoint = self._endpoint(group, provider_data)
+
+        def unreachable(reason: str, http_status: int | None) -> StackError:
+            if http_status in (401, 403):
+                return _CredentialsWanted(reason)
+            return BadRequestError(f"cannot reach MCP server at {endpoint.uri}: {reason}")
+
         try:
-            tools = await self._run(endpoint, _list_all_tools)
-        except _Unreachable as exc:
-            if exc.http_status in (401, 403):
-                # The server is there and wants credentials, which only arrive per request
-                # (provider_data.mcp_headers): registration cannot check more than that.
-                log.warning(
-                    "MCP server at %s answered HTTP %s; tool group '%s' registered without listing its tools",
-                    endpoint.uri,
-                    exc.http_status,
-                    group.identifier,
-                )
-                return group
-            raise BadRequestError(f"cannot reach MCP server at {endpoint.uri}: {exc.reason}") from None
+            tools = await self._run(endpoint, _list_all_tools, failed=unreachable)
+        except _CredentialsWanted:
+            # Credentials only arrive per request (provider_data.mcp_headers): registration cannot
+            # check more than that the server is there.
+            log.warning(
+                "MCP server at %s answered HTTP %s; tool group '%s' registered without listing its tools",
+                endpoint.uri,
+                endpoint.http_error,
+                group.identifier,
+            )
+            return group
         log.info(
             "MCP tool group '%s' at %s (%s): %d tools",
             group.identifier,
@@ -120,10 +125,7 @@ class MCPToolRuntime:
         self, group: ToolGroup, provider_data: dict[str, Any] | None = None
     ) -> list[ToolDef]:
         endpoint = self._endpoint(group, provider_data)
-        try:
-            tools = await self._run(endpoint, _list_all_tools)
-        except _Unreachable as exc:
-            raise UpstreamError(self._upstream_message(endpoint, "listing tools", exc)) from None
+        tools = await self._run(endpoint, _list_all_tools, failed=_upstream(endpoint, "listing tools"))
         return [_tool_def(tool) for tool in tools]
 
     async def invoke(
@@ -154,12 +156,8 @@ class MCPToolRuntime:
                 raise
 
         started = time.perf_counter()
-        try:
-            result = await self._run(endpoint, call, extra_time_s=call_timeout_s)
-        except _Unreachable as exc:
-            raise UpstreamError(
-                self._upstream_message(endpoint, f"calling tool '{tool_name}'", exc)
-            ) from None
+        failed = _upstream(endpoint, f"calling tool '{tool_name}'")
+        result = await self._run(endpoint, call, failed=failed, extra_time_s=call_timeout_s)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
 
         content = list(_content_items(result.content))
@@ -197,24 +195,22 @@ class MCPToolRuntime:
             raise BadRequestError(f"args.transport must be 'sse' or 'streamable_http', got {forced!r}.")
         return _Endpoint(uri=uri, transport=transport, headers=_headers_for(uri, provider_data))
 
-    def _upstream_message(self, endpoint: _Endpoint, doing: str, exc: _Unreachable) -> str:
-        return f"MCP server at {endpoint.uri} failed while {doing}: {exc.reason}"
-
     async def _run(
         self,
         endpoint: _Endpoint,
         operation: Callable[[Client], Awaitable[_T]],
         *,
+        failed: _FailureError,
         extra_time_s: float = 0.0,
     ) -> _T:
         """Opens a session, runs `operation` on it and closes it. Failures to reach or talk to the server
-        become `_Unreachable`; the stack's own typed errors raised by `operation` pass through."""
+        become the error `failed` makes; the stack's own typed errors raised by `operation` pass through."""
         import anyio
         from mcp import Client
 
         connect_s = self.config.connect_timeout_s
         deadline_s = connect_s + extra_time_s + 1.0  # the requests' own timeouts should fire first
-        try:
+        async with _boundary(endpoint, deadline_s, failed):
             with anyio.fail_after(deadline_s):
                 async with AsyncExitStack() as stack:
                     transport = await self._transport(
@@ -226,17 +222,6 @@ class MCPToolRuntime:
                     await stack.enter_async_context(client)
                     endpoint.http_error = None  # e.g. a legacy server's 4xx to the discovery probe
                     return await operation(client)
-        except BaseException as exc:
-            leaves = list(_leaves(exc))
-            if any(not isinstance(leaf, Exception) for leaf in leaves):
-                raise  # cancelled (the caller went away) or interrupted: not the server's doing
-            for leaf in leaves:
-                if isinstance(leaf, StackError):
-                    raise leaf from None
-            reason = _reason(exc, endpoint, deadline_s)
-            if reason is None:
-                raise
-            raise _Unreachable(reason, http_status=endpoint.http_error) from exc
 
     async def _transport(self, stack: AsyncExitStack, endpoint: _Endpoint, *, read_timeout_s: float) -> Any:
         import httpx2
@@ -321,61 +306,51 @@ def _headers_for(uri: str, provider_data: Mapping[str, Any] | None) -> dict[str,
     return {}
 
 
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    """The exceptions inside (nested) exception groups; anyio task groups in the SDK wrap them."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
+def _upstream(endpoint: _Endpoint, doing: str) -> _FailureError:
+    def failed(reason: str, http_status: int | None) -> StackError:
+        return UpstreamError(f"MCP server at {endpoint.uri} failed while {doing}: {reason}")
+
+    return failed
 
 
-def _reason(exc: BaseException, endpoint: _Endpoint, deadline_s: float) -> str | None:
-    """Why talking to the server failed, in words for the caller; None for errors that are not about
-    the server (cancellation, bugs), which propagate unchanged."""
-    import httpx2
+def _boundary(endpoint: _Endpoint, deadline_s: float, failed: _FailureError) -> Boundary:
+    """Failures talking to the server, worded as the reason `failed` builds its error from. HTTP and
+    socket errors are read by the stack's boundary; these rules add the SDK's own."""
     from mcp import MCPError
     from mcp.types import REQUEST_TIMEOUT
 
-    # Prefer the most telling leaf: an HTTP error over the generic one the session raised above it.
-    leaves = sorted(_leaves(exc), key=lambda e: 0 if isinstance(e, httpx2.HTTPError) else 1)
-    for leaf in leaves:
-        if isinstance(leaf, httpx2.HTTPStatusError):
-            endpoint.record(leaf.response.status_code)
-            return _http_status(leaf.response.status_code)
-        if isinstance(leaf, httpx2.ConnectTimeout):
-            detail = "ConnectTimeout: timed out connecting"
-        elif isinstance(leaf, httpx2.TimeoutException):
-            detail = f"{type(leaf).__name__}: connected, but timed out waiting for an answer"
-        elif isinstance(leaf, httpx2.HTTPError):
-            detail = f"{type(leaf).__name__}: {leaf}".rstrip(": ")
-        elif isinstance(leaf, MCPError):
-            if leaf.code == REQUEST_TIMEOUT:
-                detail = f"no answer in time ({leaf.message})"
-            else:
-                detail = f"MCP error {leaf.code}: {leaf.message}"
-        elif isinstance(leaf, TimeoutError):
-            detail = f"no answer within {deadline_s:g}s"
-        elif isinstance(leaf, OSError | ValueError | RuntimeError):
-            # OSError: sockets; ValueError/RuntimeError: the SDK's own protocol checks (a bad endpoint
-            # event, a result that does not match the tool's output schema, ...).
-            detail = f"{type(leaf).__name__}: {leaf}"
-        else:
-            continue
-        if endpoint.http_error is not None:
+    def mcp_error(exc: BaseException) -> Failure:
+        assert isinstance(exc, MCPError)
+        if exc.code == REQUEST_TIMEOUT:
+            return Failure("timeout", f"no answer in time ({exc.message})")
+        return Failure("other", f"MCP error {exc.code}: {exc.message}")
+
+    def word(failure: Failure) -> StackError:
+        reason = failure.reason
+        if failure.status is not None:
+            endpoint.record(failure.status)
+        elif endpoint.http_error is not None:
             # The streamable HTTP transport reports e.g. a 401 as a generic JSON-RPC error.
-            return f"{_http_status(endpoint.http_error)} ({detail})"
-        return detail
-    return None
+            reason = f"{http_status_text(endpoint.http_error)} ({reason})"
+        return failed(reason, endpoint.http_error)
+
+    return Boundary(
+        f"MCP server at {endpoint.uri}",
+        endpoint.uri,
+        rules={
+            MCPError: mcp_error,
+            TimeoutError: lambda _: Failure("timeout", f"no answer within {deadline_s:g}s"),
+            # The SDK's own protocol checks (a bad endpoint event, a result that does not match the
+            # tool's output schema, ...).
+            ValueError: _described,
+            RuntimeError: _described,
+        },
+        error=word,
+    )
 
 
-def _http_status(code: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return f"HTTP {code} {HTTPStatus(code).phrase}"
-    except ValueError:
-        return f"HTTP {code}"
+def _described(exc: BaseException) -> Failure:
+    return Failure("other", f"{type(exc).__name__}: {exc}")
 
 
 def _json_type(schema: Mapping[str, Any]) -> str:

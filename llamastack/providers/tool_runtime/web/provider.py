@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
+from llamastack.stack.boundary import Boundary
 from llamastack.stack.errors import BadRequestError, UpstreamError
 from llamastack.stack.outbound import OutboundPolicy
-from llamastack.stack.secrets import scrub, secret_value
+from llamastack.stack.secrets import secret_value
 
 from .config import BraveSearchConfig, TavilySearchConfig, WolframAlphaConfig
 
@@ -60,19 +61,28 @@ class _WebTool:
         if not isinstance(query, str) or not query.strip():
             raise BadRequestError(f"{tool_name} needs a non-empty string argument 'query'.")
         key = self._key(provider_data)
-        try:
+        async with self._boundary(key):
             async with self.outbound.async_client(timeout=self.config.timeout_s) as client:
                 response = await self._request(client, query, key)
-        except httpx.HTTPError as exc:
-            # Scrubbed: a key may travel in the URL (Wolfram's appid), and upstreams may echo it.
-            reason = scrub(str(exc), key)
-            raise UpstreamError(f"{tool_name} could not reach {self.config.base_url}: {reason}") from None
-        if response.status_code in (401, 403):
-            raise BadRequestError(f"{tool_name} rejected the API key (HTTP {response.status_code}).")
-        if response.status_code >= 400:
-            body = scrub(response.text[:200], key)
-            raise UpstreamError(f"{tool_name} answered HTTP {response.status_code}: {body}")
-        return ToolInvocationResult(content=json.dumps(self._results(response), ensure_ascii=False))
+            response.raise_for_status()
+            results = self._results(response)  # an answer that is not the expected JSON is a 502 too
+        return ToolInvocationResult(content=json.dumps(results, ensure_ascii=False))
+
+    def _boundary(self, key: str) -> Boundary:
+        # Scrubbed: a key may travel in the URL (Wolfram's appid), and upstreams may echo it.
+        return Boundary(
+            self.tool.name,
+            self.config.base_url,
+            secrets=[key],
+            credentials="API key",
+            credentials_hint=(
+                f"Set a valid api_key in the provider config or send X-LlamaStack-Provider-Data: "
+                f'{{"{self.key_name}": "<key>"}}.'
+            ),
+            # The caller may have sent the key; a missing page means base_url is wrong, not the query.
+            credentials_error=BadRequestError,
+            statuses={404: UpstreamError},
+        )
 
     async def _request(self, client: httpx.AsyncClient, query: str, key: str) -> httpx.Response:
         raise NotImplementedError

@@ -13,7 +13,8 @@ from urllib.parse import urlparse
 
 from llamastack.stack.apis.common import content_to_text
 from llamastack.stack.apis.vector_io import Chunk, StoredChunk, VectorDB
-from llamastack.stack.errors import ConfigError, UpstreamError
+from llamastack.stack.boundary import Boundary, Failure, http_status_text
+from llamastack.stack.errors import ConfigError, NotFoundError
 
 from ..base import storage_name
 from .config import ChromaInlineConfig, ChromaRemoteConfig
@@ -25,6 +26,13 @@ REVISIONS = "llamastack_revisions"
 PAGE = 1000
 
 
+def _chroma_failure(exc: BaseException) -> Failure:
+    """chromadb's own errors carry the HTTP status they stand for (NotFoundError 404, InvalidArgumentError
+    400, ...): worded like any service's answer."""
+    code = exc.code()  # type: ignore[attr-defined]
+    return Failure("status", http_status_text(code), status=code, body=str(exc))
+
+
 class ChromaVectorIO:
     def __init__(self, config: ChromaInlineConfig | ChromaRemoteConfig) -> None:
         self.config = config
@@ -33,6 +41,13 @@ class ChromaVectorIO:
         self._revisions: Any = None
         self._keyword: dict[str, KeywordIndex] = {}
         self._keyword_locks: dict[str, asyncio.Lock] = {}
+        where = config.url if isinstance(config, ChromaRemoteConfig) else config.db_path
+        self._boundary = Boundary(
+            "chroma",
+            where,
+            rules={"chromadb.errors.ChromaError": _chroma_failure},
+            passthrough=(ValueError, TypeError),  # chroma's own argument checks, which callers handle
+        )
 
     async def initialize(self) -> None:
         self.client = await asyncio.to_thread(self._connect)
@@ -76,12 +91,8 @@ class ChromaVectorIO:
         self._keyword.clear()
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
+        async with self._boundary:  # network or server failures of a remote chroma, chroma's own errors
             return await asyncio.to_thread(fn, *args, **kwargs)
-        except (ValueError, TypeError):
-            raise
-        except Exception as exc:  # network or server failures of a remote chroma
-            raise UpstreamError(f"chroma failed: {exc}") from None
 
     def _collection(self, db: VectorDB) -> Any:
         return self._collections[db.identifier]
@@ -101,7 +112,7 @@ class ChromaVectorIO:
         self._collections.pop(db.identifier, None)
         self._keyword.pop(db.identifier, None)
         name = storage_name(db.provider_resource_id or db.identifier)
-        with contextlib.suppress(ValueError):  # already gone
+        with contextlib.suppress(ValueError, NotFoundError):  # already gone
             await self._call(self.client.delete_collection, name=name)
         await self._call(self._revisions.delete, ids=[name])
 
