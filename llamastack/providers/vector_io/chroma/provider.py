@@ -67,7 +67,10 @@ class ChromaVectorIO:
         url = urlparse(self.config.url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ConfigError(f"remote::chromadb url must be http(s)://host:port, got '{self.config.url}'.")
-        extra = {k: v for k, v in (("tenant", self.config.tenant), ("database", self.config.database)) if v}
+        # chroma's own defaults apply to what the config leaves out.
+        extra: dict[str, Any] = {
+            k: v for k, v in (("tenant", self.config.tenant), ("database", self.config.database)) if v
+        }
         try:
             return chromadb.HttpClient(
                 host=url.hostname,
