@@ -186,11 +186,13 @@ class AgentStore:
         turns = [
             t.turn for t in await self.session_turns(record) if not turn_ids or t.turn.turn_id in turn_ids
         ]
-        return Session(
-            session_id=record.session_id,
-            session_name=record.session_name,
-            turns=turns,
-            started_at=record.started_at,
+        return Session.model_validate(  # started_at is stored as ISO text; the model parses it
+            {
+                "session_id": record.session_id,
+                "session_name": record.session_name,
+                "turns": turns,
+                "started_at": record.started_at,
+            }
         )
 
     async def recover(self) -> int:
