@@ -18,6 +18,7 @@ from ..apis.inference.core import (
     ToolSpec,
     Usage,
 )
+from ..apis.tools import ToolDef
 from ..errors import BadRequestError, UnsupportedError
 
 
@@ -118,6 +119,8 @@ PARAM_TYPES = {
 
 
 def tool_spec_from_native(tool: n.ToolDefinition) -> ToolSpec:
+    """The one conversion of declared tool parameters into the JSON schema the core offers a model
+    (`x-param-type` keeps the declared type name for the prompt formats that show it)."""
     properties: dict[str, dict] = {}
     required: list[str] = []
     for name, param in (tool.parameters or {}).items():
@@ -135,6 +138,25 @@ def tool_spec_from_native(tool: n.ToolDefinition) -> ToolSpec:
         name=tool.tool_name,
         description=tool.description,
         parameters={"type": "object", "properties": properties, "required": required},
+    )
+
+
+def tool_spec_from_def(tool: ToolDef) -> ToolSpec:
+    """A tool of the Tools API (a tool group's, or an agent's client tool) as the core offers it: its
+    own JSON schema when it carries one (MCP tools), else its parameters converted as a native tool
+    definition's are."""
+    if tool.metadata and isinstance(tool.metadata.get("input_schema"), dict):
+        return ToolSpec(
+            name=tool.name, description=tool.description, parameters=tool.metadata["input_schema"]
+        )
+    parameters = {
+        p.name: n.ToolParamDefinition(
+            param_type=p.parameter_type, description=p.description, required=p.required, default=p.default
+        )
+        for p in tool.parameters or []
+    }
+    return tool_spec_from_native(
+        n.ToolDefinition(tool_name=tool.name, description=tool.description, parameters=parameters)
     )
 
 

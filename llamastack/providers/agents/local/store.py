@@ -8,11 +8,21 @@ out of lists and sessions, still deletable); see stack/storage/records.py. A tur
 it starts and again after each step. `recover()` runs at start-up: a turn a crash interrupted
 (neither completed nor waiting for client tool answers) is removed from its session, so the
 session reads and continues as if that request had failed before it began.
+
+The conversation so far is kept on the session record, as the messages of each turn at rest
+(completed, or waiting for client tool answers), so a new turn reads it with the session instead of
+re-reading every earlier turn. A turn's part is written after the turn record that it copies, and
+dropped before a resumed turn changes again; a turn without one (still running, or stored before
+the history was kept) is read from its own record, as before. Session writes are read-modify-write
+under one lock, so concurrent turns of a session do not undo each other's changes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
@@ -43,10 +53,8 @@ class SessionRecord(BaseModel):
     started_at: str
     turn_ids: list[str] = Field(default_factory=list)
     vector_db_id: str | None = None  # where documents attached to its turns are indexed
-
-
-def _agent_not_found(agent_id: str) -> NotFoundError:
-    return NotFoundError(f"Agent '{agent_id}' not found. Use client.agents.list() to list agents.")
+    # turn id -> the messages that turn added, for the turns at rest (see the module docstring)
+    history: dict[str, list[Message]] = Field(default_factory=dict)
 
 
 class AgentStore:
@@ -56,6 +64,7 @@ class AgentStore:
         self.agents: RecordStore[Agent] = RecordStore(kv, Agent, kind="agent")
         self.sessions: RecordStore[SessionRecord] = RecordStore(kv, SessionRecord, kind="session")
         self.turns: RecordStore[TurnRecord] = RecordStore(kv, TurnRecord, kind="turn")
+        self._session_writes = asyncio.Lock()
 
     async def create_agent(self, agent: Agent) -> None:
         await self.owners.claim(agent.agent_id)
@@ -88,6 +97,24 @@ class AgentStore:
         return await self.sessions.require(
             f"{agent_id}:{session_id}", lambda: _session_not_found(agent_id, session_id)
         )
+
+    async def update_session(
+        self, agent_id: str, session_id: str, change: Callable[[SessionRecord], object]
+    ) -> SessionRecord:
+        """Applies `change` to the stored session (read afresh) and writes it back; the result."""
+        key = f"{agent_id}:{session_id}"
+        async with self._session_writes:
+            record = await self.sessions.require(key, lambda: _session_not_found(agent_id, session_id))
+            change(record)
+            return await self.sessions.put(key, record)
+
+    async def _update_history(
+        self, agent_id: str, session_id: str, change: Callable[[SessionRecord], object]
+    ) -> None:
+        """Like update_session, for a session that may be gone (deleted while its turn ran): then
+        there is no history to keep."""
+        with contextlib.suppress(NotFoundError):
+            await self.update_session(agent_id, session_id, change)
 
     async def list_sessions(self, agent_id: str) -> list[SessionRecord]:
         return await self.sessions.list(f"{agent_id}:")
@@ -126,23 +153,56 @@ class AgentStore:
                 turns.append(found)
         return turns
 
+    async def history_before(self, record: SessionRecord, turn_id: str) -> list[Message]:
+        """The conversation of the session's turns before `turn_id`: one store read per earlier turn
+        not at rest (normally none); a missing or unreadable one adds nothing."""
+        messages: list[Message] = []
+        for earlier in record.turn_ids:
+            if earlier == turn_id:
+                break
+            part = record.history.get(earlier)
+            if part is None:
+                found = await self.turns.get(f"{record.session_id}:{earlier}")
+                part = found.messages if found is not None else []
+            messages += part
+        return messages
+
+    async def turn_at_rest(self, agent_id: str, record: TurnRecord) -> None:
+        """Writes a completed turn, or one waiting for client tools, and its part of the history."""
+        await self.put_turn(record)
+        turn_id, messages = record.turn.turn_id, list(record.messages)
+        await self._update_history(
+            agent_id, record.turn.session_id, lambda s: s.history.update({turn_id: messages})
+        )
+
+    async def turn_resumed(self, agent_id: str, record: TurnRecord) -> None:
+        """Writes a turn that goes on again; its history part is dropped first, so until it is at rest
+        the next turn reads it from its record (a crash now leaves it to `recover`)."""
+        turn_id = record.turn.turn_id
+        await self._update_history(agent_id, record.turn.session_id, lambda s: s.history.pop(turn_id, None))
+        await self.put_turn(record)
+
     async def session_view(self, record: SessionRecord, turn_ids: list[str] | None = None) -> Session:
         turns = [
             t.turn for t in await self.session_turns(record) if not turn_ids or t.turn.turn_id in turn_ids
         ]
-        return Session(
-            session_id=record.session_id,
-            session_name=record.session_name,
-            turns=turns,
-            started_at=record.started_at,
+        return Session.model_validate(  # started_at is stored as ISO text; the model parses it
+            {
+                "session_id": record.session_id,
+                "session_name": record.session_name,
+                "turns": turns,
+                "started_at": record.started_at,
+            }
         )
 
     async def recover(self) -> int:
-        """At start-up: removes turns a crash interrupted, and turn records no session refers to.
+        """At start-up: removes turns a crash interrupted, and turn records no session refers to;
+        gives every turn at rest its history part (sessions stored before the history was kept).
         Returns how many interrupted turns were removed."""
         removed = 0
         for key, session in await self.sessions.items():
             kept = []
+            history = {}
             for turn_id in session.turn_ids:
                 record = await self.turns.get(f"{session.session_id}:{turn_id}")
                 if record is not None and record.turn.completed_at is None and not record.awaiting:
@@ -150,8 +210,12 @@ class AgentStore:
                     continue
                 if record is not None or await self.turns.exists(f"{session.session_id}:{turn_id}"):
                     kept.append(turn_id)  # an unreadable turn stays set aside, not lost
-            if kept != session.turn_ids:
-                await self.sessions.put(key, session.model_copy(update={"turn_ids": kept}))
+                if record is not None:
+                    history[turn_id] = record.messages
+            if kept != session.turn_ids or history != session.history:
+                await self.sessions.put(
+                    key, session.model_copy(update={"turn_ids": kept, "history": history})
+                )
             for turn_key in await self.turns.keys(f"{session.session_id}:"):
                 if turn_key.split(":", 1)[1] not in kept:
                     await self.turns.delete(turn_key)

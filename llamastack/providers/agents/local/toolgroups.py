@@ -19,28 +19,6 @@ RAG_GROUP = "builtin::rag"
 KNOWLEDGE_SEARCH = "knowledge_search"
 
 
-def tool_spec(tool: ToolDef) -> ToolSpec:
-    """A tool as the inference core offers it: its JSON schema (MCP tools carry one) or one built from
-    its declared parameters."""
-    if tool.metadata and isinstance(tool.metadata.get("input_schema"), dict):
-        return ToolSpec(
-            name=tool.name, description=tool.description, parameters=tool.metadata["input_schema"]
-        )
-    kinds = tn.PARAM_TYPES
-    properties = {}
-    for p in tool.parameters or []:
-        prop: dict[str, Any] = {"description": p.description, "x-param-type": p.parameter_type}
-        if (kind := kinds.get(p.parameter_type.lower())) is not None:
-            prop["type"] = kind
-        properties[p.name] = prop
-    required = [p.name for p in tool.parameters or [] if p.required]
-    return ToolSpec(
-        name=tool.name,
-        description=tool.description,
-        parameters={"type": "object", "properties": properties, "required": required},
-    )
-
-
 def entry_name(entry: a.AgentTool | dict[str, Any]) -> str:
     if isinstance(entry, str):
         return entry
@@ -111,7 +89,7 @@ class ToolResolver:
             for tool in await self._group_tools(group_id):
                 if (only is not None and tool.identifier != only) or tool.identifier in result.specs:
                     continue
-                result.specs[tool.identifier] = tool_spec(
+                result.specs[tool.identifier] = tn.tool_spec_from_def(
                     ToolDef(
                         name=tool.identifier,
                         description=tool.description,
@@ -124,7 +102,7 @@ class ToolResolver:
                 result.args[tool.identifier] = {**(registered.args or {}), **group_args.get(group_id, {})}
                 result.groups[tool.identifier] = group_id
         for tool_def in client_tools:
-            result.specs[tool_def.name] = tool_spec(tool_def)
+            result.specs[tool_def.name] = tn.tool_spec_from_def(tool_def)
             result.client.add(tool_def.name)
             result.args.pop(tool_def.name, None)
             result.groups.pop(tool_def.name, None)
@@ -143,7 +121,7 @@ class ToolResolver:
             if not found:
                 return False
             tool = found[0]
-            tools.specs[KNOWLEDGE_SEARCH] = tool_spec(
+            tools.specs[KNOWLEDGE_SEARCH] = tn.tool_spec_from_def(
                 ToolDef(name=tool.identifier, description=tool.description, parameters=tool.parameters)
             )
             tools.args[KNOWLEDGE_SEARCH] = dict(rag_group.args or {})

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import cast
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ...apis import agents as a
-from ...errors import NotFoundError
 from ..deps import agents_api, json_response
 from ..route import StackRoute
 from ..sse import sse_response
 
 router = APIRouter(tags=["Agents"], route_class=StackRoute)
-_STREAM = {"text/event-stream": {}}
+_STREAM: dict[str, dict] = {"text/event-stream": {}}
 _SESSION = "/v1/agents/{agent_id}/session/{session_id}"
-
-
-_agents = agents_api
-
-
-def _page(items: list[dict], start_index: int | None, limit: int | None) -> a.PaginatedResponse:
-    start = start_index or 0
-    end = len(items) if limit is None else start + limit
-    return a.PaginatedResponse(data=items[start:end], has_more=end < len(items))
 
 
 async def _respond(events: AsyncIterator[a.AgentTurnResponseStreamChunk], stream: bool | None) -> Response:
@@ -36,7 +27,9 @@ async def _respond(events: AsyncIterator[a.AgentTurnResponseStreamChunk], stream
             async for event in events:
                 yield event
 
-        return sse_response([], all_events(), lambda e: [e], done_marker=False)
+        return sse_response(
+            [], all_events(), lambda e: [cast(a.AgentTurnResponseStreamChunk, e)], done_marker=False
+        )
     turn = None
     async for event in events:
         payload = event.event.payload
@@ -48,54 +41,48 @@ async def _respond(events: AsyncIterator[a.AgentTurnResponseStreamChunk], stream
 
 @router.post("/v1/agents", response_model=a.AgentCreateResponse, summary="Create an agent.")
 async def create_agent(request: Request, body: a.CreateAgentRequest) -> Response:
-    return json_response(await _agents(request).create_agent(body.agent_config))
+    return json_response(await agents_api(request).create_agent(body.agent_config))
 
 
 @router.get("/v1/agents", response_model=a.PaginatedResponse, summary="List all agents.")
 async def list_agents(request: Request, start_index: int | None = None, limit: int | None = None) -> Response:
-    agents = sorted(await _agents(request).store.list_agents(), key=lambda x: x.created_at)
-    return json_response(_page([x.model_dump(mode="json") for x in agents], start_index, limit))
+    return json_response(await agents_api(request).list_agents(start_index, limit))
 
 
 @router.get("/v1/agents/{agent_id}", response_model=a.Agent, summary="Describe an agent.")
 async def get_agent(request: Request, agent_id: str) -> Response:
-    return json_response(await _agents(request).store.get_agent(agent_id))
+    return json_response(await agents_api(request).get_agent(agent_id))
 
 
 @router.delete("/v1/agents/{agent_id}", summary="Delete an agent and its sessions.")
 async def delete_agent(request: Request, agent_id: str) -> None:
-    await _agents(request).store.delete_agent(agent_id)
+    await agents_api(request).delete_agent(agent_id)
 
 
 @router.post(
     "/v1/agents/{agent_id}/session", response_model=a.AgentSessionCreateResponse, summary="Create a session."
 )
 async def create_session(request: Request, agent_id: str, body: a.CreateAgentSessionRequest) -> Response:
-    return json_response(await _agents(request).create_session(agent_id, body.session_name))
+    return json_response(await agents_api(request).create_session(agent_id, body.session_name))
 
 
 @router.get("/v1/agents/{agent_id}/sessions", response_model=a.PaginatedResponse, summary="List sessions.")
 async def list_sessions(
     request: Request, agent_id: str, start_index: int | None = None, limit: int | None = None
 ) -> Response:
-    store = _agents(request).store
-    await store.get_agent(agent_id)
-    sessions = sorted(await store.list_sessions(agent_id), key=lambda s: s.started_at)
-    views = [(await store.session_view(s)).model_dump(mode="json") for s in sessions]
-    return json_response(_page(views, start_index, limit))
+    return json_response(await agents_api(request).list_sessions(agent_id, start_index, limit))
 
 
 @router.get(_SESSION, response_model=a.Session, summary="Retrieve a session with its turns.")
 async def get_session(
     request: Request, agent_id: str, session_id: str, turn_ids: list[str] | None = Query(default=None)
 ) -> Response:
-    store = _agents(request).store
-    return json_response(await store.session_view(await store.get_session(agent_id, session_id), turn_ids))
+    return json_response(await agents_api(request).get_session(agent_id, session_id, turn_ids))
 
 
 @router.delete(_SESSION, summary="Delete a session.")
 async def delete_session(request: Request, agent_id: str, session_id: str) -> None:
-    await _agents(request).store.delete_session(agent_id, session_id)
+    await agents_api(request).delete_session(agent_id, session_id)
 
 
 @router.post(
@@ -107,14 +94,12 @@ async def delete_session(request: Request, agent_id: str, session_id: str) -> No
 async def create_turn(
     request: Request, agent_id: str, session_id: str, body: a.CreateAgentTurnRequest
 ) -> Response:
-    return await _respond(await _agents(request).create_turn(agent_id, session_id, body), body.stream)
+    return await _respond(await agents_api(request).create_turn(agent_id, session_id, body), body.stream)
 
 
 @router.get(_SESSION + "/turn/{turn_id}", response_model=a.Turn, summary="Retrieve a turn.")
 async def get_turn(request: Request, agent_id: str, session_id: str, turn_id: str) -> Response:
-    store = _agents(request).store
-    await store.get_session(agent_id, session_id)
-    return json_response((await store.get_turn(session_id, turn_id)).turn)
+    return json_response(await agents_api(request).get_turn(agent_id, session_id, turn_id))
 
 
 @router.post(
@@ -127,7 +112,7 @@ async def resume_turn(
     request: Request, agent_id: str, session_id: str, turn_id: str, body: a.ResumeAgentTurnRequest
 ) -> Response:
     return await _respond(
-        await _agents(request).resume_turn(agent_id, session_id, turn_id, body), body.stream
+        await agents_api(request).resume_turn(agent_id, session_id, turn_id, body), body.stream
     )
 
 
@@ -137,10 +122,4 @@ async def resume_turn(
     summary="Retrieve a step.",
 )
 async def get_step(request: Request, agent_id: str, session_id: str, turn_id: str, step_id: str) -> Response:
-    store = _agents(request).store
-    await store.get_session(agent_id, session_id)
-    turn = (await store.get_turn(session_id, turn_id)).turn
-    for step in turn.steps:
-        if step.step_id == step_id:
-            return json_response(a.AgentStepResponse(step=step))
-    raise NotFoundError(f"Step '{step_id}' not found in turn '{turn_id}'.")
+    return json_response(await agents_api(request).get_step(agent_id, session_id, turn_id, step_id))
