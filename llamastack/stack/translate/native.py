@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..apis.common import content_has_image, content_to_text
+from typing import Any
+
+from ..apis.common import InterleavedContent, content_has_image, content_to_text
 from ..apis.inference import native as n
 from ..apis.inference.core import (
     ChatMessage,
@@ -43,7 +45,7 @@ def sampling_from_native(
     return options
 
 
-def _text(content: n.InterleavedContent | None, where: str) -> str:
+def _text(content: InterleavedContent | None, where: str) -> str:
     if content_has_image(content):
         raise UnsupportedError(
             f"{where} contains an image, but this model takes text only. Use a vision model "
@@ -81,13 +83,13 @@ def messages_from_native(messages: list[n.Message]) -> list[ChatMessage]:
     return out
 
 
-def _json_args(arguments: str | dict) -> str:
+def _json_args(arguments: str | dict[str, Any]) -> str:
     import json
 
     return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
-def response_format_to_core(fmt: n.ResponseFormat | None) -> tuple[dict | None, str | None]:
+def response_format_to_core(fmt: n.ResponseFormat | None) -> tuple[dict[str, Any] | None, str | None]:
     if fmt is None:
         return None, None
     if isinstance(fmt, n.JsonSchemaResponseFormat):
@@ -121,10 +123,10 @@ PARAM_TYPES = {
 def tool_spec_from_native(tool: n.ToolDefinition) -> ToolSpec:
     """The one conversion of declared tool parameters into the JSON schema the core offers a model
     (`x-param-type` keeps the declared type name for the prompt formats that show it)."""
-    properties: dict[str, dict] = {}
+    properties: dict[str, dict[str, Any]] = {}
     required: list[str] = []
     for name, param in (tool.parameters or {}).items():
-        prop: dict = {"x-param-type": param.param_type}
+        prop: dict[str, Any] = {"x-param-type": param.param_type}
         if (kind := PARAM_TYPES.get(param.param_type.lower())) is not None:
             prop["type"] = kind
         if param.description:
@@ -184,7 +186,7 @@ def tool_options_from_native(req: n.ChatCompletionRequest) -> ToolOptions | None
     return ToolOptions(
         tools=specs,
         choice=choice,
-        prompt_format=prompt_format.value if prompt_format else None,  # type: ignore[arg-type]
+        prompt_format=prompt_format.value if prompt_format else None,
         system_message_behavior=config.system_message_behavior or "append",
     )
 

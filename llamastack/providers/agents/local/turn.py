@@ -212,7 +212,7 @@ class TurnRunner:
             tools=ToolOptions(
                 tools=list(specs.values()),
                 choice=choice,
-                prompt_format=prompt_format.value if prompt_format else None,  # type: ignore[arg-type]
+                prompt_format=prompt_format.value if prompt_format else None,
             )
             if specs
             else None,

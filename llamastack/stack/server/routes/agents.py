@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -14,7 +14,7 @@ from ..route import StackRoute
 from ..sse import sse_response
 
 router = APIRouter(tags=["Agents"], route_class=StackRoute)
-_STREAM: dict[str, dict] = {"text/event-stream": {}}
+_STREAM: dict[str, Any] = {"text/event-stream": {}}
 _SESSION = "/v1/agents/{agent_id}/session/{session_id}"
 
 
@@ -27,9 +27,7 @@ async def _respond(events: AsyncIterator[a.AgentTurnResponseStreamChunk], stream
             async for event in events:
                 yield event
 
-        return sse_response(
-            [], all_events(), lambda e: [cast(a.AgentTurnResponseStreamChunk, e)], done_marker=False
-        )
+        return sse_response([], all_events(), lambda e: [e], done_marker=False)
     turn = None
     async for event in events:
         payload = event.event.payload
