@@ -1,1 +1,0 @@
-"""Memory helpers shared by the RAG tool and vector stores: document loading and chunking."""
