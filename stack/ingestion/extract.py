@@ -113,8 +113,8 @@ _SPACES = re.compile(r"\s+")
 
 def _html_to_text(data: bytes, charset: str | None) -> str:
     """Visible text with paragraphs as blank lines, blocks as lines and runs of spaces collapsed."""
-    from bs4 import BeautifulSoup, CData, NavigableString, Tag
-    from bs4.element import PreformattedString
+    from bs4 import BeautifulSoup
+    from bs4.element import CData, NavigableString, PreformattedString, Tag
 
     soup = BeautifulSoup(data, "html.parser", from_encoding=charset)
     out = _TextBuilder()
