@@ -12,6 +12,10 @@ StackError (500)
 ├── UnsupportedError (400: the owning provider cannot do what was asked)
 ├── ServerBusyError (503 with Retry-After)
 ├── UpstreamError (502)
+├── DocumentError (400: a document cannot be turned into text)
+│   ├── UnsupportedDocumentError (400: content type or URL scheme)
+│   ├── DocumentFetchError (400: network error, timeout or bad status fetching its URL)
+│   └── DocumentTooLargeError (413)
 └── ConfigError (raised at start-up, never over HTTP)
 """
 
@@ -98,6 +102,27 @@ class ServerBusyError(StackError):
 class UpstreamError(StackError):
     status_code = 502
     title = "Bad Gateway"
+
+
+class DocumentError(StackError):
+    """A document (a RAG document, an attached file) cannot be turned into text."""
+
+    status_code = 400
+    title = "Bad Request"
+
+
+class UnsupportedDocumentError(DocumentError):
+    """The content type or URL scheme is not supported."""
+
+
+class DocumentFetchError(DocumentError):
+    """The document URL could not be fetched: network error, timeout or bad status. A 400, not a
+    502: the URL is the client's, and so is what it points at."""
+
+
+class DocumentTooLargeError(DocumentError):
+    status_code = 413
+    title = "Payload Too Large"
 
 
 class ConfigError(StackError):

@@ -229,3 +229,28 @@ def test_chunks_inserted_with_vector_io_are_searchable_with_their_metadata(
         vs.id, query="paid holiday per year", extra_body={"search_mode": "keyword"}
     )
     assert holiday.data[0].file_id == handbook and holiday.data[0].attributes == {}
+
+
+def test_files_that_cannot_be_read_as_text_are_4xx_naming_the_file(openai_client, server) -> None:
+    """A corrupt PDF is refused at attach; a file damaged on disk after its attach cannot show its
+    content: both are 400s whose detail names the file, never a 500."""
+    api = f"{server.base_url}/v1/openai/v1"
+    broken = _upload(openai_client, "broken.pdf", b"%PDF-1.7\nthis is not really a pdf")
+    notes = _upload(openai_client, "notes.txt", HANDBOOK)
+    vs = openai_client.vector_stores.create(name="damaged", file_ids=[notes])
+    try:
+        attach = httpx.post(f"{api}/vector_stores/{vs.id}/files", json={"file_id": broken}, timeout=60)
+        assert attach.status_code == 400, attach.text
+        assert (
+            f"File '{broken}' (broken.pdf) cannot be indexed: Could not read the PDF"
+            in attach.json()["detail"]
+        )
+        content = f"{api}/vector_stores/{vs.id}/files/{notes}/content"
+        assert "twenty-five days" in httpx.get(content).json()["content"][0]["text"]
+        (server.state_dir / "files" / notes).write_bytes(b"%PDF-1.7\nthe disk ate this file")
+        r = httpx.get(content)
+        assert r.status_code == 400, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith(f"File '{notes}' (notes.txt) cannot be read as text: Could not read the PDF")
+    finally:
+        openai_client.vector_stores.delete(vs.id)

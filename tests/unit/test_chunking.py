@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from llamastack.providers.utils.memory.chunking import (
-    Chunk,
+from llamastack.stack.ingestion.chunk import TextChunk as Chunk
+from llamastack.stack.ingestion.chunk import (
     WordTokenCounter,
     chunk_text,
     count_tokens,

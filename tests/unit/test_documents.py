@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llamastack.providers.utils.memory.documents import (
+from llamastack.stack.ingestion import (
     DocumentError,
     DocumentFetchError,
     DocumentTooLargeError,

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .. import access, ranking
+from .. import access, ingestion, ranking
 from ..apis.files import Files
 from ..apis.models import Models, ModelType
 from ..apis.vector_io import Chunk, RegisterVectorDbRequest, VectorIO
@@ -45,7 +45,7 @@ from ..apis.vector_stores import (
     VectorStoreSearchResponse,
     VectorStoreSearchResponsePage,
 )
-from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError
+from ..errors import BadRequestError, NotFoundError
 from ..storage.kvstore import KVStore
 from ..storage.records import RecordStore
 from .vector_io import MAX_QUERY_CHUNKS, VectorDBsTable
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 OPENAI_RANKERS = (None, "none", "auto", "default-2024-11-15")
 # OpenAI's 'auto' chunking strategy.
 AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS = 800, 400
+INSERT_BATCH = 256  # chunks embedded and stored at once
 INTERRUPTED = "Indexing was interrupted by a server restart; its chunks were removed. Attach the file again."
 _COMPARISONS = {
     "eq": lambda a, b: a == b,
@@ -299,13 +300,6 @@ class OpenAIVectorStores:
     async def attach_file(
         self, vector_store_id: str, request: OpenaiAttachFileToVectorStoreRequest
     ) -> VectorStoreFileObject:
-        from llamastack.providers.utils.memory.chunking import chunk_text
-        from llamastack.providers.utils.memory.documents import (
-            DocumentError,
-            DocumentTooLargeError,
-            extract_text,
-        )
-
         await self._get(vector_store_id)
         attributes = _check_attributes(request.attributes)
         strategy = _strategy(request.chunking_strategy)
@@ -313,31 +307,19 @@ class OpenAIVectorStores:
         files = self._files_api()
         meta = await files.get_file(request.file_id)
         data, content_type = await files.read_content(request.file_id)
-        try:
-            text = extract_text(data, content_type)
-        except DocumentTooLargeError as exc:
-            raise PayloadTooLargeError(f"File '{request.file_id}': {exc}") from None
-        except DocumentError as exc:
-            raise BadRequestError(
-                f"File '{request.file_id}' ({meta.filename}) cannot be indexed: {exc}"
-            ) from None
-        pieces = await asyncio.to_thread(
-            chunk_text, text, document_id=request.file_id, chunk_size_tokens=size, overlap_tokens=overlap
+        prepared = await ingestion.prepare_file(
+            data,
+            content_type,
+            ingestion.Chunking(size, overlap),
+            subject=f"File '{request.file_id}' ({meta.filename}) cannot be indexed",
+            document_id=request.file_id,
+            metadata={
+                "document_id": request.file_id,
+                "file_id": request.file_id,
+                "filename": meta.filename,
+                "attributes": attributes,
+            },
         )
-        chunks = [
-            Chunk(
-                content=p.text,
-                metadata={
-                    "document_id": request.file_id,
-                    "file_id": request.file_id,
-                    "filename": meta.filename,
-                    "chunk_id": p.chunk_id,
-                    "chunk_index": p.index,
-                    "attributes": attributes,
-                },
-            )
-            for p in pieces
-        ]
         record = VectorStoreFileObject(
             id=request.file_id,
             attributes=attributes,
@@ -346,15 +328,16 @@ class OpenAIVectorStores:
             status="in_progress",
             vector_store_id=vector_store_id,
         )
+        # Hidden until the record says completed, not only while the chunks are written.
         with self.vector_io.hidden_while_written(vector_store_id, request.file_id):
             # The record first: a crash from here on leaves an in_progress file for recover().
             record = await self._put_file(record, meta.filename)
             await self._refresh_counts(vector_store_id)
             try:
-                await self.vector_io.delete_document(vector_store_id, request.file_id)
-                for start in range(0, len(chunks), 256):
-                    await self.vector_io.insert_chunks(vector_store_id, chunks[start : start + 256])
-                done = record.model_copy(update={"status": "completed", "usage_bytes": len(text.encode())})
+                await ingestion.replace_document(
+                    self.vector_io, vector_store_id, request.file_id, prepared.chunks, batch_size=INSERT_BATCH
+                )
+                done = record.model_copy(update={"status": "completed", "usage_bytes": prepared.text_bytes})
                 record = await self._put_file(done, meta.filename)
             except BaseException as exc:
                 await self._fail(record, meta.filename, exc)
@@ -439,17 +422,17 @@ class OpenAIVectorStores:
         return VectorStoreFileDeleteResponse(id=file_id)
 
     async def file_content(self, vector_store_id: str, file_id: str) -> VectorStoreFileContentsResponse:
-        from llamastack.providers.utils.memory.documents import extract_text
-
         record = await self._file(vector_store_id, file_id)
         files = self._files_api()
         meta = await files.get_file(file_id)
         data, content_type = await files.read_content(file_id)
+        subject = f"File '{file_id}' ({meta.filename}) cannot be read as text"
+        text = await ingestion.file_text(data, content_type, subject=subject)
         return VectorStoreFileContentsResponse(
             file_id=file_id,
             filename=meta.filename,
             attributes=record.attributes,
-            content=[VectorStoreContent(text=extract_text(data, content_type))],
+            content=[VectorStoreContent(text=text)],
         )
 
     # --- search --------------------------------------------------------------------------------

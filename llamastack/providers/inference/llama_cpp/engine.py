@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,13 @@ def _json_grammar(schema_json: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     return json_schema_to_gbnf(schema_json).replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedChat:
+    prompt: str
+    add_bos: bool
+    stops: list[str]
 
 
 def _hold_back(text: str, stops: list[str]) -> int:
@@ -177,7 +185,9 @@ class LlamaCppModel:
 
     # --- prompts ------------------------------------------------------------------------------
 
-    def chat_prompt(self, messages: list[ChatMessage]) -> tuple[list[int], list[str]]:
+    def render_chat(self, messages: list[ChatMessage]) -> RenderedChat:
+        """The messages through the model's chat template: pure Python (Jinja), so callers may run it
+        in a worker thread; it does not touch the llama.cpp model."""
         rendered: list[dict[str, Any]] = []
         for m in messages:
             item: dict[str, Any] = {"role": m.role, "content": m.content}
@@ -190,9 +200,12 @@ class LlamaCppModel:
             result = self._formatter(messages=rendered)
         except Exception as exc:  # templates raise on role orders they do not accept
             raise BadRequestError(f"The model's chat template rejected the messages: {exc}") from None
-        tokens = self.llm.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True)
         stops = [s for s in ([result.stop] if isinstance(result.stop, str) else result.stop or [])]
-        return tokens, stops
+        return RenderedChat(result.prompt, not result.added_special, stops)
+
+    def chat_tokens(self, chat: RenderedChat) -> tuple[list[int], list[str]]:
+        tokens = self.llm.tokenize(chat.prompt.encode(), add_bos=chat.add_bos, special=True)
+        return tokens, chat.stops
 
     def raw_prompt(self, prompt: str) -> list[int]:
         """A prompt already rendered with its special tokens written out (e.g. Llama 3's format)."""
@@ -227,16 +240,14 @@ class LlamaCppModel:
             )
         return max_tokens or (self.n_ctx - prompt_tokens)
 
-    def _compile_grammar(self, gbnf: str | None, schema_json: str | None) -> Any:
-        """A grammar llama.cpp can use, or a 400: client grammars never reach it unchecked.
+    def _checked_grammar(self, gbnf: str | None, schema_json: str | None) -> str:
+        """The GBNF text of a client grammar or JSON schema, checked, or a 400. Pure Python (the JSON
+        schema converter and our checker), so it runs in a worker thread; it does not touch the
+        llama.cpp model.
 
         Our own checker gives the precise message and stops what llama.cpp's parser cannot survive
-        (deep nesting, token ids past the vocabulary); then llama.cpp's parser itself is asked, as it
-        answers a grammar it rejects with a null sampler that llama-cpp-python would use and crash on.
+        (deep nesting, token ids past the vocabulary).
         """
-        import llama_cpp
-        from llama_cpp import LlamaGrammar
-
         what = "JSON schema" if schema_json is not None else "grammar"
         if schema_json is not None:
             try:
@@ -256,9 +267,18 @@ class LlamaCppModel:
                     f"The {what} names token <[{token_id}]>, but the model's vocabulary has "
                     f"{self.n_vocab} tokens (ids 0-{self.n_vocab - 1})."
                 )
+        return text
+
+    def _probed_grammar(self, text: str, from_schema: bool) -> Any:
+        """llama.cpp's own parser is asked too, on the event loop (it reads the model's vocabulary):
+        it answers a grammar it rejects with a null sampler that llama-cpp-python would use and
+        crash on."""
+        import llama_cpp
+        from llama_cpp import LlamaGrammar
+
         probe = llama_cpp.llama_sampler_init_grammar(self._vocab, text.encode(), b"root")
         if not probe:
-            source = "grammar made from the JSON schema" if schema_json is not None else "grammar"
+            source = "grammar made from the JSON schema" if from_schema else "grammar"
             raise BadRequestError(
                 f"llama.cpp rejected the {source} (for example a <token> that is not exactly one token "
                 "of this model's vocabulary); check it against llama.cpp's GBNF syntax."
@@ -266,14 +286,17 @@ class LlamaCppModel:
         llama_cpp.llama_sampler_free(probe)
         return LlamaGrammar.from_string(text, verbose=False)
 
-    def grammar_for(self, json_schema: dict[str, Any] | None, gbnf: str | None) -> Any:
+    async def grammar_for(self, json_schema: dict[str, Any] | None, gbnf: str | None) -> Any:
+        """A grammar llama.cpp can use, or a 400: client grammars never reach it unchecked. Compiled
+        grammars are cached (agents and tools repeat theirs); the cache is only touched on the loop."""
         if json_schema is None and gbnf is None:
             return None
         schema_json = json.dumps(json_schema, sort_keys=True) if json_schema is not None else None
         key = (gbnf, schema_json)
         grammar = self._grammars.get(key)
         if grammar is None:
-            grammar = self._compile_grammar(gbnf, schema_json)
+            text = await asyncio.to_thread(self._checked_grammar, gbnf, schema_json)
+            grammar = self._probed_grammar(text, schema_json is not None)
             self._grammars[key] = grammar
             if len(self._grammars) > _GRAMMAR_CACHE:
                 self._grammars.pop(next(iter(self._grammars)))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from llamastack.stack.apis.inference.core import (
     ChatRequest,
@@ -21,7 +24,7 @@ from ...utils.json_schema_grammar import check_enforceable, closed, tool_call_sc
 from ...utils.tool_calls import apply_to_result, apply_to_stream
 from ...utils.tool_prompts import builtin_tools_for, generic_tool_messages, llama3_version, render_llama3
 from .config import LlamaCppConfig
-from .engine import LlamaCppModel
+from .engine import LlamaCppModel, RenderedChat
 
 
 class LlamaCppInference:
@@ -71,7 +74,7 @@ class LlamaCppInference:
     def _engine(self, model: Model) -> LlamaCppModel:
         return self._models[model.identifier]
 
-    def _prepare_chat(self, model: Model, request: ChatRequest):
+    async def _prepare_chat(self, model: Model, request: ChatRequest) -> _Prepared:
         engine = self._engine(model)
         if any(m.images for m in request.messages):
             raise UnsupportedError(
@@ -85,11 +88,13 @@ class LlamaCppInference:
             model.metadata.get("llama_model"), model.identifier, model.provider_resource_id, engine.gguf_name
         )
         builtin = builtin_tools_for(version, tools.tools) if tools is not None and tools.active else []
+        # Rendering the prompt (tool prompts, Jinja chat templates) is CPU work: off the event loop.
         if version and uses_tools:
-            tokens, template_stops = engine.raw_prompt(render_llama3(request.messages, tools, version)), []
+            prompt = await asyncio.to_thread(render_llama3, request.messages, tools, version)
+            tokens, template_stops = engine.raw_prompt(prompt), []
         else:
-            messages = generic_tool_messages(request.messages, tools) if uses_tools else request.messages
-            tokens, template_stops = engine.chat_prompt(messages)
+            chat = await asyncio.to_thread(_render_generic, engine, request, uses_tools)
+            tokens, template_stops = engine.chat_tokens(chat)
         budget = engine.check_context(len(tokens), request.sampling.max_tokens)
         engine.check_tokens(request.sampling)
         schema = request.json_schema
@@ -98,11 +103,11 @@ class LlamaCppInference:
             schema = closed(schema)
         elif tools is not None and tools.forced and request.grammar is None:
             schema = tool_call_schema(tools.tools, None if tools.choice == "required" else tools.choice)
-        grammar = engine.grammar_for(schema, request.grammar)
+        grammar = await engine.grammar_for(schema, request.grammar)
         stops = [*request.sampling.stop, *template_stops]
-        return engine, tokens, budget, stops, grammar, builtin, version
+        return _Prepared(engine, tokens, budget, stops, grammar, builtin, version)
 
-    def _prepare_completion(self, model: Model, request: CompletionRequest):
+    async def _prepare_completion(self, model: Model, request: CompletionRequest) -> _Prepared:
         engine = self._engine(model)
         tokens = engine.completion_prompt(request.prompt)
         budget = engine.check_context(len(tokens), request.sampling.max_tokens)
@@ -111,38 +116,62 @@ class LlamaCppInference:
         if schema is not None:
             check_enforceable(schema, "response_format")
             schema = closed(schema)
-        grammar = engine.grammar_for(schema, request.grammar)
-        return engine, tokens, budget, list(request.sampling.stop), grammar
+        grammar = await engine.grammar_for(schema, request.grammar)
+        return _Prepared(engine, tokens, budget, list(request.sampling.stop), grammar, [], None)
 
     async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
-        engine, tokens, budget, stops, grammar, builtin, version = self._prepare_chat(model, request)
-        result = await engine.generate(
-            tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
+        p = await self._prepare_chat(model, request)
+        result = await p.engine.generate(
+            p.tokens, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
         )
         if request.tools is not None and request.tools.active:
-            result = apply_to_result(result, request.tools, builtin, llama_version=version)
+            result = apply_to_result(result, request.tools, p.builtin, llama_version=p.version)
         return result
 
-    def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
-        engine, tokens, budget, stops, grammar, builtin, version = self._prepare_chat(model, request)
-        stream = engine.generate_stream(
-            tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
+    async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
+        # Errors in preparing come with the first chunk, which routes wait for before they answer.
+        p = await self._prepare_chat(model, request)
+        stream = p.engine.generate_stream(
+            p.tokens, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
         )
         if request.tools is not None and request.tools.active:
-            return apply_to_stream(stream, request.tools, builtin, llama_version=version)
-        return stream
+            stream = apply_to_stream(stream, request.tools, p.builtin, llama_version=p.version)
+        async with aclosing(stream):  # closing it cancels the generation
+            async for chunk in stream:
+                yield chunk
 
     async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
-        engine, tokens, budget, stops, grammar = self._prepare_completion(model, request)
-        return await engine.generate(
-            tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
+        p = await self._prepare_completion(model, request)
+        return await p.engine.generate(
+            p.tokens, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
         )
 
-    def complete_stream(self, model: Model, request: CompletionRequest) -> AsyncIterator[GenerationChunk]:
-        engine, tokens, budget, stops, grammar = self._prepare_completion(model, request)
-        return engine.generate_stream(
-            tokens, budget, request.sampling, stops, grammar, model_id=model.identifier
+    async def complete_stream(
+        self, model: Model, request: CompletionRequest
+    ) -> AsyncIterator[GenerationChunk]:
+        p = await self._prepare_completion(model, request)
+        stream = p.engine.generate_stream(
+            p.tokens, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
         )
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk
 
     async def embed(self, model: Model, texts: list[str], *, truncate=None) -> EmbeddingResult:
         raise UnsupportedError("inline::llama-cpp does not serve embeddings.")
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    engine: LlamaCppModel
+    tokens: list[int]
+    budget: int
+    stops: list[str]
+    grammar: Any
+    builtin: list[str]
+    version: str | None  # the Llama 3.x version, which selects the tool-call parsers
+
+
+def _render_generic(engine: LlamaCppModel, request: ChatRequest, uses_tools: bool) -> RenderedChat:
+    messages = generic_tool_messages(request.messages, request.tools) if uses_tools else request.messages
+    return engine.render_chat(messages)

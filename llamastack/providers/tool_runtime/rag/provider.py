@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from llamastack.stack.apis.common import TextContentItem, content_to_text
@@ -19,8 +18,9 @@ from llamastack.stack.apis.vector_io import (
     VectorDBs,
     VectorIO,
 )
-from llamastack.stack.errors import BadRequestError, PayloadTooLargeError
-from llamastack.stack.outbound import OutboundPolicy, OutboundRefusedError
+from llamastack.stack.errors import BadRequestError
+from llamastack.stack.ingestion import Chunking, DocumentLimits, count_tokens, insert_documents, read_document
+from llamastack.stack.outbound import OutboundPolicy
 from llamastack.stack.ranking import search_mode
 
 from .config import RagRuntimeConfig
@@ -107,94 +107,31 @@ class RagRuntime:
         content = result.content or [TextContentItem(text=_NOTHING.format(query=query, db_ids=list(db_ids)))]
         return ToolInvocationResult(content=content, metadata=result.metadata)
 
-    async def _load(self, document: RAGDocument) -> tuple[str, str | None]:
-        """The document's text and where it came from (its URL, for documents given by URL)."""
-        from llamastack.providers.utils.memory.documents import (
-            DocumentError,
-            DocumentTooLargeError,
-            load_document,
+    def _limits(self) -> DocumentLimits:
+        return DocumentLimits(
+            outbound=self.outbound,
+            max_bytes=self.config.max_document_bytes,
+            fetch_timeout_s=self.config.fetch_timeout_s,
         )
 
-        content: Any = document.content
-        if hasattr(content, "model_dump"):
-            content = content.model_dump()
-        elif isinstance(content, list):
-            content = [c.model_dump() for c in content]
-        try:
-            loaded = await load_document(
-                content,
-                document.mime_type,
-                outbound=self.outbound,
-                max_bytes=self.config.max_document_bytes,
-                timeout_s=self.config.fetch_timeout_s,
-            )
-        except DocumentTooLargeError as exc:
-            raise PayloadTooLargeError(f"Document '{document.document_id}': {exc}") from None
-        except (DocumentError, OutboundRefusedError) as exc:
-            raise BadRequestError(f"Document '{document.document_id}': {exc}") from None
+    async def _load(self, document: RAGDocument) -> tuple[str, str | None]:
+        """The document's text and where it came from (its URL, for documents given by URL)."""
+        loaded = await read_document(document, self._limits())
         return loaded.text, loaded.source
 
     async def insert(
         self, documents: list[RAGDocument], vector_db_id: str, chunk_size_in_tokens: int
     ) -> None:
-        from llamastack.providers.utils.memory.chunking import chunk_text
-
         await self.vector_dbs.get_vector_db(vector_db_id)  # 404 before any work
-        ids = [d.document_id for d in documents]
-        if len(set(ids)) != len(ids):
-            raise BadRequestError("documents: every document_id must be unique within one insert.")
         overlap = int(chunk_size_in_tokens * self.config.chunk_overlap_ratio)
-        # Load and chunk everything first: a bad document fails the request before anything is stored.
-        prepared: list[tuple[RAGDocument, list[Chunk]]] = []
-        started = time.perf_counter()
-        for document in documents:
-            text, source = await self._load(document)
-            # Tokenising and cutting a large document takes a while: keep it off the event loop.
-            pieces = await asyncio.to_thread(
-                chunk_text,
-                text,
-                document_id=document.document_id,
-                chunk_size_tokens=chunk_size_in_tokens,
-                overlap_tokens=overlap,
-            )
-            chunks = [
-                Chunk(
-                    content=piece.text,
-                    metadata={
-                        **document.metadata,
-                        "document_id": document.document_id,
-                        **(
-                            {"source": source}
-                            if source and source.startswith(("http://", "https://"))
-                            else {}
-                        ),
-                        "chunk_id": piece.chunk_id,
-                        "chunk_index": piece.index,
-                        "token_count": piece.token_count,
-                    },
-                )
-                for piece in pieces
-            ]
-            prepared.append((document, chunks))
-        total = sum(len(c) for _, c in prepared)
-        done = 0
-        for n, (document, chunks) in enumerate(prepared, 1):
-            # Re-inserting a document replaces its chunks rather than adding copies.
-            await self.vector_io.delete_document(vector_db_id, document.document_id)
-            for start in range(0, len(chunks), self.config.embedding_batch_size):
-                batch = chunks[start : start + self.config.embedding_batch_size]
-                await self.vector_io.insert_chunks(vector_db_id, batch)
-                done += len(batch)
-            if n == len(prepared) or n % 50 == 0:
-                log.info(
-                    "Indexed %d/%d documents into '%s' (%d/%d chunks, %.1f s)",
-                    n,
-                    len(prepared),
-                    vector_db_id,
-                    done,
-                    total,
-                    time.perf_counter() - started,
-                )
+        await insert_documents(
+            self.vector_io,
+            vector_db_id,
+            documents,
+            Chunking(chunk_size_in_tokens, overlap),
+            limits=self._limits(),
+            batch_size=self.config.embedding_batch_size,
+        )
 
     async def _query_text(self, content: Any, config: RAGQueryConfig) -> str:
         generator = config.query_generator_config
@@ -224,8 +161,6 @@ class RagRuntime:
     async def query(
         self, content: Any, vector_db_ids: list[str], config: RAGQueryConfig | None
     ) -> RAGQueryResult:
-        from llamastack.providers.utils.memory.chunking import count_tokens
-
         config = config or RAGQueryConfig()
         search = {
             "max_chunks": config.max_chunks,
@@ -246,20 +181,9 @@ class RagRuntime:
         if not hits:
             return RAGQueryResult(content=None, metadata={"document_ids": [], "chunks": [], "scores": []})
         asked = content_to_text(content) if not isinstance(content, list) else query
-        reminder = _REMINDER.format(query=asked)
-        pieces: list[str] = []
-        used = count_tokens(_HEADER.format(n=len(hits))) + count_tokens(_FOOTER)
-        kept: list[tuple[Chunk, float]] = []
-        for index, (chunk, score) in enumerate(hits, 1):
-            metadata = {k: v for k, v in chunk.metadata.items() if k not in ("chunk_id", "token_count")}
-            text = _render(config.chunk_template, index, content_to_text(chunk.content), metadata)
-            cost = count_tokens(text)
-            if used + cost > config.max_tokens_in_context:
-                break
-            used += cost
-            pieces.append(text)
-            kept.append((chunk, score))
-        body = [_HEADER.format(n=len(kept)), *pieces, _FOOTER, reminder]
+        # Token counting (and, on the first query, loading the tokenizer) is CPU work: off the loop.
+        pieces, kept = await asyncio.to_thread(_fit, hits, config)
+        body = [_HEADER.format(n=len(kept)), *pieces, _FOOTER, _REMINDER.format(query=asked)]
         return RAGQueryResult(
             content=[TextContentItem(text=t) for t in body],
             metadata={
@@ -268,6 +192,25 @@ class RagRuntime:
                 "scores": [s for _, s in kept],
             },
         )
+
+
+def _fit(
+    hits: list[tuple[Chunk, float]], config: RAGQueryConfig
+) -> tuple[list[str], list[tuple[Chunk, float]]]:
+    """The rendered chunks that fit in max_tokens_in_context (with the header and footer), best first."""
+    pieces: list[str] = []
+    used = count_tokens(_HEADER.format(n=len(hits))) + count_tokens(_FOOTER)
+    kept: list[tuple[Chunk, float]] = []
+    for index, (chunk, score) in enumerate(hits, 1):
+        metadata = {k: v for k, v in chunk.metadata.items() if k not in ("chunk_id", "token_count")}
+        text = _render(config.chunk_template, index, content_to_text(chunk.content), metadata)
+        cost = count_tokens(text)
+        if used + cost > config.max_tokens_in_context:
+            break
+        used += cost
+        pieces.append(text)
+        kept.append((chunk, score))
+    return pieces, kept
 
 
 class _ChunkView:

@@ -3,6 +3,9 @@
 Tokens are Llama 3 tokens (the llama-models tiktoken tokenizer), so a chunk size means what
 "tokens in context" means for Llama models. A window ends at the best boundary in its last fifth
 (paragraph > line > sentence > whitespace), and chunk ids are stable across re-insertions.
+
+Everything here is CPU work (tokenizing a megabyte takes about a second, loading the tokenizer a
+few tenths): callers on the event loop run it in a worker thread.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ _CJK_SENTENCE_END = frozenset("\u3002\uff01\uff1f")  # these need no following s
 
 
 @dataclass(frozen=True, slots=True)
-class Chunk:
+class TextChunk:
     chunk_id: str
     text: str
     index: int
@@ -50,7 +53,7 @@ def chunk_text(
     chunk_size_tokens: int = 512,
     overlap_tokens: int = 64,
     tokenizer: TokenCounter | None = None,
-) -> list[Chunk]:
+) -> list[TextChunk]:
     """Splits text into chunks of at most `chunk_size_tokens` tokens (counted on the chunk text
     itself), consecutive chunks sharing about `overlap_tokens`. Edges are trimmed of whitespace
     and whitespace-only chunks skipped."""
@@ -61,7 +64,7 @@ def chunk_text(
     spans = counter.offsets(text)
     if not spans:
         return []
-    chunks: list[Chunk] = []
+    chunks: list[TextChunk] = []
     start, total = 0, len(spans)
     while True:
         stop, low = _window(text, spans, start, chunk_size_tokens)
@@ -76,7 +79,7 @@ def chunk_text(
         if end > begin:
             piece = text[begin:end]
             index = len(chunks)
-            chunks.append(Chunk(chunk_id(document_id, index, piece), piece, index, count, begin, end))
+            chunks.append(TextChunk(chunk_id(document_id, index, piece), piece, index, count, begin, end))
         if stop >= total:
             return chunks
         following = stop - overlap_tokens
