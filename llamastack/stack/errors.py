@@ -2,11 +2,16 @@
 
 StackError (500)
 ├── BadRequestError (400)
-│   └── ContextLengthExceededError (400)
+│   ├── ContextLengthExceededError
+│   ├── InvalidRecordError (a record that would not validate is never written)
+│   ├── OutboundRefusedError (a connection the outbound policy does not allow)
+│   └── GrammarError (providers/utils/gbnf.py: a grammar llama.cpp must not see)
 ├── ForbiddenError (403; a missing or wrong API key is answered by the auth middleware: 401)
 ├── NotFoundError (404)
-│   ├── ModelNotFoundError
-│   └── ProviderNotFoundError
+│   ├── ModelNotFoundError, ShieldNotFoundError, VectorDBNotFoundError, ProviderNotFoundError
+│   ├── ToolGroupNotFoundError, ToolNotFoundError, ToolNotInGroupError
+│   ├── VectorStoreNotFoundError, VectorStoreFileNotFoundError, OpenAIFileNotFoundError
+│   └── UnreadableRecordError (a stored record that no longer validates: set aside, deletable)
 ├── ConflictError (409)
 ├── PayloadTooLargeError (413)
 ├── UnsupportedError (400: the owning provider cannot do what was asked)
@@ -74,6 +79,86 @@ class ProviderNotFoundError(NotFoundError):
         super().__init__(
             f"Provider '{provider_id}' not found. Configured providers: {', '.join(known) or 'none'}."
         )
+
+
+class ShieldNotFoundError(NotFoundError):
+    def __init__(self, shield_id: str) -> None:
+        super().__init__(
+            f"Shield '{shield_id}' not found. Use client.shields.list() (GET /v1/shields) to list shields."
+        )
+
+
+class VectorDBNotFoundError(NotFoundError):
+    def __init__(self, vector_db_id: str) -> None:
+        super().__init__(
+            f"Vector db '{vector_db_id}' not found. Use client.vector_dbs.list() (GET /v1/vector-dbs) "
+            "to list vector dbs, or register it first."
+        )
+
+
+class ToolGroupNotFoundError(NotFoundError):
+    def __init__(self, toolgroup_id: str) -> None:
+        super().__init__(
+            f"Tool group '{toolgroup_id}' not found. "
+            "Use client.toolgroups.list() (GET /v1/toolgroups) to list them."
+        )
+
+
+class ToolNotFoundError(NotFoundError):
+    def __init__(self, tool_name: str) -> None:
+        super().__init__(
+            f"Tool '{tool_name}' not found. Use client.tools.list() (GET /v1/tools) to list tools."
+        )
+
+
+class ToolNotInGroupError(NotFoundError):
+    def __init__(self, toolgroup_id: str, tool_name: str, tools: list[str]) -> None:
+        super().__init__(
+            f"Tool '{tool_name}' not found in tool group '{toolgroup_id}' (its tools: "
+            f"{', '.join(tools) or 'none'}). Name one of them as '{toolgroup_id}/<tool>', or give "
+            f"'{toolgroup_id}' for all of them."
+        )
+
+
+class VectorStoreNotFoundError(NotFoundError):
+    def __init__(self, vector_store_id: str) -> None:
+        super().__init__(
+            f"Vector store '{vector_store_id}' not found. "
+            "Use client.vector_stores.list() to list vector stores."
+        )
+
+
+class VectorStoreFileNotFoundError(NotFoundError):
+    def __init__(self, vector_store_id: str, file_id: str) -> None:
+        super().__init__(
+            f"File '{file_id}' is not in vector store '{vector_store_id}'. "
+            f"Use client.vector_stores.files.list('{vector_store_id}') to list its files."
+        )
+
+
+class OpenAIFileNotFoundError(NotFoundError):
+    def __init__(self, file_id: str) -> None:
+        super().__init__(
+            f"File '{file_id}' not found. Use client.files.list() (GET /v1/openai/v1/files) to list files."
+        )
+
+
+class InvalidRecordError(BadRequestError):
+    def __init__(self, label: str, key: str, problem: str) -> None:
+        super().__init__(f"Refusing to store {label} '{key}': {problem}. Nothing was changed.")
+
+
+class UnreadableRecordError(NotFoundError):
+    def __init__(self, label: str, key: str, problem: str) -> None:
+        super().__init__(
+            f"The stored {label} '{key}' cannot be read ({problem}), so it is set aside and not served. "
+            "Delete it to remove it."
+        )
+
+
+class OutboundRefusedError(BadRequestError):
+    """A connection the policy does not allow; no connection was attempted, so the message is the
+    same whatever listens (or not) at that address."""
 
 
 class ConflictError(StackError):

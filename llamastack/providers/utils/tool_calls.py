@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 
 from llamastack.stack.apis.inference.core import (
@@ -60,7 +60,7 @@ async def apply_to_stream(
     builtin: list[str],
     *,
     llama_version: str | None = None,
-) -> AsyncIterator[GenerationChunk]:
+) -> AsyncGenerator[GenerationChunk, None]:
     parser, names = _reading(tools, builtin, llama_version)
     held = ""  # text held back while it could still be the start of a call
     held_logprobs: list[TokenLogprob] = []

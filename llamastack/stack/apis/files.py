@@ -8,7 +8,6 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from ..errors import NotFoundError
 from .common import Order
 
 
@@ -49,13 +48,6 @@ class OpenAIFileDeleteResponse(BaseModel):
     id: str = Field(description="The file identifier that was deleted")
     object: Literal["file"] = "file"
     deleted: bool = Field(description="Whether the file was successfully deleted")
-
-
-class OpenAIFileNotFoundError(NotFoundError):
-    def __init__(self, file_id: str) -> None:
-        super().__init__(
-            f"File '{file_id}' not found. Use client.files.list() (GET /v1/openai/v1/files) to list files."
-        )
 
 
 class StoredFile(BaseModel):

@@ -4,13 +4,13 @@
 - `transport.py`: httpx / httpx2 clients whose every connection is checked at connect time.
 """
 
+from ..errors import OutboundRefusedError
 from .policy import (
     ENV_SETTING,
     SETTING,
     AllowRule,
     OutboundConfig,
     OutboundPolicy,
-    OutboundRefusedError,
     classify,
 )
 

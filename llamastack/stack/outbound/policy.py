@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import BadRequestError
+from ..errors import OutboundRefusedError
 
 if TYPE_CHECKING:
     import httpx
@@ -196,11 +196,6 @@ class OutboundConfig(BaseModel):
         for entry in value:
             AllowRule.parse(entry)
         return value
-
-
-class OutboundRefusedError(BadRequestError):
-    """A connection the policy does not allow; no connection was attempted, so the message is the
-    same whatever listens (or not) at that address."""
 
 
 class OutboundPolicy:

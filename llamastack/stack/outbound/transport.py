@@ -15,7 +15,7 @@ import functools
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .policy import OutboundRefusedError
+from ..errors import OutboundRefusedError
 
 if TYPE_CHECKING:
     from .policy import OutboundPolicy

@@ -16,14 +16,12 @@ from ..apis.files import (
     FileUpload,
     ListOpenAIFileResponse,
     OpenAIFileDeleteResponse,
-    OpenAIFileNotFoundError,
     OpenAIFileObject,
     OpenAIFilePurpose,
     StoredFile,
 )
-from ..errors import BadRequestError
+from ..errors import BadRequestError, OpenAIFileNotFoundError, UnreadableRecordError
 from ..pagination import paginate
-from ..storage.records import UnreadableRecordError
 
 MAX_LIST_LIMIT = 10_000
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}

@@ -12,16 +12,9 @@ from ..apis.safety import (
     SafetyProvider,
     Shield,
 )
-from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError
+from ..errors import BadRequestError, ProviderNotFoundError, ShieldNotFoundError
 from ..storage.kvstore import KVStore
 from .table import ResourceTable
-
-
-class ShieldNotFoundError(NotFoundError):
-    def __init__(self, shield_id: str) -> None:
-        super().__init__(
-            f"Shield '{shield_id}' not found. Use client.shields.list() (GET /v1/shields) to list shields."
-        )
 
 
 async def _register(provider: SafetyProvider, shield: Shield) -> Shield:

@@ -18,35 +18,18 @@ from ..apis.tools import (
     ToolInvocationResult,
     ToolRuntimeProvider,
 )
-from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError, UpstreamError
+from ..errors import (
+    BadRequestError,
+    ProviderNotFoundError,
+    ToolGroupNotFoundError,
+    ToolNotFoundError,
+    ToolNotInGroupError,
+    UpstreamError,
+)
 from ..storage.kvstore import KVStore
 from .table import ResourceTable
 
 log = logging.getLogger(__name__)
-
-
-class ToolGroupNotFoundError(NotFoundError):
-    def __init__(self, toolgroup_id: str) -> None:
-        super().__init__(
-            f"Tool group '{toolgroup_id}' not found. "
-            "Use client.toolgroups.list() (GET /v1/toolgroups) to list them."
-        )
-
-
-class ToolNotFoundError(NotFoundError):
-    def __init__(self, tool_name: str) -> None:
-        super().__init__(
-            f"Tool '{tool_name}' not found. Use client.tools.list() (GET /v1/tools) to list tools."
-        )
-
-
-class ToolNotInGroupError(NotFoundError):
-    def __init__(self, toolgroup_id: str, tool_name: str, tools: list[str]) -> None:
-        super().__init__(
-            f"Tool '{tool_name}' not found in tool group '{toolgroup_id}' (its tools: "
-            f"{', '.join(tools) or 'none'}). Name one of them as '{toolgroup_id}/<tool>', or give "
-            f"'{toolgroup_id}' for all of them."
-        )
 
 
 async def _register(provider: ToolRuntimeProvider, group: ToolGroup) -> ToolGroup:

@@ -30,20 +30,17 @@ from ..apis.vector_io import (
     VectorIOProvider,
     WeightedRanker,
 )
-from ..errors import BadRequestError, NotFoundError, ProviderNotFoundError, UnsupportedError
+from ..errors import (
+    BadRequestError,
+    ProviderNotFoundError,
+    UnsupportedError,
+    VectorDBNotFoundError,
+)
 from ..storage.kvstore import KVStore
 from .table import ResourceTable
 
 DEFAULT_MAX_CHUNKS = 3
 MAX_QUERY_CHUNKS = 1000
-
-
-class VectorDBNotFoundError(NotFoundError):
-    def __init__(self, vector_db_id: str) -> None:
-        super().__init__(
-            f"Vector db '{vector_db_id}' not found. Use client.vector_dbs.list() (GET /v1/vector-dbs) "
-            "to list vector dbs, or register it first."
-        )
 
 
 async def _register(provider: VectorIOProvider, db: VectorDB) -> VectorDB:
@@ -57,7 +54,7 @@ async def _unregister(provider: VectorIOProvider, db: VectorDB) -> None:
 def chunk_id(chunk: Chunk) -> str:
     """Stable per (document, content): re-inserting the same chunk replaces it instead of adding a copy."""
     if isinstance(chunk.metadata.get("chunk_id"), str):
-        return chunk.metadata["chunk_id"]
+        return str(chunk.metadata["chunk_id"])
     key = json.dumps([chunk.metadata.get("document_id"), content_to_text(chunk.content)], ensure_ascii=False)
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
@@ -222,7 +219,7 @@ class VectorIORouter:
         if not text.strip():
             raise BadRequestError("query: give some text to search for.")
         provider = self.dbs.table.owner(db)
-        embedding: list[float] | None = None
+        embedding: list[float] = []  # keyword search needs none
         if mode != "keyword":
             [embedding] = await self.embed(db, [text])
 

@@ -10,11 +10,12 @@ files left `in_progress` by a crash into `failed` ones (chunks removed, `last_er
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 from .. import access, ingestion, ranking
 from ..apis.files import Files
 from ..apis.models import Models, ModelType
-from ..apis.vector_io import Chunk, RegisterVectorDbRequest, VectorIO
+from ..apis.vector_io import Chunk, QueryChunksResponse, RegisterVectorDbRequest, VectorIO
 from ..apis.vector_stores import (
     OpenaiAttachFileToVectorStoreRequest,
     OpenaiCreateVectorStoreRequest,
@@ -45,7 +46,8 @@ from ..apis.vector_stores import (
     VectorStoreSearchResponse,
     VectorStoreSearchResponsePage,
 )
-from ..errors import BadRequestError, NotFoundError
+from ..errors import BadRequestError, VectorStoreFileNotFoundError, VectorStoreNotFoundError
+from ..pagination import paginate
 from ..storage.kvstore import KVStore
 from ..storage.records import RecordStore
 from .vector_io import MAX_QUERY_CHUNKS, VectorDBsTable
@@ -58,7 +60,7 @@ OPENAI_RANKERS = (None, "none", "auto", "default-2024-11-15")
 AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS = 800, 400
 INSERT_BATCH = 256  # chunks embedded and stored at once
 INTERRUPTED = "Indexing was interrupted by a server restart; its chunks were removed. Attach the file again."
-_COMPARISONS = {
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
     "gt": lambda a, b: a > b,
@@ -75,22 +77,6 @@ class _FileRecord(BaseModel):
 
     file: VectorStoreFileObject
     filename: str
-
-
-class VectorStoreFileNotFoundError(NotFoundError):
-    def __init__(self, vector_store_id: str, file_id: str) -> None:
-        super().__init__(
-            f"File '{file_id}' is not in vector store '{vector_store_id}'. "
-            f"Use client.vector_stores.files.list('{vector_store_id}') to list its files."
-        )
-
-
-class VectorStoreNotFoundError(NotFoundError):
-    def __init__(self, vector_store_id: str) -> None:
-        super().__init__(
-            f"Vector store '{vector_store_id}' not found. "
-            "Use client.vector_stores.list() to list vector stores."
-        )
 
 
 def matches(attributes: dict[str, Any], condition: dict[str, Any], where: str = "filters") -> bool:
@@ -265,12 +251,15 @@ class OpenAIVectorStores:
 
     async def list(
         self, limit: int = 20, order: str = "desc", after: str | None = None, before: str | None = None
-    ):
+    ) -> VectorStoreListResponse:
         if not 1 <= limit <= 100:
             raise BadRequestError("limit must be between 1 and 100.")
         stores = await self.owners.visible(await self.records.list(), key=lambda s: s.id)
         stores.sort(key=lambda s: (s.created_at, s.id), reverse=order != "asc")
-        return _page(stores, limit, after, before, VectorStoreListResponse)
+        page = paginate(stores, limit=limit, after=after, before=before)
+        return VectorStoreListResponse(
+            data=page.data, first_id=page.first_id, last_id=page.last_id, has_more=page.has_more
+        )
 
     async def get(self, vector_store_id: str) -> VectorStoreObject:
         return await self._get(vector_store_id)
@@ -392,7 +381,10 @@ class OpenAIVectorStores:
             raise BadRequestError("limit must be between 1 and 100.")
         files = [f for f, _ in await self._files(vector_store_id) if status is None or f.status == status]
         files.sort(key=lambda f: (f.created_at, f.id), reverse=order != "asc")
-        return _page(files, limit, after, before, VectorStoreListFilesResponse)
+        page = paginate(files, limit=limit, after=after, before=before)
+        return VectorStoreListFilesResponse(
+            data=page.data, first_id=page.first_id, last_id=page.last_id, has_more=page.has_more
+        )
 
     async def get_file(self, vector_store_id: str, file_id: str) -> VectorStoreFileObject:
         return await self._file(vector_store_id, file_id)
@@ -475,8 +467,8 @@ class OpenAIVectorStores:
 
     @staticmethod
     def _results(
-        found: Any, status: dict[str, str], filters: dict[str, Any] | None, limit: int
-    ) -> list[VectorStoreSearchResponse]:
+        found: QueryChunksResponse, status: Mapping[str, str], filters: dict[str, Any] | None, limit: int
+    ) -> builtins.list[VectorStoreSearchResponse]:
         data = []
         for chunk, score in zip(found.chunks, found.scores, strict=True):
             file_id = chunk.metadata.get("file_id")
@@ -512,23 +504,3 @@ def _text(chunk: Chunk) -> str:
     from ..apis.common import content_to_text
 
     return content_to_text(chunk.content)
-
-
-def _page(items: list, limit: int, after: str | None, before: str | None, cls: type):
-    ids = [i.id for i in items]
-    if after is not None:
-        if after not in ids:
-            raise BadRequestError(f"after: '{after}' is not in this list.")
-        items = items[ids.index(after) + 1 :]
-    if before is not None:
-        ids = [i.id for i in items]
-        if before not in ids:
-            raise BadRequestError(f"before: '{before}' is not in this list.")
-        items = items[: ids.index(before)]
-    page = items[:limit]
-    return cls(
-        data=page,
-        first_id=page[0].id if page else None,
-        last_id=page[-1].id if page else None,
-        has_more=len(items) > limit,
-    )

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from ..errors import BadRequestError, NotFoundError, StackError
+from ..errors import InvalidRecordError, StackError, UnreadableRecordError
 from .kvstore import KVStore
 
 log = logging.getLogger(__name__)
@@ -37,19 +37,6 @@ def describe(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "record"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts[:3]) + (f" (and {len(parts) - 3} more)" if len(parts) > 3 else "")
-
-
-class InvalidRecordError(BadRequestError):
-    def __init__(self, label: str, key: str, problem: str) -> None:
-        super().__init__(f"Refusing to store {label} '{key}': {problem}. Nothing was changed.")
-
-
-class UnreadableRecordError(NotFoundError):
-    def __init__(self, label: str, key: str, problem: str) -> None:
-        super().__init__(
-            f"The stored {label} '{key}' cannot be read ({problem}), so it is set aside and not served. "
-            "Delete it to remove it."
-        )
 
 
 class RecordStore(Generic[M]):

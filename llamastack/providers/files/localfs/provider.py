@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from llamastack.stack.apis.files import OpenAIFileNotFoundError, OpenAIFilePurpose, StoredFile
-from llamastack.stack.errors import PayloadTooLargeError, StackError
+from llamastack.stack.apis.files import OpenAIFilePurpose, StoredFile
+from llamastack.stack.errors import OpenAIFileNotFoundError, PayloadTooLargeError, StackError
 from llamastack.stack.storage.kvstore import SqliteKVStore
 from llamastack.stack.storage.records import RecordStore
 

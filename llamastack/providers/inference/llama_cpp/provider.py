@@ -91,7 +91,7 @@ class LlamaCppInference:
         # Rendering the prompt (tool prompts, Jinja chat templates) is CPU work: off the event loop.
         if version and uses_tools:
             prompt = await asyncio.to_thread(render_llama3, request.messages, tools, version)
-            tokens, template_stops = engine.raw_prompt(prompt), []
+            tokens, template_stops = engine.raw_prompt(prompt), list[str]()
         else:
             chat = await asyncio.to_thread(_render_generic, engine, request, uses_tools)
             tokens, template_stops = engine.chat_tokens(chat)
