@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
-from llamastack.stack.apis.inference.core import EmbeddingResult
+from llamastack.stack.apis.inference.core import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationResult,
+)
 from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.errors import BadRequestError, UnsupportedError
 from llamastack.stack.model_paths import resolve_model_path
@@ -39,6 +46,9 @@ class _TorchEncoder:
             raise UnsupportedError("text_truncation 'start' is not supported by the torch backend.")
         tokens = sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
         return self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True), tokens
+
+
+_EMBEDDINGS_ONLY = "inline::sentence-transformers serves embeddings only."
 
 
 class SentenceTransformersInference:
@@ -114,7 +124,20 @@ class SentenceTransformersInference:
             raise BadRequestError(f"{exc}; set text_truncation to 'end' or 'start', or shorten it.") from None
         return EmbeddingResult(embeddings=vectors.tolist(), prompt_tokens=tokens)
 
-    async def chat(self, *args: Any, **kwargs: Any) -> Any:
-        raise UnsupportedError("inline::sentence-transformers serves embeddings only.")
+    # Only embedding models are registered here, so the router never sends generation; these say so
+    # if a caller ever does.
+    async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
+        raise UnsupportedError(_EMBEDDINGS_ONLY)
 
-    chat_stream = complete = complete_stream = chat
+    async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
+        raise UnsupportedError(_EMBEDDINGS_ONLY)
+
+    async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
+        raise UnsupportedError(_EMBEDDINGS_ONLY)
+        yield  # an async generator, like every provider's streams
+
+    async def complete_stream(
+        self, model: Model, request: CompletionRequest
+    ) -> AsyncIterator[GenerationChunk]:
+        raise UnsupportedError(_EMBEDDINGS_ONLY)
+        yield
