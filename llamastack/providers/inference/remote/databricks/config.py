@@ -10,7 +10,9 @@ from ..openai_compat.config import RemoteEngineConfig
 class DatabricksConfig(RemoteEngineConfig):
     """Databricks model serving: the workspace host and a token; the URL follows from the host."""
 
-    host: str = Field(description="The workspace host, e.g. https://dbc-1234.cloud.databricks.com.")
+    host: str = Field(
+        default="", description="The workspace host, e.g. https://dbc-1234.cloud.databricks.com."
+    )
     url: str = ""
     provider_type: ClassVar[str] = "remote::databricks"
     key_env: ClassVar[str] = "DATABRICKS_TOKEN"
@@ -24,7 +26,7 @@ class DatabricksConfig(RemoteEngineConfig):
             host = data["host"].strip().rstrip("/")
             if host and "://" not in host:
                 host = f"https://{host}"
-            data = {**data, "host": host, "url": f"{host}/serving-endpoints"}
+            data = {**data, "host": host, "url": f"{host}/serving-endpoints" if host else ""}
         return data
 
     @classmethod

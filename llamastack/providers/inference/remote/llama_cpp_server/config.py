@@ -9,6 +9,7 @@ class LlamaCppServerConfig(RemoteEngineConfig):
     """llama.cpp's OpenAI-compatible server (llama-server, or llama-cpp-python's llama_cpp.server)."""
 
     provider_type: ClassVar[str] = "remote::llama-cpp-server"
+    url: str = "http://localhost:8080"
     url_env: ClassVar[str] = "LLAMA_CPP_SERVER_URL"
     key_env: ClassVar[str] = "LLAMA_CPP_SERVER_API_KEY"
     sampling_extras: ClassVar[dict[str, str]] = {"top_k": "top_k", "repetition_penalty": "repeat_penalty"}

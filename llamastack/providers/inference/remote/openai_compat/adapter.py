@@ -47,7 +47,7 @@ class OpenAICompatInference:
         self.url = config.base_url()
         self._key = config.key()
         self._client = AsyncOpenAI(
-            base_url=self.url,
+            base_url=self.url or "http://unconfigured.invalid",
             # Engines without auth ignore the header; the SDK refuses to start without some key.
             api_key=self._key or "none",
             max_retries=0,
@@ -89,7 +89,11 @@ class OpenAICompatInference:
             rules=rules,
         )
 
-    def _check_key(self) -> None:
+    def _check_config(self) -> None:
+        if not self.url:  # never let the SDK fall back to its own default URL
+            raise BadRequestError(
+                f"{self.service} has no engine URL: set {self.config.url_env} (url in its provider config)."
+            )
         if self.config.requires_key and not self._key:
             raise BadRequestError(
                 f"{self.service} needs an API key: set {self.config.key_env} "
@@ -98,7 +102,7 @@ class OpenAICompatInference:
 
     async def _send(self, call: Callable[[], Awaitable[T]], model: Model | None = None) -> T:
         """`call` with the safe retries; its failure as our typed error."""
-        self._check_key()
+        self._check_config()
         boundary = self._boundary(model)
         attempt = 0
         while True:

@@ -15,7 +15,10 @@ from llamastack.stack.secrets import Secret, secret_value
 
 
 class RemoteEngineConfig(BaseModel):
-    url: str = Field(description="Base URL of the engine's OpenAI-compatible API (e.g. http://host:8000/v1).")
+    url: str = Field(
+        default="",
+        description="Base URL of the engine's OpenAI-compatible API (e.g. http://host:8000/v1); required.",
+    )
     api_key: Secret | None = Field(default=None, description="Bearer key for the engine, if it needs one.")
     timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for an answer (or a token).")
     connect_timeout_s: float = Field(default=5.0, gt=0, description="Longest wait to connect.")
@@ -55,7 +58,7 @@ class RemoteEngineConfig(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         value = value.strip()
-        if not value.startswith(("http://", "https://")):
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, not '{value[:80]}'")
         return value.rstrip("/")
 

@@ -9,6 +9,7 @@ class TGIConfig(RemoteEngineConfig):
     """A Text Generation Inference server, through its OpenAI-compatible /v1 routes."""
 
     provider_type: ClassVar[str] = "remote::tgi"
+    url: str = "http://localhost:8080"
     url_env: ClassVar[str] = "TGI_URL"
     key_env: ClassVar[str] = "TGI_API_TOKEN"
     # TGI serves the one model it was started with, under any name.

@@ -9,6 +9,7 @@ class VLLMConfig(RemoteEngineConfig):
     """A vLLM server (its OpenAI-compatible API)."""
 
     provider_type: ClassVar[str] = "remote::vllm"
+    url: str = "http://localhost:8000"
     url_env: ClassVar[str] = "VLLM_URL"
     key_env: ClassVar[str] = "VLLM_API_TOKEN"
     sampling_extras: ClassVar[dict[str, str]] = {"top_k": "top_k", "repetition_penalty": "repetition_penalty"}
