@@ -123,8 +123,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, engine: ScriptedEngine) -> I
                     url: {engine.url}
                     api_key: ${{env.ENGINE_KEY}}
                     max_retries: 2
+                - provider_id: hosted
+                  provider_type: remote::together
+                  config:
+                    url: {engine.url}
             models:
               - {{model_id: m, provider_id: engine, provider_model_id: fake}}
+              - {{model_id: t, provider_id: hosted, provider_model_id: fake}}
             """
         )
     )
@@ -332,3 +337,46 @@ def test_a_whole_tool_call_answer(stack: RunningServer, fresh: ScriptedEngine) -
         "name": "get_weather",
         "arguments": '{"city":"Oslo"}',
     }
+
+
+REQUEST_KEY = "tg-request-key-90ab31"
+PROVIDER_DATA = "X-LlamaStack-Provider-Data"
+
+
+def test_a_hosted_provider_without_a_key_says_how_to_send_one(
+    stack: RunningServer, fresh: ScriptedEngine
+) -> None:
+    response = _chat(stack, model="t")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "TOGETHER_API_KEY" in detail and "together_api_key" in detail and PROVIDER_DATA in detail
+    assert fresh.requests == []  # nothing was sent without a key
+
+
+def test_a_request_may_bring_its_own_key_in_provider_data(
+    stack: RunningServer, fresh: ScriptedEngine
+) -> None:
+    headers = {PROVIDER_DATA: json.dumps({"together_api_key": REQUEST_KEY})}
+    body = {"model": "t", "messages": [{"role": "user", "content": "hi"}]}
+    url = f"{stack.base_url}/v1/openai/v1/chat/completions"
+    assert httpx.post(url, json=body, headers=headers, timeout=60).status_code == 200
+    with httpx.stream("POST", url, json={**body, "stream": True}, headers=headers, timeout=60) as streamed:
+        assert streamed.status_code == 200
+        streamed.read()
+    assert [auth for _, _, auth in fresh.requests] == [f"Bearer {REQUEST_KEY}"] * 2
+    # The caller's key rejected: a 400 for the caller to fix, the key never echoed.
+    fresh.script = [Answer(401, {}, {"error": {"message": f"bad key {REQUEST_KEY}"}})]
+    rejected = httpx.post(url, json=body, headers=headers, timeout=60)
+    assert rejected.status_code == 400
+    assert "together_api_key" in rejected.json()["detail"] and REQUEST_KEY not in rejected.text
+    assert REQUEST_KEY not in stack.log()
+
+
+def test_malformed_provider_data_is_a_400(stack: RunningServer, fresh: ScriptedEngine) -> None:
+    response = httpx.post(
+        f"{stack.base_url}/v1/openai/v1/chat/completions",
+        json={"model": "t", "messages": [{"role": "user", "content": "hi"}]},
+        headers={PROVIDER_DATA: "{not json"},
+        timeout=60,
+    )
+    assert response.status_code == 400 and PROVIDER_DATA in response.json()["detail"]

@@ -18,6 +18,7 @@ class DatabricksConfig(RemoteEngineConfig):
     key_env: ClassVar[str] = "DATABRICKS_TOKEN"
     url_env: ClassVar[str] = "DATABRICKS_HOST"
     requires_key: ClassVar[bool] = True
+    provider_data_key: ClassVar[str | None] = "databricks_api_token"
 
     @model_validator(mode="before")
     @classmethod

@@ -14,3 +14,4 @@ class FireworksConfig(RemoteEngineConfig):
     key_env: ClassVar[str] = "FIREWORKS_API_KEY"
     sampling_extras: ClassVar[dict[str, str]] = {"top_k": "top_k"}
     requires_key: ClassVar[bool] = True
+    provider_data_key: ClassVar[str | None] = "fireworks_api_key"

@@ -13,3 +13,4 @@ class OpenAIConfig(RemoteEngineConfig):
     url_env: ClassVar[str] = "OPENAI_BASE_URL"
     key_env: ClassVar[str] = "OPENAI_API_KEY"
     requires_key: ClassVar[bool] = True
+    provider_data_key: ClassVar[str | None] = "openai_api_key"

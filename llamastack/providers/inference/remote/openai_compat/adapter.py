@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 import openai
 from openai import AsyncOpenAI
 
+from llamastack.stack import provider_data
 from llamastack.stack.apis.inference.core import (
     ChatRequest,
     CompletionRequest,
@@ -25,7 +26,13 @@ from llamastack.stack.apis.inference.core import (
 )
 from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.boundary import Boundary, describe
-from llamastack.stack.errors import BadRequestError, NotFoundError, StackError, UnsupportedError
+from llamastack.stack.errors import (
+    BadRequestError,
+    NotFoundError,
+    StackError,
+    UnsupportedError,
+    UpstreamError,
+)
 
 from . import wire
 from .config import RemoteEngineConfig
@@ -62,7 +69,7 @@ class OpenAICompatInference:
 
     # --- calling the engine ----------------------------------------------------------------------
 
-    def _boundary(self, model: Model | None = None) -> Boundary:
+    def _boundary(self, model: Model | None = None, request_key: str | None = None) -> Boundary:
         rules: dict[type[BaseException] | str, Any] = {}
         if model is not None:
             name = self._name(model)
@@ -78,36 +85,53 @@ class OpenAICompatInference:
                 )
 
             rules[openai.NotFoundError] = missing
+        if request_key is not None:  # the caller's own key: their mistake to fix, a 400
+            hint = f"Check the {self.config.provider_data_key} sent in {provider_data.HEADER}."
+            credentials_error: type[StackError] = BadRequestError
+        else:
+            hint = f"Check api_key in the {self.service} provider config (${{env.{self.config.key_env}}})."
+            credentials_error = UpstreamError
         return Boundary(
             self.service,
             self.url,
-            secrets=[self._key],
+            secrets=[self._key, request_key],
             credentials="API key",
-            credentials_hint=(
-                f"Check api_key in the {self.service} provider config (${{env.{self.config.key_env}}})."
-            ),
+            credentials_hint=hint,
+            credentials_error=credentials_error,
             rules=rules,
         )
 
-    def _check_config(self) -> None:
+    def _caller(self) -> tuple[AsyncOpenAI, str | None]:
+        """The client for this request, and the key the request brought (None: the config's)."""
         if not self.url:  # never let the SDK fall back to its own default URL
             raise BadRequestError(
                 f"{self.service} has no engine URL: set {self.config.url_env} (url in its provider config)."
             )
+        name = self.config.provider_data_key
+        request_key = provider_data.string_value(name) if name is not None else None
+        if request_key is not None:
+            return self._client.with_options(api_key=request_key), request_key
         if self.config.requires_key and not self._key:
+            hint = f' or send {provider_data.HEADER}: {{"{name}": "<key>"}}' if name else ""
             raise BadRequestError(
                 f"{self.service} needs an API key: set {self.config.key_env} "
-                "(api_key in its provider config)."
+                f"(api_key in its provider config){hint}."
             )
+        return self._client, None
 
-    async def _send(self, call: Callable[[], Awaitable[T]], model: Model | None = None) -> T:
+    async def _send(self, call: Callable[[AsyncOpenAI], Awaitable[T]], model: Model | None = None) -> T:
         """`call` with the safe retries; its failure as our typed error."""
-        self._check_config()
-        boundary = self._boundary(model)
+        return (await self._send_keyed(call, model))[0]
+
+    async def _send_keyed(
+        self, call: Callable[[AsyncOpenAI], Awaitable[T]], model: Model | None = None
+    ) -> tuple[T, str | None]:
+        client, request_key = self._caller()
+        boundary = self._boundary(model, request_key)
         attempt = 0
         while True:
             try:
-                return await call()
+                return await call(client), request_key
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt)
                 if delay is None:
@@ -172,12 +196,10 @@ class OpenAICompatInference:
         return model.model_copy(update={"metadata": metadata})
 
     async def _list_models(self) -> dict[str, Any]:
-        client = self._client.with_options(
-            timeout=openai.Timeout(_LIST_TIMEOUT_S, connect=self.config.connect_timeout_s)
-        )
+        timeout = openai.Timeout(_LIST_TIMEOUT_S, connect=self.config.connect_timeout_s)
 
-        async def listed() -> dict[str, Any]:
-            return {m.id: m async for m in client.models.list()}
+        async def listed(client: AsyncOpenAI) -> dict[str, Any]:
+            return {m.id: m async for m in client.with_options(timeout=timeout).models.list()}
 
         return await self._send(listed)
 
@@ -221,7 +243,7 @@ class OpenAICompatInference:
         body = self._chat_body(request)
         messages = body.pop("messages")
         completion = await self._send(
-            lambda: self._client.chat.completions.create(
+            lambda c: c.chat.completions.create(
                 model=self._name(model), messages=messages, stream=False, extra_body=body
             ),
             model,
@@ -232,20 +254,20 @@ class OpenAICompatInference:
     async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
         body = {**self._chat_body(request), **self._stream_options()}
         messages = body.pop("messages")
-        stream = await self._send(
-            lambda: self._client.chat.completions.create(
+        stream, key = await self._send_keyed(
+            lambda c: c.chat.completions.create(
                 model=self._name(model), messages=messages, stream=True, extra_body=body
             ),
             model,
         )
-        async for chunk in self._relay(stream, wire.StreamAssembler(chat=True), model):
+        async for chunk in self._relay(stream, wire.StreamAssembler(chat=True), model, key):
             yield chunk
 
     async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
         body = self._completion_body(request)
         prompt = body.pop("prompt")
         completion = await self._send(
-            lambda: self._client.completions.create(
+            lambda c: c.completions.create(
                 model=self._name(model), prompt=prompt, stream=False, extra_body=body
             ),
             model,
@@ -258,22 +280,22 @@ class OpenAICompatInference:
     ) -> AsyncIterator[GenerationChunk]:
         body = {**self._completion_body(request), **self._stream_options()}
         prompt = body.pop("prompt")
-        stream = await self._send(
-            lambda: self._client.completions.create(
+        stream, key = await self._send_keyed(
+            lambda c: c.completions.create(
                 model=self._name(model), prompt=prompt, stream=True, extra_body=body
             ),
             model,
         )
-        async for chunk in self._relay(stream, wire.StreamAssembler(chat=False), model):
+        async for chunk in self._relay(stream, wire.StreamAssembler(chat=False), model, key):
             yield chunk
 
     async def _relay(
-        self, stream: Any, assembler: wire.StreamAssembler, model: Model
+        self, stream: Any, assembler: wire.StreamAssembler, model: Model, request_key: str | None
     ) -> AsyncIterator[GenerationChunk]:
         # The answer has started: no retries from here. Closing the stream (the client went away)
         # closes the connection, which stops the engine's generation.
         try:
-            async with self._boundary(model):
+            async with self._boundary(model, request_key):
                 async for raw in stream:
                     chunk = assembler.feed(raw)
                     if chunk is not None:
@@ -287,9 +309,7 @@ class OpenAICompatInference:
     ) -> EmbeddingResult:
         # Truncation is the engine's: each decides what to do with an input longer than its model takes.
         response = await self._send(
-            lambda: self._client.embeddings.create(
-                model=self._name(model), input=texts, encoding_format="float"
-            ),
+            lambda c: c.embeddings.create(model=self._name(model), input=texts, encoding_format="float"),
             model,
         )
         async with self._boundary(model):

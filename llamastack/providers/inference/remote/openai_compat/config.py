@@ -49,6 +49,8 @@ class RemoteEngineConfig(BaseModel):
     schema_format: ClassVar[str] = "json_schema"
     # Hosted APIs: a request without a key is refused here, not sent.
     requires_key: ClassVar[bool] = False
+    # The key a request may bring instead, in X-LlamaStack-Provider-Data (e.g. "together_api_key").
+    provider_data_key: ClassVar[str | None] = None
     # The engine serves one model whatever name a request gives (llama.cpp's servers).
     single_model: ClassVar[bool] = False
     # Append /v1 when the configured URL lacks it (engines whose OpenAI routes live there).

@@ -14,3 +14,4 @@ class TogetherConfig(RemoteEngineConfig):
     key_env: ClassVar[str] = "TOGETHER_API_KEY"
     sampling_extras: ClassVar[dict[str, str]] = {"top_k": "top_k", "repetition_penalty": "repetition_penalty"}
     requires_key: ClassVar[bool] = True
+    provider_data_key: ClassVar[str | None] = "together_api_key"
