@@ -46,6 +46,20 @@ def _completion(text: str = "ok", tool_calls: list[dict[str, Any]] | None = None
     }
 
 
+def _embeddings(texts: list[str]) -> dict[str, Any]:
+    # Listed in reverse: the adapter orders them by index.
+    data = [
+        {"object": "embedding", "index": i, "embedding": [float(len(t)), 0.5, -1.0]}
+        for i, t in enumerate(texts)
+    ]
+    return {
+        "object": "list",
+        "data": data[::-1],
+        "model": "fake",
+        "usage": {"prompt_tokens": 4, "total_tokens": 4},
+    }
+
+
 class ScriptedEngine:
     """Answers POSTs from a queue of scripted answers (then plain 'ok'), recording each request."""
 
@@ -63,7 +77,12 @@ class ScriptedEngine:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 engine.requests.append((self.path, body, self.headers.get("Authorization", "")))
-                answer = engine.script.pop(0) if engine.script else Answer(body=_completion())
+                if engine.script:
+                    answer = engine.script.pop(0)
+                elif self.path.endswith("/embeddings"):
+                    answer = Answer(body=_embeddings(body["input"]))
+                else:
+                    answer = Answer(body=_completion())
                 if isinstance(answer.body, list):
                     self.send_response(answer.status)
                     self.send_header("Content-Type", "text/event-stream")
@@ -380,3 +399,23 @@ def test_malformed_provider_data_is_a_400(stack: RunningServer, fresh: ScriptedE
         timeout=60,
     )
     assert response.status_code == 400 and PROVIDER_DATA in response.json()["detail"]
+
+
+def test_embeddings_on_the_engine(stack: RunningServer, fresh: ScriptedEngine) -> None:
+    registered = httpx.post(
+        f"{stack.base_url}/v1/models",
+        json={
+            "model_id": "remote-embed",
+            "provider_id": "engine",
+            "provider_model_id": "fake",
+            "model_type": "embedding",
+        },
+        timeout=30,
+    )
+    assert registered.status_code == 200, registered.text
+    assert registered.json()["metadata"]["embedding_dimension"] == 3  # read from the engine's answer
+    client = openai.OpenAI(base_url=f"{stack.base_url}/v1/openai/v1", api_key="none", max_retries=0)
+    answer = client.embeddings.create(model="remote-embed", input=["a", "abcd"])
+    assert [d.embedding[0] for d in answer.data] == [1.0, 4.0]
+    assert answer.usage.prompt_tokens == 4
+    assert fresh.requests[-1][1]["input"] == ["a", "abcd"]
