@@ -96,3 +96,23 @@ async def test_an_engine_without_a_url_is_never_called() -> None:
         await provider.chat(model, ChatRequest([ChatMessage("user", "hi")], SamplingOptions()))
     assert await provider.register_model(model) == model  # logged, not fatal at start-up
     await provider.shutdown()
+
+
+async def test_the_servers_openai_identity_does_not_reach_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llamastack.providers.inference.remote.openai_compat.adapter import OpenAICompatInference
+    from llamastack.providers.inference.remote.together.config import TogetherConfig
+    from llamastack.stack import provider_data
+
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-of-the-host")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-of-the-host")
+    provider = OpenAICompatInference(TogetherConfig())
+    headers = provider._client.default_headers
+    assert "org-of-the-host" not in str(headers) and "proj-of-the-host" not in str(headers)
+    token = provider_data._raw.set('{"together_api_key": "k-1"}')
+    try:
+        keyed, key = provider._caller()
+    finally:
+        provider_data._raw.reset(token)
+    assert key == "k-1" and keyed.api_key == "k-1"
+    assert "org-of-the-host" not in str(keyed.default_headers)
+    await provider.shutdown()

@@ -53,12 +53,14 @@ class OpenAICompatInference:
         self.service = config.provider_type
         self.url = config.base_url()
         self._key = config.key()
-        self._client = AsyncOpenAI(
-            base_url=self.url or "http://unconfigured.invalid",
-            # Engines without auth ignore the header; the SDK refuses to start without some key.
-            api_key=self._key or "none",
-            max_retries=0,
-            timeout=openai.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+        self._client = _own_identity(
+            AsyncOpenAI(
+                base_url=self.url or "http://unconfigured.invalid",
+                # Engines without auth ignore the header; the SDK refuses to start without some key.
+                api_key=self._key or "none",
+                max_retries=0,
+                timeout=openai.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            )
         )
 
     async def health(self) -> dict[str, str]:
@@ -110,7 +112,7 @@ class OpenAICompatInference:
         name = self.config.provider_data_key
         request_key = provider_data.string_value(name) if name is not None else None
         if request_key is not None:
-            return self._client.with_options(api_key=request_key), request_key
+            return _own_identity(self._client.with_options(api_key=request_key)), request_key
         if self.config.requires_key and not self._key:
             hint = f' or send {provider_data.HEADER}: {{"{name}": "<key>"}}' if name else ""
             raise BadRequestError(
@@ -319,6 +321,14 @@ class OpenAICompatInference:
                 embeddings=[list(d.embedding) for d in data],
                 prompt_tokens=(usage.prompt_tokens if usage is not None else 0) or 0,
             )
+
+
+def _own_identity(client: AsyncOpenAI) -> AsyncOpenAI:
+    """The client without the OpenAI organization/project the SDK reads from the server's environment
+    (OPENAI_ORG_ID, OPENAI_PROJECT_ID): they are not this engine's, and must not reach every engine."""
+    client.organization = None
+    client.project = None
+    return client
 
 
 def wire_body(exc: BaseException) -> str:
