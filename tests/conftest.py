@@ -264,3 +264,68 @@ def mcp_url(tmp_path_factory: pytest.TempPathFactory, mcp_port: int) -> Iterator
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@dataclass
+class Engine:
+    """llama-cpp-python's own OpenAI-compatible server (llama_cpp.server) on loopback."""
+
+    process: subprocess.Popen[bytes]
+    url: str  # the base of its OpenAI routes, ending in /v1
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+ENGINE_MODEL = "smollm2"  # the name llama_cpp.server serves SmolLM2 under (--model_alias)
+
+
+def start_llama_cpp_engine(log_dir: Path) -> Engine:
+    port = free_port()
+    log_path = log_dir / f"llama-cpp-server-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                smollm2_path(),
+                "--model_alias",
+                ENGINE_MODEL,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--n_threads",
+                "1",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    engine = Engine(process, f"http://127.0.0.1:{port}/v1", log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()}")
+        try:
+            if httpx.get(f"{engine.url}/models", timeout=1).status_code == 200:
+                return engine
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    engine.stop()
+    raise RuntimeError("llama_cpp.server did not start in 60 s")
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The remote-inference tests' engine: SmolLM2 behind llama_cpp.server."""
+    engine = start_llama_cpp_engine(tmp_path_factory.mktemp("engine"))
+    yield engine
+    engine.stop()

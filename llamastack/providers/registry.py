@@ -5,6 +5,8 @@ from __future__ import annotations
 from llamastack.stack.datatypes import Api, ProviderSpec
 
 _P = "llamastack.providers"
+_R = f"{_P}.inference.remote"  # every remote inference provider is the one OpenAI-compatible adapter
+_REMOTE_INFERENCE = ("openai>=1.50",)
 
 PROVIDERS: tuple[ProviderSpec, ...] = (
     ProviderSpec(
@@ -22,6 +24,78 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         config_class=f"{_P}.inference.sentence_transformers.config:SentenceTransformersConfig",
         description="Embeddings from a local sentence-transformers folder (numpy BERT encoder or torch).",
         pip_packages=("numpy>=1.26", "tokenizers>=0.19", "safetensors>=0.4"),
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::openai-compatible",
+        module=f"{_R}.openai_compat",
+        config_class=f"{_R}.openai_compat.config:OpenAICompatibleConfig",
+        description="Any server speaking OpenAI's chat, completions and embeddings routes at a base URL.",
+        pip_packages=_REMOTE_INFERENCE,
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::llama-cpp-server",
+        module=f"{_R}.llama_cpp_server",
+        config_class=f"{_R}.llama_cpp_server.config:LlamaCppServerConfig",
+        description="llama.cpp's OpenAI-compatible server (llama-server or llama_cpp.server).",
+        pip_packages=_REMOTE_INFERENCE,
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::vllm",
+        module=f"{_R}.vllm",
+        config_class=f"{_R}.vllm.config:VLLMConfig",
+        description="A vLLM server, through its OpenAI-compatible API.",
+        pip_packages=_REMOTE_INFERENCE,
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::ollama",
+        module=f"{_R}.ollama",
+        config_class=f"{_R}.ollama.config:OllamaConfig",
+        description="An Ollama server, through its OpenAI-compatible /v1 routes.",
+        pip_packages=_REMOTE_INFERENCE,
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::tgi",
+        module=f"{_R}.tgi",
+        config_class=f"{_R}.tgi.config:TGIConfig",
+        description="A Text Generation Inference server, through its OpenAI-compatible /v1 routes.",
+        pip_packages=_REMOTE_INFERENCE,
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::openai",
+        module=f"{_R}.openai",
+        config_class=f"{_R}.openai.config:OpenAIConfig",
+        description="OpenAI's API (OPENAI_API_KEY).",
+        pip_packages=_REMOTE_INFERENCE,
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::together",
+        module=f"{_R}.together",
+        config_class=f"{_R}.together.config:TogetherConfig",
+        description="Together AI's OpenAI-compatible API (TOGETHER_API_KEY).",
+        pip_packages=_REMOTE_INFERENCE,
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::fireworks",
+        module=f"{_R}.fireworks",
+        config_class=f"{_R}.fireworks.config:FireworksConfig",
+        description="Fireworks AI's OpenAI-compatible API (FIREWORKS_API_KEY).",
+        pip_packages=_REMOTE_INFERENCE,
+    ),
+    ProviderSpec(
+        api=Api.inference,
+        provider_type="remote::databricks",
+        module=f"{_R}.databricks",
+        config_class=f"{_R}.databricks.config:DatabricksConfig",
+        description="Databricks model serving endpoints (DATABRICKS_HOST, DATABRICKS_TOKEN).",
+        pip_packages=_REMOTE_INFERENCE,
     ),
     ProviderSpec(
         api=Api.safety,

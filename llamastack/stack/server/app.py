@@ -123,6 +123,9 @@ def install_edges(app: FastAPI, server: ServerConfig, bind_host: str | None) -> 
     carry no credentials, are answered, and a 401 still carries CORS headers), API keys."""
     from starlette.middleware.cors import CORSMiddleware
 
+    from ..provider_data import ProviderDataMiddleware
+
+    app.add_middleware(ProviderDataMiddleware)  # innermost: per-request keys for providers
     if server.auth.enabled:
         app.add_middleware(APIKeyAuth, config=server.auth)
     cors = server.cors

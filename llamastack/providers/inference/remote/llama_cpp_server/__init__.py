@@ -1,0 +1,22 @@
+"""remote::llama-cpp-server: llama.cpp's OpenAI-compatible server (llama-server, or
+llama-cpp-python's llama_cpp.server)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
+
+from .config import LlamaCppServerConfig
+
+if TYPE_CHECKING:
+    from ..openai_compat.adapter import OpenAICompatInference
+
+
+async def get_provider_impl(config: LlamaCppServerConfig, deps: ProviderDeps) -> OpenAICompatInference:
+    from ..openai_compat.adapter import OpenAICompatInference
+
+    return OpenAICompatInference(config)
+
+
+__all__ = ["get_provider_impl"]

@@ -1,0 +1,21 @@
+"""remote::ollama: An Ollama server, through its OpenAI-compatible /v1 routes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
+
+from .config import OllamaConfig
+
+if TYPE_CHECKING:
+    from ..openai_compat.adapter import OpenAICompatInference
+
+
+async def get_provider_impl(config: OllamaConfig, deps: ProviderDeps) -> OpenAICompatInference:
+    from ..openai_compat.adapter import OpenAICompatInference
+
+    return OpenAICompatInference(config)
+
+
+__all__ = ["get_provider_impl"]

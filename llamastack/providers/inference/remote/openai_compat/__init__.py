@@ -1,0 +1,22 @@
+"""remote::openai-compatible: any server speaking OpenAI's chat, completions and embeddings routes;
+also the adapter every other remote inference provider is."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
+
+from .config import RemoteEngineConfig
+
+if TYPE_CHECKING:
+    from .adapter import OpenAICompatInference
+
+
+async def get_provider_impl(config: RemoteEngineConfig, deps: ProviderDeps) -> OpenAICompatInference:
+    from .adapter import OpenAICompatInference  # imports the openai SDK: keep it out of CLI start-up
+
+    return OpenAICompatInference(config)
+
+
+__all__ = ["get_provider_impl"]

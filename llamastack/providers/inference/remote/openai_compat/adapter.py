@@ -1,0 +1,337 @@
+"""One InferenceProvider over any OpenAI-compatible engine, through the openai SDK's AsyncOpenAI.
+
+Our model id maps to the engine's name for it (``provider_model_id``). Failures go through the
+stack's Boundary (named after the provider type and URL). Retries are ours, not the SDK's (which
+would also retry timeouts and 500s, and so run a generation twice): only a refused connection or a
+429/503 with a short Retry-After, a few times, and never once an answer has started streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import openai
+from openai import AsyncOpenAI
+
+from llamastack.stack import provider_data
+from llamastack.stack.apis.inference.core import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingResult,
+    GenerationChunk,
+    GenerationResult,
+)
+from llamastack.stack.apis.models import Model, ModelType
+from llamastack.stack.boundary import Boundary, describe
+from llamastack.stack.errors import (
+    BadRequestError,
+    NotFoundError,
+    StackError,
+    UnsupportedError,
+    UpstreamError,
+)
+
+from . import wire
+from .config import RemoteEngineConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_MAX_RETRY_WAIT_S = 5  # a longer Retry-After goes back to the client as 503 + Retry-After
+_LIST_TIMEOUT_S = 10.0
+
+
+class OpenAICompatInference:
+    # Picked by default for llm models; embedding models are served when registered with provider_id.
+    supported_model_types = (ModelType.llm,)
+
+    def __init__(self, config: RemoteEngineConfig) -> None:
+        self.config = config
+        self.service = config.provider_type
+        self.url = config.base_url()
+        self._key = config.key()
+        self._client = _own_identity(
+            AsyncOpenAI(
+                base_url=self.url or "http://unconfigured.invalid",
+                # Engines without auth ignore the header; the SDK refuses to start without some key.
+                api_key=self._key or "none",
+                max_retries=0,
+                timeout=openai.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            )
+        )
+
+    async def health(self) -> dict[str, str]:
+        return {"status": "OK"}
+
+    async def shutdown(self) -> None:
+        await self._client.close()
+
+    # --- calling the engine ----------------------------------------------------------------------
+
+    def _boundary(self, model: Model | None = None, request_key: str | None = None) -> Boundary:
+        rules: dict[type[BaseException] | str, Any] = {}
+        if model is not None:
+            name = self._name(model)
+
+            def missing(exc: BaseException) -> StackError:
+                body = wire_body(exc)
+                return NotFoundError(
+                    f"{self.service} at {self.url} answered HTTP 404 for model '{name}'"
+                    + (f": {body}" if body else "")
+                    + f". Check that the engine serves '{name}' (GET {self.url}/models lists them) and that "
+                    f"the URL ends at its OpenAI routes (usually /v1); model '{model.identifier}' maps to "
+                    "it through provider_model_id."
+                )
+
+            rules[openai.NotFoundError] = missing
+        if request_key is not None:  # the caller's own key: their mistake to fix, a 400
+            hint = f"Check the {self.config.provider_data_key} sent in {provider_data.HEADER}."
+            credentials_error: type[StackError] = BadRequestError
+        else:
+            hint = f"Check api_key in the {self.service} provider config (${{env.{self.config.key_env}}})."
+            credentials_error = UpstreamError
+        return Boundary(
+            self.service,
+            self.url,
+            secrets=[self._key, request_key],
+            credentials="API key",
+            credentials_hint=hint,
+            credentials_error=credentials_error,
+            rules=rules,
+        )
+
+    def _caller(self) -> tuple[AsyncOpenAI, str | None]:
+        """The client for this request, and the key the request brought (None: the config's)."""
+        if not self.url:  # never let the SDK fall back to its own default URL
+            raise BadRequestError(
+                f"{self.service} has no engine URL: set {self.config.url_env} (url in its provider config)."
+            )
+        name = self.config.provider_data_key
+        request_key = provider_data.string_value(name) if name is not None else None
+        if request_key is not None:
+            return _own_identity(self._client.with_options(api_key=request_key)), request_key
+        if self.config.requires_key and not self._key:
+            hint = f' or send {provider_data.HEADER}: {{"{name}": "<key>"}}' if name else ""
+            raise BadRequestError(
+                f"{self.service} needs an API key: set {self.config.key_env} "
+                f"(api_key in its provider config){hint}."
+            )
+        return self._client, None
+
+    async def _send(self, call: Callable[[AsyncOpenAI], Awaitable[T]], model: Model | None = None) -> T:
+        """`call` with the safe retries; its failure as our typed error."""
+        return (await self._send_keyed(call, model))[0]
+
+    async def _send_keyed(
+        self, call: Callable[[AsyncOpenAI], Awaitable[T]], model: Model | None = None
+    ) -> tuple[T, str | None]:
+        client, request_key = self._caller()
+        boundary = self._boundary(model, request_key)
+        attempt = 0
+        while True:
+            try:
+                return await call(client), request_key
+            except Exception as exc:
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
+                    raise boundary.translate(exc) from None
+            attempt += 1
+            log.info("%s at %s: retry %d in %.1fs", self.service, self.url, attempt, delay)
+            await asyncio.sleep(delay)
+
+    def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
+        if attempt >= self.config.max_retries:
+            return None
+        failure = describe(exc)
+        if failure is None:
+            return None
+        if failure.kind == "connect":  # nothing reached the engine: safe to send again
+            return 0.2 * 2**attempt
+        if failure.kind == "status" and failure.status in (429, 503):
+            wait = failure.retry_after_s or 1
+            return float(wait) if wait <= _MAX_RETRY_WAIT_S else None
+        return None
+
+    @staticmethod
+    def _name(model: Model) -> str:
+        return model.provider_resource_id or model.identifier
+
+    # --- models ----------------------------------------------------------------------------------
+
+    async def register_model(self, model: Model) -> Model:
+        name = self._name(model)
+        try:
+            served = await self._list_models()
+        except StackError as exc:
+            # An engine that is down (or refuses the key) must not stop the server: the model is
+            # served, and its requests fail with the engine's error until it answers.
+            log.warning(
+                "%s at %s: could not check that it serves model '%s' (%s); requests to '%s' will fail "
+                "until the engine answers.",
+                self.service,
+                self.url,
+                name,
+                exc.detail,
+                model.identifier,
+            )
+            return model
+        entry = served.get(name)
+        if entry is None and not (self.config.single_model and len(served) == 1):
+            listed = ", ".join(sorted(served)[:20]) or "none"
+            raise BadRequestError(
+                f"{self.service} at {self.url} does not serve model '{name}' (it serves: {listed}). "
+                f"Set provider_model_id of model '{model.identifier}' to one of these."
+            )
+        metadata = dict(model.metadata)
+        context = getattr(entry, "max_model_len", None)  # vLLM says how long its context is
+        if isinstance(context, int) and "context_length" not in metadata:
+            metadata["context_length"] = context
+        if model.model_type == ModelType.embedding and "embedding_dimension" not in metadata:
+            try:
+                probe = await self.embed(model, ["dimension probe"])
+                metadata["embedding_dimension"] = len(probe.embeddings[0])
+            except StackError as exc:
+                log.warning("%s: could not read the dimension of '%s': %s", self.service, name, exc.detail)
+        return model.model_copy(update={"metadata": metadata})
+
+    async def _list_models(self) -> dict[str, Any]:
+        timeout = openai.Timeout(_LIST_TIMEOUT_S, connect=self.config.connect_timeout_s)
+
+        async def listed(client: AsyncOpenAI) -> dict[str, Any]:
+            return {m.id: m async for m in client.with_options(timeout=timeout).models.list()}
+
+        return await self._send(listed)
+
+    async def unregister_model(self, model: Model) -> None:
+        return None
+
+    # --- generation ------------------------------------------------------------------------------
+
+    def _chat_body(self, request: ChatRequest) -> dict[str, Any]:
+        body = wire.chat_body(request, self.config.sampling_extras, self.config.schema_format)
+        if request.grammar is not None:
+            body[self._grammar_field()] = request.grammar
+        return body
+
+    def _completion_body(self, request: CompletionRequest) -> dict[str, Any]:
+        body = wire.completion_body(request, self.config.sampling_extras)
+        if request.json_schema is not None:
+            field = self.config.completion_schema_field
+            if field is None:
+                raise UnsupportedError(
+                    f"{self.service} cannot constrain a plain completion to a JSON schema; use chat "
+                    "completions with response_format instead."
+                )
+            body[field] = request.json_schema
+        if request.grammar is not None:
+            body[self._grammar_field()] = request.grammar
+        return body
+
+    def _grammar_field(self) -> str:
+        if self.config.grammar_field is None:
+            raise UnsupportedError(
+                f"{self.service} does not take GBNF grammars; "
+                "ask for a JSON schema (response_format) instead."
+            )
+        return self.config.grammar_field
+
+    def _stream_options(self) -> dict[str, Any]:
+        return {"stream_options": {"include_usage": True}} if self.config.stream_usage else {}
+
+    async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
+        body = self._chat_body(request)
+        messages = body.pop("messages")
+        completion = await self._send(
+            lambda c: c.chat.completions.create(
+                model=self._name(model), messages=messages, stream=False, extra_body=body
+            ),
+            model,
+        )
+        async with self._boundary(model):  # an answer without the expected fields is the engine's fault
+            return wire.chat_result(completion)
+
+    async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
+        body = {**self._chat_body(request), **self._stream_options()}
+        messages = body.pop("messages")
+        stream, key = await self._send_keyed(
+            lambda c: c.chat.completions.create(
+                model=self._name(model), messages=messages, stream=True, extra_body=body
+            ),
+            model,
+        )
+        async for chunk in self._relay(stream, wire.StreamAssembler(chat=True), model, key):
+            yield chunk
+
+    async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
+        body = self._completion_body(request)
+        prompt = body.pop("prompt")
+        completion = await self._send(
+            lambda c: c.completions.create(
+                model=self._name(model), prompt=prompt, stream=False, extra_body=body
+            ),
+            model,
+        )
+        async with self._boundary(model):
+            return wire.completion_result(completion)
+
+    async def complete_stream(
+        self, model: Model, request: CompletionRequest
+    ) -> AsyncIterator[GenerationChunk]:
+        body = {**self._completion_body(request), **self._stream_options()}
+        prompt = body.pop("prompt")
+        stream, key = await self._send_keyed(
+            lambda c: c.completions.create(
+                model=self._name(model), prompt=prompt, stream=True, extra_body=body
+            ),
+            model,
+        )
+        async for chunk in self._relay(stream, wire.StreamAssembler(chat=False), model, key):
+            yield chunk
+
+    async def _relay(
+        self, stream: Any, assembler: wire.StreamAssembler, model: Model, request_key: str | None
+    ) -> AsyncIterator[GenerationChunk]:
+        # The answer has started: no retries from here. Closing the stream (the client went away)
+        # closes the connection, which stops the engine's generation.
+        try:
+            async with self._boundary(model, request_key):
+                async for raw in stream:
+                    chunk = assembler.feed(raw)
+                    if chunk is not None:
+                        yield chunk
+            yield assembler.final()
+        finally:
+            await stream.close()
+
+    async def embed(
+        self, model: Model, texts: list[str], *, truncate: Literal["none", "start", "end"] | None = None
+    ) -> EmbeddingResult:
+        # Truncation is the engine's: each decides what to do with an input longer than its model takes.
+        response = await self._send(
+            lambda c: c.embeddings.create(model=self._name(model), input=texts, encoding_format="float"),
+            model,
+        )
+        async with self._boundary(model):
+            data = sorted(response.data, key=lambda d: d.index)
+            usage = response.usage
+            return EmbeddingResult(
+                embeddings=[list(d.embedding) for d in data],
+                prompt_tokens=(usage.prompt_tokens if usage is not None else 0) or 0,
+            )
+
+
+def _own_identity(client: AsyncOpenAI) -> AsyncOpenAI:
+    """The client without the OpenAI organization/project the SDK reads from the server's environment
+    (OPENAI_ORG_ID, OPENAI_PROJECT_ID): they are not this engine's, and must not reach every engine."""
+    client.organization = None
+    client.project = None
+    return client
+
+
+def wire_body(exc: BaseException) -> str:
+    """The start of an engine's error answer, on one line."""
+    failure = describe(exc)
+    return failure.body if failure is not None else ""

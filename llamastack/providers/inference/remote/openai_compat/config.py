@@ -1,0 +1,83 @@
+"""Settings of an OpenAI-compatible engine; each remote provider is this with its own defaults.
+
+The engine URL comes from the operator's run config, so it is trusted as given: it is not a
+client-supplied URL and does not go through the outbound policy (which guards connections opened on
+a client's behalf).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, field_validator
+
+from llamastack.stack.secrets import Secret, secret_value
+
+
+class RemoteEngineConfig(BaseModel):
+    url: str = Field(
+        default="",
+        description="Base URL of the engine's OpenAI-compatible API (e.g. http://host:8000/v1); required.",
+    )
+    api_key: Secret | None = Field(default=None, description="Bearer key for the engine, if it needs one.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for an answer (or a token).")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="Longest wait to connect.")
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=5,
+        description=(
+            "Retries of a request the engine refused to connect or answered 429/503 (after its "
+            "Retry-After, if short); never once an answer has started."
+        ),
+    )
+    stream_usage: bool = Field(
+        default=True, description="Ask for token usage at the end of streams (stream_options.include_usage)."
+    )
+
+    # What differs between engines, fixed per provider type.
+    provider_type: ClassVar[str] = "remote::openai-compatible"
+    key_env: ClassVar[str] = "OPENAI_COMPATIBLE_API_KEY"
+    url_env: ClassVar[str] = "OPENAI_COMPATIBLE_URL"
+    # Our sampling knobs outside OpenAI's set -> the engine's name for them (sent in the body).
+    sampling_extras: ClassVar[dict[str, str]] = {}
+    # The body field taking a GBNF grammar, and one taking a JSON schema for plain completions.
+    grammar_field: ClassVar[str | None] = None
+    completion_schema_field: ClassVar[str | None] = None
+    # How a JSON schema is asked for: OpenAI's json_schema response format, or the older
+    # {"type": "json_object", "schema": ...} (llama-cpp-python's server).
+    schema_format: ClassVar[str] = "json_schema"
+    # Hosted APIs: a request without a key is refused here, not sent.
+    requires_key: ClassVar[bool] = False
+    # The key a request may bring instead, in X-LlamaStack-Provider-Data (e.g. "together_api_key").
+    provider_data_key: ClassVar[str | None] = None
+    # The engine serves one model whatever name a request gives (llama.cpp's servers).
+    single_model: ClassVar[bool] = False
+    # Append /v1 when the configured URL lacks it (engines whose OpenAI routes live there).
+    v1_suffix: ClassVar[bool] = False
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, not '{value[:80]}'")
+        return value.rstrip("/")
+
+    def base_url(self) -> str:
+        if self.v1_suffix and not self.url.endswith("/v1"):
+            return f"{self.url}/v1"
+        return self.url
+
+    def key(self) -> str | None:
+        return secret_value(self.api_key)
+
+    @classmethod
+    def sample_run_config(cls) -> dict[str, Any]:
+        return {"url": "${env.%s}" % cls.url_env, "api_key": "${env.%s:=}" % cls.key_env}  # noqa: UP031
+
+
+class OpenAICompatibleConfig(RemoteEngineConfig):
+    """Any server speaking OpenAI's chat/completions/embeddings routes at `url`."""
+
+    sampling_extras: ClassVar[dict[str, str]] = {"top_k": "top_k", "repetition_penalty": "repetition_penalty"}

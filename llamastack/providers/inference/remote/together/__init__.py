@@ -1,0 +1,21 @@
+"""remote::together: Together AI's OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llamastack.stack.datatypes import ProviderDeps
+
+from .config import TogetherConfig
+
+if TYPE_CHECKING:
+    from ..openai_compat.adapter import OpenAICompatInference
+
+
+async def get_provider_impl(config: TogetherConfig, deps: ProviderDeps) -> OpenAICompatInference:
+    from ..openai_compat.adapter import OpenAICompatInference
+
+    return OpenAICompatInference(config)
+
+
+__all__ = ["get_provider_impl"]
