@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .agents.local.provider import LocalAgents
     from .files.localfs.provider import LocalFSFiles
     from .inference.llama_cpp.provider import LlamaCppInference
+    from .inference.remote.openai_compat.adapter import OpenAICompatInference
     from .inference.sentence_transformers.provider import SentenceTransformersInference
     from .safety.code_scanner.provider import CodeScannerSafety
     from .safety.llama_guard.provider import LlamaGuardSafety
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from .vector_io.sqlite_vec.provider import SqliteVecVectorIO
 
     def _llama_cpp(p: LlamaCppInference) -> InferenceProvider:
+        return p
+
+    def _remote(p: OpenAICompatInference) -> InferenceProvider:
         return p
 
     def _sentence_transformers(p: SentenceTransformersInference) -> InferenceProvider:
