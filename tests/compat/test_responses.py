@@ -242,3 +242,38 @@ def test_responses_survive_a_restart(tmp_path: Path) -> None:
         assert len(client.responses.input_items.list(follow.id).data) == 3
     finally:
         server.stop()
+
+
+def test_responses_belong_to_the_key_that_made_them(tmp_path: Path) -> None:
+    env = {"LLAMA_STACK_API_KEYS": "rk-one-51c2,rk-two-7d9e", "LLAMA_STACK_ADMIN_API_KEY": "rk-admin-0a3f"}
+    server = start_server(tmp_path / "state", env=env)
+
+    def client(key: str) -> OpenAI:
+        return OpenAI(base_url=f"{server.base_url}/v1/openai/v1", api_key=key, max_retries=0, timeout=120)
+
+    try:
+        one, two, admin = client("rk-one-51c2"), client("rk-two-7d9e"), client("rk-admin-0a3f")
+        made = _create(one, "Mine.")
+        assert one.responses.retrieve(made.id).id == made.id
+        for attempt in (
+            lambda: two.responses.retrieve(made.id),
+            lambda: two.responses.input_items.list(made.id),
+            lambda: two.responses.delete(made.id),
+            lambda: _create(two, "Continue.", previous_response_id=made.id),
+        ):
+            with pytest.raises(openai.NotFoundError):
+                attempt()
+
+        def listed(key: str) -> set[str]:
+            page = httpx.get(
+                f"{server.base_url}/v1/openai/v1/responses",
+                params={"limit": 100},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            return {r["id"] for r in page.json()["data"]}
+
+        assert made.id not in listed("rk-two-7d9e")
+        assert made.id in listed("rk-one-51c2") and made.id in listed("rk-admin-0a3f")
+        assert admin.responses.retrieve(made.id).id == made.id
+    finally:
+        server.stop()
