@@ -277,3 +277,31 @@ def test_responses_belong_to_the_key_that_made_them(tmp_path: Path) -> None:
         assert admin.responses.retrieve(made.id).id == made.id
     finally:
         server.stop()
+
+
+def test_streamed_function_call_events(openai_client) -> None:
+    events = list(
+        openai_client.responses.create(
+            model=CHAT_MODEL,
+            input="What is the weather in Rome?",
+            tools=[_WEATHER],
+            tool_choice="required",
+            temperature=0,
+            stream=True,
+        )
+    )
+    kinds = [e.type for e in events]
+    assert kinds[-1] == "response.completed"
+    start = kinds.index("response.output_item.added")
+    assert kinds[start : start + 4] == [
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+    ]
+    call = events[start + 3].item
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert events[start + 2].arguments == call.arguments and "city" in json.loads(call.arguments)
+    final = events[-1].response
+    assert [o.type for o in final.output] == ["function_call"]
+    assert openai_client.responses.retrieve(final.id).output[0].call_id == call.call_id
