@@ -25,6 +25,7 @@ from .routing.chat_completions import ChatCompletionStore
 from .routing.files import FilesRouter
 from .routing.inference import InferenceRouter
 from .routing.models import ModelsTable
+from .routing.responses import ResponsesRouter
 from .routing.safety import SafetyRouter, ShieldsTable
 from .routing.table import ResourceTable
 from .routing.tool_runtime import ToolRuntimeRouter
@@ -57,6 +58,7 @@ class Stack:
     inference: InferenceRouter | None = None
     models: ModelsTable | None = None
     chat_completions: ChatCompletionStore | None = None
+    responses: ResponsesRouter | None = None
     safety: SafetyRouter | None = None
     shields: ShieldsTable | None = None
     vector_io: VectorIORouter | None = None
@@ -243,6 +245,7 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
     stack.chat_completions = ChatCompletionStore(
         stack.store, enabled=stack.run_config.inference_store.enabled
     )
+    stack.responses = ResponsesRouter(stack.inference, stack.store)
 
 
 async def _build_safety(stack: Stack, instances: dict[str, ProviderInstance]) -> None:

@@ -21,6 +21,11 @@ EXTENSIONS: dict[tuple[str, str], set[str]] = {
     # OpenAI's API reports token usage and every OpenAI client reads it; the reference omits it.
     ("/v1/openai/v1/chat/completions", "post"): {"usage"},
     ("/v1/openai/v1/completions", "post"): {"usage"},
+    # As OpenAI's Responses API has them: token usage, the instructions, why a response is incomplete.
+    ("/v1/openai/v1/responses", "post"): {"usage", "instructions", "incomplete_details"},
+    ("/v1/openai/v1/responses/{response_id}", "get"): {"usage", "instructions", "incomplete_details"},
+    # OpenAI's input item list pages with these; the reference list has only data and object.
+    ("/v1/openai/v1/responses/{response_id}/input_items", "get"): {"has_more", "first_id", "last_id"},
 }
 
 # Request fields we accept beyond the reference, with the reason.
@@ -29,6 +34,8 @@ REQUEST_EXTENSIONS: dict[tuple[str, str], set[str]] = {
     ("/v1/openai/v1/vector_stores/{vector_store_id}/search", "post"): {"search_mode"},
     # `store: false` keeps a chat completion out of the stored list, as at OpenAI.
     ("/v1/openai/v1/chat/completions", "post"): {"store"},
+    # OpenAI's Responses sampling and tool knobs, which the reference request lacks.
+    ("/v1/openai/v1/responses", "post"): {"top_p", "max_output_tokens", "tool_choice"},
 }
 
 
@@ -76,6 +83,8 @@ def _enum_of(doc: dict[str, Any], schema: dict[str, Any]) -> set[str] | None:
 EXTRA_ROUTES = {
     # Shields can be registered but v0.2.12 has no way to remove one; later contracts add this route.
     ("/v1/shields/{identifier}", "delete"),
+    # OpenAI's Responses API deletes a stored response; v0.2.12 has no such operation.
+    ("/v1/openai/v1/responses/{response_id}", "delete"),
 }
 
 

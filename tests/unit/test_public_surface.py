@@ -72,6 +72,7 @@ SURFACE: dict[str, list[str]] = {
         "InferenceProvider",
         "Models",
         "RAGToolRuntime",
+        "Responses",
         "Safety",
         "SafetyProvider",
         "Shields",

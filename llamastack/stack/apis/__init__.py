@@ -11,6 +11,7 @@ Protocol: the provider is the API.
 | -------------- | ----------------- | ----------------------------------- | --------------------- |
 | inference      | inference/core.py | Inference                           | InferenceProvider     |
 | models         | models.py         | Models                              | (inference providers) |
+| responses      | responses.py      | Responses                           | (over Inference)      |
 | safety, shields| safety.py         | Safety, Shields                     | SafetyProvider        |
 | vector_io, dbs | vector_io.py      | VectorIO, VectorDBs                 | VectorIOProvider      |
 | vector stores  | vector_stores.py  | VectorStores                        | (built on vector_io)  |
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .files import Files, FilesProvider
     from .inference.core import Inference, InferenceProvider
     from .models import Models
+    from .responses import Responses
     from .safety import Safety, SafetyProvider, Shields
     from .tools import RAGToolRuntime, ToolGroups, ToolRuntime, ToolRuntimeProvider
     from .vector_io import StoredChunk, VectorDBs, VectorIO, VectorIOProvider
@@ -45,6 +47,7 @@ _WHERE = {
     "InferenceProvider": "inference.core",
     "Models": "models",
     "RAGToolRuntime": "tools",
+    "Responses": "responses",
     "Safety": "safety",
     "SafetyProvider": "safety",
     "Shields": "safety",
@@ -66,6 +69,7 @@ __all__ = [
     "InferenceProvider",
     "Models",
     "RAGToolRuntime",
+    "Responses",
     "Safety",
     "SafetyProvider",
     "Shields",

@@ -24,7 +24,18 @@ from .auth import APIKeyAuth
 from .envelope import error_body
 from .hosts import HostHeaderGuard, is_loopback
 from .openapi import install_openapi
-from .routes import agents, files, inference, inspect, models, safety, tools, vector_io, vector_stores
+from .routes import (
+    agents,
+    files,
+    inference,
+    inspect,
+    models,
+    responses,
+    safety,
+    tools,
+    vector_io,
+    vector_stores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +45,7 @@ _ROUTE_APIS = (
     ("/v1/openai/v1/chat/", Api.inference),
     ("/v1/openai/v1/completions", Api.inference),
     ("/v1/openai/v1/embeddings", Api.inference),
+    ("/v1/openai/v1/responses", Api.inference),
     ("/v1/safety/", Api.safety),
     ("/v1/shields", Api.safety),
     ("/v1/vector-dbs", Api.vector_io),
@@ -165,6 +177,7 @@ def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> F
         inspect.providers_router,
         models.router,
         inference.router,
+        responses.router,
         safety.router,
         vector_io.router,
         vector_stores.router,

@@ -12,6 +12,7 @@ from ..apis.agents import Agents
 from ..apis.files import Files
 from ..apis.inference.core import Inference
 from ..apis.models import Models
+from ..apis.responses import Responses
 from ..apis.safety import Safety, Shields
 from ..apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime
 from ..apis.vector_io import VectorDBs, VectorIO
@@ -93,6 +94,14 @@ def files_api(request: Request) -> Files:
 
 def agents_api(request: Request) -> Agents:
     return served(stack_of(request).agents, Api.agents)
+
+
+def responses_api(request: Request) -> Responses:
+    return served(
+        stack_of(request).responses,
+        Api.inference,
+        "This server has no inference provider, so it serves no responses.",
+    )
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

@@ -61,6 +61,17 @@ def sse_response(
     return EventSourceResponse(events(), sep="\n")
 
 
+def typed_event_response(source: AsyncIterator[BaseModel]) -> EventSourceResponse:
+    """Streams events that carry their own ``type`` as ``event: <type>`` plus the JSON (OpenAI's
+    Responses stream); the source reports its own failures, and there is no ``[DONE]``."""
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        async for event in source:
+            yield {"event": str(getattr(event, "type", "message")), "data": event.model_dump_json()}
+
+    return EventSourceResponse(events(), sep="\n")
+
+
 def wants_done_marker(request: Request) -> bool:
     """OpenAI streams end with ``data: [DONE]``, which OpenAI clients expect; llama-stack-client parses
     every event as JSON and fails on it (the reference server never sends it), so it does not get one."""

@@ -1,0 +1,148 @@
+"""OpenAI Responses requests and items <-> the internal core (ChatRequest, GenerationResult)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from ..apis import responses as r
+from ..apis.inference.core import ChatMessage, SamplingOptions, ToolCallOut, ToolOptions, ToolSpec
+from ..errors import BadRequestError, UnsupportedError
+
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def with_ids(items: list[r.ResponseInputItem]) -> list[r.ResponseInputItem]:
+    """The items, each with an id (input_items pages by id)."""
+    return [item if item.id else item.model_copy(update={"id": new_id(_PREFIX[item.type])}) for item in items]
+
+
+def input_items(value: str | list[r.ResponseInputItem]) -> list[r.ResponseInputItem]:
+    if isinstance(value, str):
+        parts: list[r.InputContentPart] = [r.ResponseInputText(text=value)]
+        return with_ids([r.ResponseMessage(role="user", content=parts)])
+    if not value:
+        raise BadRequestError("input: give a string or at least one input item.")
+    return with_ids(list(value))
+
+
+def _message_text(message: r.ResponseMessage, where: str) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    parts = []
+    for part in message.content:
+        if isinstance(part, r.ResponseInputImage):
+            raise UnsupportedError(
+                f"{where} contains an input_image part, but this server's models take text only. Send text."
+            )
+        parts.append(part.text)
+    return "".join(parts)
+
+
+def chat_messages(items: list[r.ResponseInputItem], instructions: str | None) -> list[ChatMessage]:
+    messages = [ChatMessage("system", instructions)] if instructions else []
+    for i, item in enumerate(items):
+        where = f"input[{i}]"
+        if isinstance(item, r.ResponseMessage):
+            role = "system" if item.role == "developer" else item.role
+            messages.append(ChatMessage(role, _message_text(item, where)))
+        elif isinstance(item, r.ResponseFunctionToolCall):
+            call = {
+                "id": item.call_id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": item.arguments},
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last.role == "assistant" and last.tool_calls and not last.content:
+                last.tool_calls.append(call)  # parallel calls of one turn are one assistant message
+            else:
+                messages.append(ChatMessage("assistant", "", tool_calls=[call]))
+        else:
+            messages.append(ChatMessage("tool", item.output, tool_call_id=item.call_id))
+    return messages
+
+
+def json_schema(text: r.ResponseText | None) -> dict[str, Any] | None:
+    fmt = text.format if text is not None else None
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {"type": "object"}
+    if not fmt.name:
+        raise BadRequestError("text.format.name is required when text.format.type is json_schema.")
+    if not fmt.schema_:
+        raise BadRequestError("text.format.schema is required when text.format.type is json_schema.")
+    return fmt.schema_
+
+
+def _tool_spec(tool: dict[str, Any], where: str) -> ToolSpec:
+    kind = tool.get("type")
+    if kind != "function":
+        raise UnsupportedError(
+            f"{where}: tool type '{kind}' is not supported by this server's Responses API; "
+            "send function tools ({'type': 'function', 'name': ..., 'parameters': {...}})."
+        )
+    name = tool.get("name")
+    if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+        raise BadRequestError(
+            f"{where}.name must be a function name of letters, digits, underscores and dashes "
+            "(at most 64 characters)."
+        )
+    parameters = tool.get("parameters") or {"type": "object", "properties": {}}
+    if not isinstance(parameters, dict):
+        raise BadRequestError(f"{where}.parameters must be a JSON schema object.")
+    description = tool.get("description")
+    return ToolSpec(
+        name=name, description=description if isinstance(description, str) else None, parameters=parameters
+    )
+
+
+def tool_options(
+    tools: list[dict[str, Any]] | None, choice: str | dict[str, Any] | None
+) -> ToolOptions | None:
+    if not tools:
+        if choice not in (None, "auto", "none"):
+            raise BadRequestError("tool_choice needs tools; send tools or omit tool_choice.")
+        return None
+    specs = [_tool_spec(t, f"tools[{i}]") for i, t in enumerate(tools)]
+    names = [s.name for s in specs]
+    picked = choice or "auto"
+    if isinstance(picked, dict):
+        if picked.get("type") != "function":
+            raise BadRequestError("tool_choice: a named choice is {'type': 'function', 'name': ...}.")
+        picked = str(picked.get("name") or "")
+        if picked not in names:
+            raise BadRequestError(
+                f"tool_choice names '{picked[:80]}', which is not one of the tools: {names}."
+            )
+    elif picked not in ("auto", "none", "required"):
+        raise BadRequestError(
+            f"tool_choice must be auto, none, required or a function object, not '{picked[:80]}'."
+        )
+    return ToolOptions(tools=specs, choice=picked)
+
+
+def sampling(request: r.CreateOpenaiResponseRequest) -> SamplingOptions:
+    return SamplingOptions(
+        max_tokens=request.max_output_tokens,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=request.top_p,
+    )
+
+
+def message_item(text: str, *, item_id: str, status: str) -> r.ResponseMessage:
+    return r.ResponseMessage(
+        role="assistant", content=[r.ResponseOutputText(text=text)], id=item_id, status=status
+    )
+
+
+def function_call_item(call: ToolCallOut) -> r.ResponseFunctionToolCall:
+    return r.ResponseFunctionToolCall(
+        call_id=call.id, name=call.name, arguments=call.arguments, id=new_id("fc"), status="completed"
+    )
