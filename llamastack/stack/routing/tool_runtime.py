@@ -26,6 +26,7 @@ from ..errors import (
     ToolNotInGroupError,
     UpstreamError,
 )
+from ..provider_data import current as current_provider_data
 from ..storage.kvstore import KVStore
 from .table import ResourceTable
 
@@ -165,4 +166,6 @@ class ToolRuntimeRouter:
         ]
         if missing:
             raise BadRequestError(f"Tool '{tool_name}' needs the argument(s) {', '.join(missing)}.")
+        if provider_data is None:  # this request's X-LlamaStack-Provider-Data, for any caller (agents too)
+            provider_data = current_provider_data() or None
         return await self.groups.owner(group).invoke(tool_name, kwargs, group, provider_data)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -18,30 +15,13 @@ from ...apis.tools import (
     ToolGroup,
     ToolInvocationResult,
 )
-from ...errors import BadRequestError
 from ..deps import json_response, tool_groups_api, tool_runtime_api
 from ..route import StackRoute
 
 router = APIRouter(route_class=StackRoute)
-PROVIDER_DATA_HEADER = "X-LlamaStack-Provider-Data"
-
 
 _groups = tool_groups_api
 _runtime = tool_runtime_api
-
-
-def provider_data(request: Request) -> dict[str, Any] | None:
-    """Per-request provider settings (e.g. API keys) from the X-LlamaStack-Provider-Data header."""
-    raw = request.headers.get(PROVIDER_DATA_HEADER)
-    if not raw:
-        return None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(f"{PROVIDER_DATA_HEADER} must be a JSON object: {exc}.") from None
-    if not isinstance(data, dict):
-        raise BadRequestError(f"{PROVIDER_DATA_HEADER} must be a JSON object.")
-    return data
 
 
 @router.get(
@@ -100,5 +80,6 @@ async def list_runtime_tools(request: Request, tool_group_id: str | None = None)
     summary="Run a tool with the given arguments.",
 )
 async def invoke_tool(request: Request, body: InvokeToolRequest) -> Response:
-    result = await _runtime(request).invoke_tool(body.tool_name, body.kwargs, provider_data(request))
+    # X-LlamaStack-Provider-Data reaches the tool through stack/provider_data.py.
+    result = await _runtime(request).invoke_tool(body.tool_name, body.kwargs)
     return json_response(result)
