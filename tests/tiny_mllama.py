@@ -110,6 +110,12 @@ def build_tiny_mllama(folder: Path, *, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = MllamaForConditionalGeneration(config)
+    # Mllama initialises its gates at zero (tanh(0) = 0): the image would not reach the text. Opened
+    # here, so a different image changes the logits, which the tests check.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")) or name.endswith(".gate"):
+                param.fill_(1.0)
     model.generation_config = GenerationConfig(
         bos_token_id=ids["<|begin_of_text|>"],
         eos_token_id=[ids["<|eot_id|>"], ids["<|eom_id|>"]],

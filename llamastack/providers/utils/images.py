@@ -15,7 +15,12 @@ import re
 import urllib.parse
 from typing import Any
 
-from llamastack.stack.errors import BadRequestError, DocumentFetchError, DocumentTooLargeError
+from llamastack.stack.errors import (
+    BadRequestError,
+    DocumentFetchError,
+    DocumentTooLargeError,
+    OutboundRefusedError,
+)
 from llamastack.stack.ingestion.fetch import fetch
 from llamastack.stack.outbound import OutboundPolicy
 
@@ -80,7 +85,7 @@ async def load_image(
     elif scheme in ("http", "https"):
         try:
             data, _, _ = await fetch(ref, outbound, max_bytes, timeout_s)
-        except DocumentFetchError as exc:
+        except (DocumentFetchError, OutboundRefusedError) as exc:
             raise ImageError(f"{where}: {exc.detail}") from None
     else:
         shown = ref[:40] + ("..." if len(ref) > 40 else "")

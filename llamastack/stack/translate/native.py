@@ -48,8 +48,8 @@ def sampling_from_native(
 def _text(content: InterleavedContent | None, where: str) -> str:
     if content_has_image(content):
         raise UnsupportedError(
-            f"{where} contains an image, but this model takes text only. Use a vision model "
-            "(e.g. Llama-3.2-11B-Vision-Instruct) or send text."
+            f"{where} contains an image; images are taken only in the content of user messages of a "
+            "chat (to a vision model such as Llama-3.2-11B-Vision-Instruct). Send text here."
         )
     return content_to_text(content)
 

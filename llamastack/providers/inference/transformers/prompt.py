@@ -13,6 +13,10 @@ from typing import Any
 from llamastack.stack.apis.inference.core import ChatMessage
 from llamastack.stack.errors import BadRequestError
 
+from ...utils.tool_prompts import render_llama3
+
+IMAGE_TOKEN = "<|image|>"
+
 
 @dataclass(frozen=True, slots=True)
 class VisionTurns:
@@ -64,6 +68,19 @@ def template_messages(messages: list[ChatMessage], image_turn: int | None = None
             item["tool_calls"] = m.tool_calls
         out.append(item)
     return out
+
+
+def llama3_vision_prompt(messages: list[ChatMessage], image_turn: int | None) -> str:
+    """Meta's own Llama 3.2 Vision format, <|image|> opening the image turn's text. Llama Guard 3
+    Vision takes its classification prompt this way: its Hugging Face chat template would wrap the
+    prompt in a second copy of the policy."""
+    marked = [
+        ChatMessage(
+            m.role, IMAGE_TOKEN + m.content if i == image_turn else m.content, tool_calls=m.tool_calls
+        )
+        for i, m in enumerate(messages)
+    ]
+    return render_llama3(marked, None, "3.2")
 
 
 def apply_template(owner: Any, messages: list[dict[str, Any]], name: str) -> str:

@@ -28,7 +28,7 @@ from .config import TransformersConfig
 from .engine import Prompt, TransformersModel
 from .grammar import Grammars
 from .loading import ModelSource, load, model_source
-from .prompt import apply_template, last_image_only, template_messages
+from .prompt import apply_template, last_image_only, llama3_vision_prompt, template_messages
 
 
 class TransformersInference:
@@ -110,9 +110,12 @@ class TransformersInference:
                 max_bytes=self.config.max_image_bytes,
                 timeout_s=self.config.image_fetch_timeout_s,
             )
-        text = await asyncio.to_thread(
-            apply_template, processor, template_messages(messages, turns.image_turn), model.identifier
-        )
+        if _is_guard(model):
+            text = llama3_vision_prompt(messages, turns.image_turn)
+        else:
+            text = await asyncio.to_thread(
+                apply_template, processor, template_messages(messages, turns.image_turn), model.identifier
+            )
         return await asyncio.to_thread(_processed, processor, text, image)
 
     async def _prepare_chat(self, model: Model, request: ChatRequest) -> _Prepared:
@@ -234,6 +237,11 @@ class _Prepared:
     grammar: Any
     builtin: list[str]
     version: str | None
+
+
+def _is_guard(model: Model) -> bool:
+    names = (model.identifier, model.provider_resource_id or "", str(model.metadata.get("llama_model", "")))
+    return any("guard" in name.lower() for name in names)
 
 
 def _message_index(request: ChatRequest, image: str) -> int:
