@@ -37,7 +37,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
             "accelerate>=1.10",
             "gguf>=0.17",
             "pillow>=11",
-            "xgrammar>=0.2.8",
+            "llguidance>=1.9,<2",
             "llama-models==0.3.0",
         ),
     ),

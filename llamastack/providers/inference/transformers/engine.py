@@ -27,7 +27,7 @@ from llamastack.stack.apis.inference.core import (
 )
 from llamastack.stack.errors import BadRequestError, ContextLengthExceededError, ServerBusyError
 
-from .grammar import Grammars
+from .grammar import GrammarProcessor
 from .loading import Loaded
 
 log = logging.getLogger(__name__)
@@ -297,11 +297,11 @@ class TransformersModel:
         if sampling.logit_bias or sampling.frequency_penalty or sampling.presence_penalty:
             processors.append(_Penalties(sampling, prompt.n_tokens))
         if grammar is not None:  # a compiled grammar; its logits processor keeps per-generation state
-            processors.append(Grammars.processor(grammar))
+            processors.append(GrammarProcessor(grammar))
         if sampling.logprobs is not None:
             processors.append(_Recorder(step))
         if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
+            torch.manual_seed(sampling.seed & 0xFFFF_FFFF_FFFF_FFFF)  # OpenAI's seeds may be negative
         sample = bool(sampling.temperature)
         options: dict[str, Any] = {
             "max_new_tokens": budget,
@@ -322,14 +322,22 @@ class TransformersModel:
         inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in prompt.inputs.items()}
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        with torch.inference_mode():
-            self.model.generate(
-                **inputs,
-                **options,
-                streamer=step,
-                logits_processor=LogitsProcessorList(processors),
-                stopping_criteria=StoppingCriteriaList([_Stop(step)]),
-            )
+        try:
+            with torch.inference_mode():
+                self.model.generate(
+                    **inputs,
+                    **options,
+                    streamer=step,
+                    logits_processor=LogitsProcessorList(processors),
+                    stopping_criteria=StoppingCriteriaList([_Stop(step)]),
+                )
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            raise ServerBusyError(
+                "The GPU ran out of memory for this request; retry later, or send a shorter prompt "
+                "or a smaller max_tokens.",
+                retry_after_s=self.retry_after_s(),
+            ) from None
         step.end()
         self.last_prompt = prompt
         return GenerationResult(

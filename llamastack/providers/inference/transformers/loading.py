@@ -121,6 +121,7 @@ def load(source: ModelSource, config: TransformersConfig) -> Loaded:
     try:
         model_config = transformers.AutoConfig.from_pretrained(source.location, **common)
         vision = model_config.model_type == "mllama"
+        model: Any
         kwargs: dict[str, Any] = {**common, "dtype": where.dtype}
         if (quant := _quantization_config(where.quantization, where.dtype)) is not None:
             kwargs["quantization_config"] = quant

@@ -28,7 +28,7 @@ from .config import TransformersConfig
 from .engine import Prompt, TransformersModel
 from .grammar import Grammars
 from .loading import ModelSource, load, model_source
-from .prompt import apply_template, last_image_only, llama3_vision_prompt, template_messages
+from .prompt import IMAGE_TOKEN, apply_template, last_image_only, llama3_vision_prompt, template_messages
 
 
 class TransformersInference:
@@ -63,7 +63,7 @@ class TransformersInference:
             engine = TransformersModel(
                 loaded, max_queued=self.config.max_queued_requests, name=source.location.rsplit("/", 1)[-1]
             )
-            served = _Served(source, engine, Grammars(loaded.tokenizer, engine.vocab_size))
+            served = _Served(source, engine, Grammars(loaded.tokenizer, engine.vocab_size, engine.end_ids))
             self._by_source[source.key] = served
         self._refs.setdefault(source.key, set()).add(model.identifier)
         self._models[model.identifier] = served
@@ -115,6 +115,12 @@ class TransformersInference:
         else:
             text = await asyncio.to_thread(
                 apply_template, processor, template_messages(messages, turns.image_turn), model.identifier
+            )
+        expected = 0 if image is None else 1
+        if text.count(IMAGE_TOKEN) != expected:  # the token typed in a message's text
+            raise BadRequestError(
+                f"The messages contain the text {IMAGE_TOKEN}, which marks where an image goes; send "
+                "images as image content parts instead."
             )
         return await asyncio.to_thread(_processed, processor, text, image)
 
