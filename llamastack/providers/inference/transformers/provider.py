@@ -142,15 +142,20 @@ class TransformersInference:
             m.role == "tool" or m.tool_calls for m in request.messages
         )
         tokenizer = engine.tokenizer
-        if engine.loaded.vision:
+        if has_images or (engine.loaded.vision and _is_guard(model)):
             prompt = await self._vision_prompt(served, model, request)
+        elif _is_guard(model):  # Meta's format: the model's own template would wrap its policy again
+            prompt = await asyncio.to_thread(
+                _tokenized, tokenizer, render_llama3(request.messages, None, "3.2")
+            )
         elif version and uses_tools:
             text = await asyncio.to_thread(render_llama3, request.messages, tools, version)
             prompt = await asyncio.to_thread(_tokenized, tokenizer, text)
         else:
             messages = generic_tool_messages(request.messages, tools) if uses_tools else request.messages
+            owner = engine.loaded.processor or tokenizer  # a vision model's template is the processor's
             text = await asyncio.to_thread(
-                apply_template, tokenizer, template_messages(messages), model.identifier
+                apply_template, owner, template_messages(messages), model.identifier
             )
             prompt = await asyncio.to_thread(_tokenized, tokenizer, text)
         budget = engine.check_context(prompt.n_tokens, request.sampling.max_tokens)
