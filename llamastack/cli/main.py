@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--revision", default="main", help="Branch, tag or commit of the repo (default: main).")
     get.set_defaults(func=model.download)
     rm = model_sub.add_parser("remove", help="Delete a downloaded model.")
-    rm.add_argument("model", metavar="MODEL", help="e.g. Llama3.2-1B-Instruct (see `model list --downloaded`).")
+    rm.add_argument(
+        "model", metavar="MODEL", help="e.g. Llama3.2-1B-Instruct (see `model list --downloaded`)."
+    )
     rm.set_defaults(func=model.remove)
     fmt = model_sub.add_parser("prompt-format", help="Show the prompt format of a model's family.")
     fmt.add_argument(

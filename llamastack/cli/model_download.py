@@ -27,6 +27,7 @@ from rich.markup import escape
 
 from llamastack.stack.model_store import (
     DOWNLOADABLE,
+    MANIFEST,
     DownloadableModel,
     find_downloadable,
     list_downloaded,
@@ -99,10 +100,16 @@ def download(args: argparse.Namespace) -> int:
     files = tuple(args.file) if args.file else model.files
     if not model.is_folder and len(files) != 1:
         return _fail_text(f"{model.name} is a single GGUF file: give one --file.")
+    if not model.is_folder and not _safe_name(files[0]):
+        return _fail_text(
+            f"--file {files[0]}: give a file name of the repo (no '..', no leading '/' or '.')."
+        )
     target = _Target(args.source or model.repo, args.revision, files)
     folder = model_folder(model.name)
     try:
-        path, size = _download(model, target, folder, _token())
+        folder.mkdir(parents=True, exist_ok=True)
+        with _only_download(folder, model):
+            path, size = _download(model, target, folder, _token())
     except DownloadError as exc:
         return _fail_text(str(exc))
     except KeyboardInterrupt:
@@ -113,11 +120,32 @@ def download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _safe_name(name: str) -> bool:
+    """A repo file name that stays inside the model's folder and clear of our own files."""
+    parts = name.replace("\\", "/").split("/")
+    return bool(name) and all(p and not p.startswith(".") for p in parts) and name != MANIFEST
+
+
+@contextmanager
+def _only_download(folder: Path, model: DownloadableModel) -> Iterator[None]:
+    """One download per model at a time: two would write the same partial file."""
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(folder / ".lock", timeout=0):
+            yield
+    except Timeout:
+        raise DownloadError(
+            f"Another download of {model.name} is running (lock {folder / '.lock'})."
+        ) from None
+
+
 def _how_to_serve(model: DownloadableModel) -> str:
     if model.name.startswith("Llama-Guard-"):
         return f"llama-stack run local --env SAFETY_MODEL={model.name} --env SAFETY_MODEL_PATH={model.name}"
     if model.is_folder:
-        return f"give the folder {model_folder(model.name)} as the model path of a transformers provider"
+        folder = model_folder(model.name)
+        return f"give {folder} as the model folder of a transformers provider (e.g. VISION_MODEL_PATH)"
     return f"llama-stack run local --env INFERENCE_MODEL={model.name}"
 
 
@@ -128,7 +156,6 @@ def _download(
     secret = token.get_secret_value() if token is not None else None
     with _hub_errors(target, model):
         revision, names = _files(model, target, secret)
-        folder.mkdir(parents=True, exist_ok=True)
         print(f"Downloading {model.name} from {target.repo} ({len(names)} file(s)) into {folder}")
         manifest_files: dict[str, Any] = {}
         for name in names:
@@ -138,7 +165,13 @@ def _download(
     main = "." if model.is_folder else names[0]
     write_manifest(
         folder,
-        {"model": model.name, "repo": target.repo, "revision": revision, "path": main, "files": manifest_files},
+        {
+            "model": model.name,
+            "repo": target.repo,
+            "revision": revision,
+            "path": main,
+            "files": manifest_files,
+        },
     )
     return (folder / main).resolve(), sum(int(f["size"]) for f in manifest_files.values())
 
@@ -154,7 +187,9 @@ def _files(model: DownloadableModel, target: _Target, token: str | None) -> tupl
     names = sorted(
         s.rfilename
         for s in info.siblings or []
-        if "/" not in s.rfilename and any(fnmatch.fnmatch(s.rfilename, p) for p in target.files)
+        if "/" not in s.rfilename
+        and _safe_name(s.rfilename)
+        and any(fnmatch.fnmatch(s.rfilename, p) for p in target.files)
     )
     if not names:
         raise DownloadError(f"{target.repo} has no files matching {', '.join(target.files)}.")
@@ -162,7 +197,7 @@ def _files(model: DownloadableModel, target: _Target, token: str | None) -> tupl
 
 
 def _fetch_file(repo: str, name: str, revision: str, folder: Path, token: str | None) -> tuple[str, Any]:
-    """One file into ``folder``, resuming a partial download; returns the pinned revision and manifest info."""
+    """One file into ``folder``, resuming a partial download; returns the pinned revision and its info."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
@@ -207,8 +242,9 @@ def _fetch_file(repo: str, name: str, revision: str, folder: Path, token: str | 
     if actual != etag:
         partial.unlink()
         raise DownloadError(
-            f"Checksum mismatch for {name} from {repo}: expected {etag}, got {actual}. The partial file was "
-            "deleted; run the command again (if it repeats, the hub or a proxy in between serves other bytes)."
+            f"Checksum mismatch for {name} from {repo}: expected {etag}, got {actual}. The partial file "
+            "was deleted; run the command again (if it repeats, the hub or a proxy on the way serves other "
+            "bytes)."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     partial.replace(target)
@@ -297,7 +333,7 @@ def list_downloaded_models(_args: argparse.Namespace) -> int:
     title = f"Downloaded models in {models_dir()}"
     if not rows:
         names = ", ".join(m.name for m in DOWNLOADABLE)
-        print(f"No downloaded models in {models_dir()}. `llama-stack model download MODEL` fetches one of: {names}.")
+        print(f"No downloaded models in {models_dir()}. `llama-stack model download MODEL` fetches: {names}.")
         return 0
     _table(title, ["Model", "Size", "Path", "Hugging Face repo"], rows)
     return 0

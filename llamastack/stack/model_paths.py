@@ -69,7 +69,8 @@ def _downloaded_path(name: str, *, expect_dir: bool) -> Path:
         raise BadRequestError(
             f"Model '{model.name}' is not downloaded (in {models_dir()}). Run "
             f"`llama-stack model download {model.name}` with the same LLAMA_STACK_MODELS_DIR / "
-            "LLAMA_STACK_STATE_DIR as the server, or give the path of its weights (e.g. INFERENCE_MODEL_PATH)."
+            "LLAMA_STACK_STATE_DIR as the server, or give the path of its weights "
+            "(e.g. INFERENCE_MODEL_PATH)."
         )
     if expect_dir != model.is_folder:
         wanted = "a folder of weights" if expect_dir else "a single weights file"

@@ -63,6 +63,10 @@ class FakeHub:
         return [r for m, p, r in self.requests if m == "GET" and p.endswith(name)]
 
 
+def _git_hash(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 def _content(data: bytes | Path) -> bytes:
     return data.read_bytes() if isinstance(data, Path) else data
 
@@ -130,15 +134,20 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 return None
             data = _content(repo.files[match["file"]])
-            sha = hashlib.sha256(b"other bytes" if repo.wrong_checksum else data).hexdigest()
+            checked = b"other bytes" if repo.wrong_checksum else data
+            # As on the hub: large (LFS) files carry their SHA-256 in X-Linked-Etag; files kept in git
+            # itself (config JSON) only an ETag, git's blob hash.
+            lfs = not match["file"].endswith((".json", ".md"))
+            sha = hashlib.sha256(checked).hexdigest() if lfs else _git_hash(checked)
             start = 0
             if (wanted := self.headers.get("Range")) and body:
                 start = int(wanted.removeprefix("bytes=").split("-")[0])
             self.send_response(206 if start else 200)
             self.send_header("X-Repo-Commit", COMMIT)
             self.send_header("ETag", f'"{sha}"')
-            self.send_header("X-Linked-Etag", f'"{sha}"')
-            self.send_header("X-Linked-Size", str(len(data)))
+            if lfs:
+                self.send_header("X-Linked-Etag", f'"{sha}"')
+                self.send_header("X-Linked-Size", str(len(data)))
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(len(data) - start))
             if start:
@@ -209,7 +218,7 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Co
 
 
 def _cli_on_a_terminal(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """The command with stderr on a pseudo-terminal, as in a user's shell (progress bars show on TTYs only)."""
+    """The command with stderr on a pseudo-terminal, as in a shell: progress bars show on terminals only."""
     import fcntl
     import pty
     import struct
@@ -361,7 +370,9 @@ def test_gated_repo_needs_hf_token_and_never_shows_it(hub: FakeHub, tmp_path: Pa
     assert anonymous.returncode == 1 and "Traceback" not in anonymous.stderr
     assert "HF_TOKEN" in anonymous.stderr and "licence" in anonymous.stderr
 
-    wrong = _cli(_env(hub.url, models, HF_TOKEN="hf_wrong_token_1234"), "download", "Llama3.2-11B-Vision-Instruct")
+    wrong = _cli(
+        _env(hub.url, models, HF_TOKEN="hf_wrong_token_1234"), "download", "Llama3.2-11B-Vision-Instruct"
+    )
     assert wrong.returncode == 1 and "HF_TOKEN" in wrong.stderr
     assert "hf_wrong_token_1234" not in wrong.stdout + wrong.stderr
 
@@ -375,7 +386,8 @@ def test_gated_repo_needs_hf_token_and_never_shows_it(hub: FakeHub, tmp_path: Pa
         "model-00001-of-00002.safetensors",
         "model-00002-of-00002.safetensors",
     ]
-    assert (folder / "model-00002-of-00002.safetensors").read_bytes() == files["model-00002-of-00002.safetensors"]
+    shard = "model-00002-of-00002.safetensors"
+    assert (folder / shard).read_bytes() == files[shard]
 
 
 def test_unreachable_hub_and_unknown_names_say_what_to_do(tmp_path: Path) -> None:
@@ -390,6 +402,11 @@ def test_unreachable_hub_and_unknown_names_say_what_to_do(tmp_path: Path) -> Non
 
     unknown = _cli(_env("http://127.0.0.1:9", models), "download", "Llama3.2-1B-Instrukt")
     assert unknown.returncode == 1 and "Did you mean Llama3.2-1B-Instruct?" in unknown.stderr
+
+    outside = _cli(
+        _env("http://127.0.0.1:9", models), "download", "Llama3.2-1B-Instruct", "--file", "../x.gguf"
+    )
+    assert outside.returncode == 1 and "--file ../x.gguf" in outside.stderr
 
 
 def test_inference_model_name_serves_the_downloaded_gguf(hub: FakeHub, tmp_path: Path) -> None:

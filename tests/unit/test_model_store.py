@@ -102,7 +102,11 @@ def test_names_resolve_to_downloads(models: Path) -> None:
 
 
 def test_missing_downloads_say_how_to_download(models: Path) -> None:
-    for ref in ("Llama3.2-3B-Instruct", "download://Llama3.2-3B-Instruct", f"download://Llama3.2-3B-Instruct?else={SMOLLM2}"):
+    for ref in (
+        "Llama3.2-3B-Instruct",
+        "download://Llama3.2-3B-Instruct",
+        f"download://Llama3.2-3B-Instruct?else={SMOLLM2}",
+    ):
         with pytest.raises(BadRequestError, match=r"llama-stack model download Llama3\.2-3B-Instruct"):
             resolve_model_path(ref)
     with pytest.raises(BadRequestError, match="not one `llama-stack model download` fetches"):
@@ -114,3 +118,25 @@ def test_other_names_fall_back_and_paths_stay_strict(models: Path, tmp_path: Pat
     assert fallback.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     with pytest.raises(BadRequestError, match="does not exist"):
         resolve_model_path(str(tmp_path / "typo.gguf"))
+
+
+def test_help_loads_neither_the_hub_client_nor_the_download_code() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io\n"
+        "from llamastack.cli.main import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+        "heavy = ('huggingface_hub', 'llamastack.cli.model_download', 'rich')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    usage = subprocess.run(
+        [sys.executable, "-m", "llamastack.cli.main", "model", "download", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert all(flag in usage for flag in ("--source", "--file", "--revision", "HF_TOKEN", "HF_ENDPOINT"))
