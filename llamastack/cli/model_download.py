@@ -94,9 +94,16 @@ def _unknown(name: str) -> int:
 
 
 def download(args: argparse.Namespace) -> int:
+    import importlib.util
+
     model = find_downloadable(args.model)
     if model is None:
         return _unknown(args.model)
+    if importlib.util.find_spec("huggingface_hub") is None:
+        return _fail_text(
+            "Downloading needs huggingface_hub: `pip install 'llamastack[local]'` "
+            "(or `pip install huggingface_hub`)."
+        )
     files = tuple(args.file) if args.file else model.files
     if not model.is_folder and len(files) != 1:
         return _fail_text(f"{model.name} is a single GGUF file: give one --file.")

@@ -41,6 +41,7 @@ TOKEN = "hf_test_secret_token_value"
 CHUNK = 10 * 1024 * 1024  # huggingface_hub writes downloads in chunks of this size
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 API = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/]+)$")
+CDN = re.compile(r"^/cdn/(?P<repo>[^/]+/[^/]+)/(?P<file>.+)$")
 
 
 @dataclass
@@ -48,12 +49,15 @@ class Repo:
     files: dict[str, bytes | Path]
     gated: bool = False
     wrong_checksum: bool = False  # advertise the SHA-256 of other bytes
+    cdn: bool = False  # large files redirect to another origin, as the hub's LFS/Xet files do
 
 
 @dataclass
 class FakeHub:
     url: str
     repos: dict[str, Repo]
+    cdn_url: str = ""
+    cdn_authorization: list[str | None] = field(default_factory=list)  # what the CDN was sent
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
     drop_after: int | None = None  # close the connection after this many body bytes, once
     stall_after: int | None = None  # send this many body bytes, then hang until released
@@ -120,11 +124,14 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(data)
                 return None
-            match = RESOLVE.match(self.path)
+            on_cdn = CDN.match(self.path.split("?")[0])
+            match = on_cdn or RESOLVE.match(self.path)
             repo = hub.repos.get(match["repo"]) if match else None
             if match is None or repo is None:
                 return self._error(404, "RepoNotFound", "Repository not found")
-            if not self._authorized(repo):
+            if on_cdn:
+                hub.cdn_authorization.append(self.headers.get("Authorization"))
+            elif not self._authorized(repo):
                 return None
             if match["file"] not in repo.files:
                 self.send_response(404)
@@ -139,6 +146,15 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             # itself (config JSON) only an ETag, git's blob hash.
             lfs = not match["file"].endswith((".json", ".md"))
             sha = hashlib.sha256(checked).hexdigest() if lfs else _git_hash(checked)
+            if repo.cdn and lfs and not on_cdn:
+                self.send_response(302)
+                self.send_header("Location", f"{hub.cdn_url}/cdn/{match['repo']}/{match['file']}?signed=1")
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("X-Linked-Etag", f'"{sha}"')
+                self.send_header("X-Linked-Size", str(len(data)))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             start = 0
             if (wanted := self.headers.get("Range")) and body:
                 start = int(wanted.removeprefix("bytes=").split("-")[0])
@@ -176,20 +192,22 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture(scope="module")
 def hub() -> Iterator[FakeHub]:
     fake = FakeHub(url="", repos={})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake)) for _ in ("hub", "cdn")]
+    for server in servers:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake.url, fake.cdn_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
     yield fake
     fake.release.set()
-    server.shutdown()
-    server.server_close()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 def _fresh(hub: FakeHub, repos: dict[str, Repo]) -> None:
     hub.repos = repos
     hub.requests.clear()
+    hub.cdn_authorization.clear()
     hub.drop_after = hub.stall_after = None
     hub.release.clear()
 
@@ -363,7 +381,7 @@ def test_gated_repo_needs_hf_token_and_never_shows_it(hub: FakeHub, tmp_path: Pa
         "README.md": b"# card",
         "original/consolidated.pth": os.urandom(1000),
     }
-    _fresh(hub, {VISION_REPO: Repo(files, gated=True)})
+    _fresh(hub, {VISION_REPO: Repo(files, gated=True, cdn=True)})
     models = tmp_path / "models"
 
     anonymous = _cli(_env(hub.url, models), "download", "Llama3.2-11B-Vision-Instruct")
@@ -379,6 +397,8 @@ def test_gated_repo_needs_hf_token_and_never_shows_it(hub: FakeHub, tmp_path: Pa
     done = _cli(_env(hub.url, models, HF_TOKEN=TOKEN), "download", "Llama3.2-11B-Vision-Instruct")
     assert done.returncode == 0, done.stderr
     assert TOKEN not in done.stdout + done.stderr
+    # The shards came from the CDN origin the hub redirected to, and the token stayed with the hub.
+    assert hub.cdn_authorization == [None, None]
     folder = models / "Llama3.2-11B-Vision-Instruct"
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
         "config.json",
