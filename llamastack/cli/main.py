@@ -43,12 +43,39 @@ def build_parser() -> argparse.ArgumentParser:
     dists = sub.add_parser("list-distributions", help="List the bundled distributions.")
     dists.set_defaults(func=_commands.list_distributions)
 
-    model_parser = sub.add_parser("model", help="The Llama model catalog and prompt formats.")
+    model_parser = sub.add_parser("model", help="The Llama model catalog, prompt formats and downloads.")
     model_parser.set_defaults(func=lambda _args: _help(model_parser))
     model_sub = model_parser.add_subparsers(dest="model_command", metavar="COMMAND")
     models = model_sub.add_parser("list", help="List Llama models (Llama 3.1/3.2/3.3, Llama Guard 3).")
     models.add_argument("--all", action="store_true", help="Every model llama-models knows.")
+    models.add_argument(
+        "--downloaded", action="store_true", help="The models `model download` fetched: size and path."
+    )
     models.set_defaults(func=model.list_models)
+    get = model_sub.add_parser(
+        "download",
+        help="Download a model from the Hugging Face hub (Llama 3.2 1B/3B Instruct and Llama Guard 3 1B "
+        "as GGUF, Llama 3.2 11B Vision Instruct as safetensors).",
+        description="Downloads into LLAMA_STACK_MODELS_DIR (default ~/.llamastack/models), resuming an "
+        "interrupted download and checking every file's checksum. HF_TOKEN: a token for gated repos; "
+        "HF_ENDPOINT: another hub (a mirror).",
+    )
+    get.add_argument("model", metavar="MODEL", help="e.g. Llama3.2-1B-Instruct (see `model list`).")
+    get.add_argument("--source", metavar="REPO", help="Another hub repo holding the model's files.")
+    get.add_argument(
+        "--file",
+        action="append",
+        metavar="NAME",
+        help="The GGUF file to take from the repo (e.g. another quantization); for a safetensors model, "
+        "glob patterns of the files to take (repeatable).",
+    )
+    get.add_argument("--revision", default="main", help="Branch, tag or commit of the repo (default: main).")
+    get.set_defaults(func=model.download)
+    rm = model_sub.add_parser("remove", help="Delete a downloaded model.")
+    rm.add_argument(
+        "model", metavar="MODEL", help="e.g. Llama3.2-1B-Instruct (see `model list --downloaded`)."
+    )
+    rm.set_defaults(func=model.remove)
     fmt = model_sub.add_parser("prompt-format", help="Show the prompt format of a model's family.")
     fmt.add_argument(
         "-m", "--model-name", required=True, help="e.g. Llama3.2-3B-Instruct (see `model list`)."

@@ -1,4 +1,4 @@
-"""`llama-stack model ...`: the Llama catalog and prompt formats shipped in llama-models.
+"""`llama-stack model ...`: the Llama catalog and prompt formats shipped in llama-models, and downloads.
 
 Only stdlib at module level: llama_models (and so pydantic) and rich load when a command runs.
 """
@@ -88,6 +88,10 @@ def _context(model: Model) -> str:
 
 
 def list_models(args: argparse.Namespace) -> int:
+    if args.downloaded:
+        from .model_download import list_downloaded_models
+
+        return list_downloaded_models(args)
     catalog = _catalog()
     if catalog is None:
         return _fail(MISSING)
@@ -96,6 +100,18 @@ def list_models(args: argparse.Namespace) -> int:
     title = "Llama models" + ("" if args.all else " (Llama 3.1 / 3.2 / 3.3, Llama Guard 3; --all for more)")
     _table(title, ["Model Descriptor", "Hugging Face repo", "Context length", "What"], rows)
     return 0
+
+
+def download(args: argparse.Namespace) -> int:
+    from .model_download import download as run
+
+    return run(args)
+
+
+def remove(args: argparse.Namespace) -> int:
+    from .model_download import remove as run
+
+    return run(args)
 
 
 def _names(model: Model) -> list[str]:
