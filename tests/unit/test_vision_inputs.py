@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +154,39 @@ async def test_an_oversized_data_url_is_refused() -> None:
     url = "data:image/png;base64," + base64.b64encode(_png((64, 64))).decode()
     with pytest.raises(StackError, match="larger than"):
         await load_image(url, "messages[0]", OutboundPolicy(), max_bytes=10)
+
+
+def test_model_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where inline::transformers takes weights from: folders, GGUF files, downloads, hub ids."""
+    from llamastack.providers.inference.transformers.loading import ModelSource, model_source
+    from llamastack.stack.model_store import MANIFEST
+
+    monkeypatch.setenv("LLAMA_STACK_MODELS_DIR", str(tmp_path / "models"))
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "m.gguf").write_bytes(b"GGUF")
+    assert model_source(str(folder)) == ModelSource(str(folder))
+    assert model_source(str(folder / "m.gguf")) == ModelSource(str(folder), "m.gguf")
+    assert model_source("meta-llama/Llama-3.2-11B-Vision-Instruct").location.startswith("meta-llama/")
+    with pytest.raises(BadRequestError, match="llama-stack model download"):
+        model_source("Llama3.2-11B-Vision-Instruct")
+    with pytest.raises(BadRequestError, match="does not exist"):
+        model_source(str(tmp_path / "missing.gguf"))
+    with pytest.raises(BadRequestError, match="neither a local folder"):
+        model_source("./no/such/folder")
+    # Once downloaded (a folder with its manifest), the name and Meta's repo id find the folder.
+    vision = tmp_path / "models" / "Llama3.2-11B-Vision-Instruct"
+    vision.mkdir(parents=True)
+    (vision / "config.json").write_text("{}")
+    manifest = {
+        "model": "Llama3.2-11B-Vision-Instruct",
+        "path": ".",
+        "files": {"config.json": {"size": 2}},
+        "repo": "meta-llama/Llama-3.2-11B-Vision-Instruct",
+        "revision": "main",
+    }
+    (vision / MANIFEST).write_text(json.dumps(manifest))
+    expected = ModelSource(str(vision.resolve()))
+    assert model_source("Llama3.2-11B-Vision-Instruct") == expected
+    assert model_source("meta-llama/Llama-3.2-11B-Vision-Instruct") == expected
+    assert model_source("download://Llama3.2-11B-Vision-Instruct") == expected

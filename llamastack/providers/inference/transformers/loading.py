@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from llamastack.stack.errors import BadRequestError
-from llamastack.stack.model_paths import PKG_SCHEME, resolve_model_path
+from llamastack.stack.model_paths import DOWNLOAD_SCHEME, PKG_SCHEME, resolve_model_path
+from llamastack.stack.model_store import downloaded, find_downloadable
 
 from .config import TransformersConfig
 
@@ -32,21 +33,44 @@ class ModelSource:
         return (self.location, self.gguf_file)
 
 
+def _local(path: Path, gguf_file: str | None = None) -> ModelSource:
+    return ModelSource(str(path.parent), path.name) if path.is_file() else ModelSource(str(path), gguf_file)
+
+
+def _downloaded(name: str) -> ModelSource | None:
+    """A model `llama-stack model download` fetched (by its name or Meta's repo id), if it is there."""
+    model = find_downloadable(name)
+    found = downloaded(model.name) if model is not None else None
+    return _local(found.path) if found is not None else None
+
+
 def model_source(ref: str, gguf_file: str | None = None) -> ModelSource:
     """A provider_model_id as a source: ``/path/folder``, ``/path/model.gguf``, ``pkg://pkg/file.gguf``,
-    or ``org/name`` on the hub (the hub id is taken only when no such local path exists)."""
+    a downloaded model's name (``Llama3.2-11B-Vision-Instruct``, ``download://...``), or ``org/name``
+    on the hub (taken only when no such local path or downloaded model exists)."""
+    if ref.startswith(DOWNLOAD_SCHEME):
+        name, _, fallback = ref[len(DOWNLOAD_SCHEME) :].partition("?else=")
+        if (source := _downloaded(name)) is not None:
+            return source
+        if fallback and find_downloadable(name) is None:
+            return model_source(fallback, gguf_file)
+        model = find_downloadable(name)
+        resolve_model_path(ref, expect_dir=model is not None and model.is_folder)  # raises what to do
     if ref.startswith(PKG_SCHEME) or ref.endswith(".gguf"):
-        path = resolve_model_path(ref)
-        return ModelSource(str(path.parent), path.name)
+        return _local(resolve_model_path(ref))
     path = Path(ref).expanduser()
     if path.is_dir():
         return ModelSource(str(path), gguf_file)
     if path.is_file():
         raise BadRequestError(f"Model '{ref}' is a file; give its folder (or a .gguf file).")
+    if (source := _downloaded(ref)) is not None:
+        return source
     if _HUB_ID.fullmatch(ref) and not ref.startswith((".", "/", "~")):
         return ModelSource(ref, gguf_file)
+    if (model := find_downloadable(ref)) is not None:
+        resolve_model_path(ref, expect_dir=model.is_folder)  # not downloaded: raises what to do
     raise BadRequestError(
-        f"Model '{ref}' is neither a local folder, a .gguf file nor a hub id like "
+        f"Model '{ref}' is neither a local folder, a .gguf file, a downloaded model nor a hub id like "
         "'meta-llama/Llama-3.2-11B-Vision-Instruct'."
     )
 
