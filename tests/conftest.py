@@ -67,9 +67,11 @@ def start_server(
     env: dict[str, str] | None = None,
     host: str | None = "127.0.0.1",
     extra_args: tuple[str, ...] = (),
+    timeout_s: float = 60,
 ) -> RunningServer:
     """Starts `llama-stack run` as a subprocess and waits for /v1/health; fails fast if it dies.
-    ``host=None`` leaves the bind address to the run config."""
+    ``host=None`` leaves the bind address to the run config; ``timeout_s`` bounds the start-up
+    (model loading included)."""
     port = free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / f"server-{port}.log"
@@ -92,7 +94,7 @@ def start_server(
             env=full_env,
         )
     server = RunningServer(process, f"http://127.0.0.1:{port}", state_dir, log_path)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
@@ -103,7 +105,7 @@ def start_server(
             pass
         time.sleep(0.05)
     server.stop()
-    raise RuntimeError(f"server did not become healthy in 60 s:\n{server.log()}")
+    raise RuntimeError(f"server did not become healthy in {timeout_s:g} s:\n{server.log()}")
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .inference.llama_cpp.provider import LlamaCppInference
     from .inference.remote.openai_compat.adapter import OpenAICompatInference
     from .inference.sentence_transformers.provider import SentenceTransformersInference
+    from .inference.transformers.provider import TransformersInference
     from .safety.code_scanner.provider import CodeScannerSafety
     from .safety.llama_guard.provider import LlamaGuardSafety
     from .tool_runtime.code_interpreter.provider import CodeInterpreterRuntime
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
         return p
 
     def _sentence_transformers(p: SentenceTransformersInference) -> InferenceProvider:
+        return p
+
+    def _transformers(p: TransformersInference) -> InferenceProvider:
         return p
 
     def _safety(p: LlamaGuardSafety | CodeScannerSafety) -> SafetyProvider:

@@ -27,6 +27,22 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
     ),
     ProviderSpec(
         api=Api.inference,
+        provider_type="inline::transformers",
+        module=f"{_P}.inference.transformers",
+        config_class=f"{_P}.inference.transformers.config:TransformersConfig",
+        description="Text and Llama 3.2 Vision models through Hugging Face transformers (GPU or CPU).",
+        pip_packages=(
+            "torch==2.13.0",
+            "transformers>=5.20,<6",
+            "accelerate>=1.10",
+            "gguf>=0.17",
+            "pillow>=11",
+            "llguidance>=1.9,<2",
+            "llama-models==0.3.0",
+        ),
+    ),
+    ProviderSpec(
+        api=Api.inference,
         provider_type="remote::openai-compatible",
         module=f"{_R}.openai_compat",
         config_class=f"{_R}.openai_compat.config:OpenAICompatibleConfig",

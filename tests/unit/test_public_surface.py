@@ -24,6 +24,7 @@ SURFACE: dict[str, list[str]] = {
     "llamastack.providers.inference": [],
     "llamastack.providers.inference.llama_cpp": PROVIDER,
     "llamastack.providers.inference.sentence_transformers": PROVIDER,
+    "llamastack.providers.inference.transformers": PROVIDER,
     "llamastack.providers.inference.remote": [],
     "llamastack.providers.inference.remote.databricks": PROVIDER,
     "llamastack.providers.inference.remote.fireworks": PROVIDER,

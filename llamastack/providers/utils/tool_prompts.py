@@ -279,5 +279,5 @@ def generic_tool_messages(messages: list[ChatMessage], tools: ToolOptions | None
             text = "\n".join(filter(None, [m.content, *calls]))
             out.append(ChatMessage("assistant", text))
         else:
-            out.append(ChatMessage(m.role, m.content, tool_call_id=m.tool_call_id))
+            out.append(ChatMessage(m.role, m.content, tool_call_id=m.tool_call_id, images=m.images))
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..apis.common import InterleavedContent, content_has_image, content_to_text
+from ..apis.common import ImageContentItem, InterleavedContent, content_has_image, content_to_text
 from ..apis.inference import native as n
 from ..apis.inference.core import (
     ChatMessage,
@@ -48,21 +48,38 @@ def sampling_from_native(
 def _text(content: InterleavedContent | None, where: str) -> str:
     if content_has_image(content):
         raise UnsupportedError(
-            f"{where} contains an image, but this model takes text only. Use a vision model "
-            "(e.g. Llama-3.2-11B-Vision-Instruct) or send text."
+            f"{where} contains an image; images are taken only in the content of user messages of a "
+            "chat (to a vision model such as Llama-3.2-11B-Vision-Instruct). Send text here."
         )
     return content_to_text(content)
 
 
+def image_ref(item: ImageContentItem, where: str) -> str:
+    """An image content item as the core carries it: its URL, or its base64 data as a data URL."""
+    if item.image.url is not None and item.image.url.uri:
+        return item.image.url.uri
+    if item.image.data:
+        return f"data:image;base64,{item.image.data}"
+    raise BadRequestError(f"{where}: an image item needs image.url.uri or image.data (base64).")
+
+
+def _user_images(content: InterleavedContent | None, where: str) -> list[str]:
+    items = content if isinstance(content, list) else [content]
+    return [image_ref(item, where) for item in items if isinstance(item, ImageContentItem)]
+
+
 def messages_from_native(messages: list[n.Message]) -> list[ChatMessage]:
+    """Images are kept on user messages (the engine decides whether its model takes them); in other
+    roles they are refused."""
     out: list[ChatMessage] = []
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if isinstance(m, n.UserMessage):
-            text = _text(m.content, where)
+            text = content_to_text(m.content)
             if m.context is not None:
                 text = f"{text}\n\n{_text(m.context, where)}"
-            out.append(ChatMessage("user", text))
+            images = _user_images(m.content, where)
+            out.append(ChatMessage("user", text, images=images or None))
         elif isinstance(m, n.SystemMessage):
             out.append(ChatMessage("system", _text(m.content, where)))
         elif isinstance(m, n.ToolResponseMessage):

@@ -37,11 +37,26 @@ def _text(content: o.OpenAIMessageContent | None, where: str) -> str:
     for part in content:
         if isinstance(part, o.OpenAIChatCompletionContentPartImageParam):
             raise UnsupportedError(
-                f"{where} contains an image_url part, but this model takes text only. "
-                "Use a vision model or send text."
+                f"{where} contains an image_url part; images are taken in user messages only."
             )
         parts.append(part.text)
     return "".join(parts)
+
+
+def _user_content(content: o.OpenAIMessageContent | None, where: str) -> tuple[str, list[str] | None]:
+    """A user message's text and its image URLs (http(s) or data URLs), in order."""
+    if content is None or isinstance(content, str):
+        return content or "", None
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(content):
+        if isinstance(part, o.OpenAIChatCompletionContentPartImageParam):
+            if not part.image_url.url:
+                raise BadRequestError(f"{where}.content[{j}].image_url.url is empty; send an image URL.")
+            images.append(part.image_url.url)
+        else:
+            texts.append(part.text)
+    return "".join(texts), images or None
 
 
 def _stop(stop: o.Stop | None) -> list[str]:
@@ -120,6 +135,9 @@ def chat_request_from_openai(req: o.OpenaiChatCompletionRequest) -> ChatRequest:
         elif isinstance(m, o.OpenAIAssistantMessageParam):
             calls = [c.model_dump(exclude_none=True) for c in m.tool_calls or []]
             messages.append(ChatMessage("assistant", _text(m.content, where), tool_calls=calls or None))
+        elif m.role == "user":
+            text, images = _user_content(m.content, where)
+            messages.append(ChatMessage("user", text, images=images))
         else:
             messages.append(ChatMessage(_ROLE.get(m.role, m.role), _text(m.content, where)))  # type: ignore[arg-type]
     logprobs = None

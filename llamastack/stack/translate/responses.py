@@ -32,17 +32,25 @@ def input_items(value: str | list[r.ResponseInputItem]) -> list[r.ResponseInputI
     return with_ids(list(value))
 
 
-def _message_text(message: r.ResponseMessage, where: str) -> str:
+def _message_content(message: r.ResponseMessage, where: str) -> tuple[str, list[str] | None]:
+    """A message's text and, for a user message, its input_image URLs (http(s) or data URLs)."""
     if isinstance(message.content, str):
-        return message.content
-    parts = []
-    for part in message.content:
+        return message.content, None
+    parts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(message.content):
         if isinstance(part, r.ResponseInputImage):
-            raise UnsupportedError(
-                f"{where} contains an input_image part, but this server's models take text only. Send text."
-            )
-        parts.append(part.text)
-    return "".join(parts)
+            if message.role != "user":
+                raise UnsupportedError(f"{where} contains an input_image part; images go in user messages.")
+            if not part.image_url:
+                raise BadRequestError(
+                    f"{where}.content[{j}]: input_image needs image_url (an http(s) or data URL); "
+                    "file_id images are not supported."
+                )
+            images.append(part.image_url)
+        else:
+            parts.append(part.text)
+    return "".join(parts), images or None
 
 
 def chat_messages(items: list[r.ResponseInputItem], instructions: str | None) -> list[ChatMessage]:
@@ -51,7 +59,8 @@ def chat_messages(items: list[r.ResponseInputItem], instructions: str | None) ->
         where = f"input[{i}]"
         if isinstance(item, r.ResponseMessage):
             role = "system" if item.role == "developer" else item.role
-            messages.append(ChatMessage(role, _message_text(item, where)))
+            text, images = _message_content(item, where)
+            messages.append(ChatMessage(role, text, images=images))
         elif isinstance(item, r.ResponseFunctionToolCall):
             call = {
                 "id": item.call_id,

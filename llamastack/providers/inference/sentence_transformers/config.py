@@ -14,6 +14,13 @@ class SentenceTransformersConfig(BaseModel):
         ),
     )
     batch_size: int = Field(default=32, ge=1, le=1024)
+    device: str = Field(
+        default="cpu",
+        description=(
+            "torch device of the torch backend ('cpu', 'cuda', 'cuda:1'); auto: a GPU when there is one. "
+            "The numpy backend always runs on the CPU."
+        ),
+    )
 
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:

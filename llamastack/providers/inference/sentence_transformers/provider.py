@@ -27,14 +27,16 @@ log = logging.getLogger(__name__)
 class _TorchEncoder:
     """The sentence-transformers library itself, for architectures the numpy encoder lacks."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, device: str = "cpu") -> None:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise BadRequestError(
                 "The torch backend needs sentence-transformers: pip install 'llamastack[torch]'."
             ) from None
-        self.model = SentenceTransformer(str(folder), device="cpu")
+        if device == "auto" or (device.startswith("cuda") and not _cuda_available()):
+            device = "cuda" if _cuda_available() else "cpu"
+        self.model = SentenceTransformer(str(folder), device=device)
         dimension, max_tokens = self.model.get_sentence_embedding_dimension(), self.model.max_seq_length
         if dimension is None or max_tokens is None:
             raise BadRequestError(f"{folder} does not say its embedding dimension or maximum length.")
@@ -46,6 +48,12 @@ class _TorchEncoder:
             raise UnsupportedError("text_truncation 'start' is not supported by the torch backend.")
         tokens = sum(len(ids) for ids in self.model.tokenizer(texts)["input_ids"])
         return self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True), tokens
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 _EMBEDDINGS_ONLY = "inline::sentence-transformers serves embeddings only."
@@ -80,7 +88,7 @@ class SentenceTransformersInference:
                 "provider_model_id at a sentence-transformers or BERT model directory."
             )
         try:
-            return _TorchEncoder(folder)
+            return _TorchEncoder(folder, self.config.device)
         except BadRequestError:
             raise
         except Exception as exc:  # transformers raises many kinds on folders it cannot load
