@@ -192,7 +192,7 @@ async def build_stack(run_config: RunConfig) -> Stack:
             if builder is not None and instances:
                 await builder(stack, instances)
         if stack.inference is not None:
-            _build_responses(stack)
+            await _build_responses(stack)
     except BaseException:
         await stack.shutdown()
         raise
@@ -250,10 +250,18 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
     )
 
 
-def _build_responses(stack: Stack) -> None:
+async def _build_responses(stack: Stack) -> None:
     """The Responses API drives inference, with the vector stores (file_search), the tool runtime
     (web_search, mcp) and the shields (guardrails) that the run config has."""
     assert stack.inference is not None
+    config = stack.run_config.responses
+    for shield_id in dict.fromkeys([*config.input_shields, *config.output_shields]):
+        if not shield_id:
+            continue
+        if stack.shields is None:
+            raise ConfigError(f"responses: shield '{shield_id}' needs a safety provider in the run config.")
+        if stack.shields.table.find(shield_id) is None:
+            raise ConfigError(f"responses: shield '{shield_id}' is not in the run config's shields.")
     tools = ResponseTools(
         vector_stores=stack.vector_stores,
         tool_groups=stack.tool_runtime,
@@ -261,7 +269,13 @@ def _build_responses(stack: Stack) -> None:
         mcp=stack.tool_runtime,
     )
     stack.responses = ResponsesRouter(
-        stack.inference, stack.store, tools=tools, safety=stack.safety, shields=stack.shields
+        stack.inference,
+        stack.store,
+        tools=tools,
+        safety=stack.safety,
+        shields=stack.shields,
+        input_shields=[s for s in config.input_shields if s],
+        output_shields=[s for s in config.output_shields if s],
     )
 
 

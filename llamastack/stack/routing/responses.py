@@ -201,11 +201,16 @@ class ResponsesRouter:
         tools: ResponseTools | None = None,
         safety: Safety | None = None,
         shields: Shields | None = None,
+        input_shields: Sequence[str] = (),
+        output_shields: Sequence[str] = (),
     ) -> None:
         self.inference = inference
         self.tools = tools or ResponseTools()
         self.safety = safety
         self.shields = shields
+        # The run config's shields, run for every response (before a request's own guardrails).
+        self.input_shields = list(input_shields)
+        self.output_shields = list(output_shields)
         self.records = RecordStore(store, r.OpenAIResponseObjectWithInput, kind=_KIND, label="response")
         self.owners = OwnerIndex(store, _KIND)
 
@@ -296,8 +301,9 @@ class ResponsesRouter:
         until it answers in words, calls a client function, or max_infer_iters is reached."""
         yield events.lifecycle("response.created", turn.response("in_progress", []))
         yield events.lifecycle("response.in_progress", turn.response("in_progress", []))
-        guardrails = turn.request.guardrails or []
-        blocked = await self._shields(guardrails, self._input_for_shields(turn)) if guardrails else None
+        asked = turn.request.guardrails or []
+        input_shields, output_shields = [*self.input_shields, *asked], [*self.output_shields, *asked]
+        blocked = await self._shields(input_shields, self._input_for_shields(turn)) if input_shields else None
         if blocked is not None:
             for event in events.whole_message(blocked, "completed"):
                 yield event
@@ -308,7 +314,7 @@ class ResponsesRouter:
                 yield event
         for iteration in range(turn.max_iters):
             request = turn.chat(iteration)
-            if streamed and not guardrails:
+            if streamed and not output_shields:  # output shields see a message before anyone else
                 chunks = self._stream(turn, request)
                 try:
                     async for chunk in chunks:
@@ -320,9 +326,9 @@ class ResponsesRouter:
                     yield event
             else:
                 result = await self._generate(turn, request)
-                if guardrails and result.text:
+                if output_shields and result.text:
                     said = [*self._input_for_shields(turn), n.CompletionMessage(content=result.text)]
-                    blocked = await self._shields(guardrails, said)
+                    blocked = await self._shields(output_shields, said)
                     if blocked is not None:
                         for event in events.whole_message(blocked, "completed"):
                             yield event
