@@ -9,6 +9,7 @@ import io
 import json
 
 import httpx
+import openai
 import pytest
 
 from conftest import CHAT_MODEL
@@ -198,6 +199,55 @@ def test_mcp_streamed_events_and_a_failing_tool(openai_client, mcp_url: str) -> 
     assert [o.type for o in events[-1].response.output] == ["mcp_list_tools", "mcp_call"]
 
 
+def test_mcp_approval_request_then_approved_and_denied(openai_client, mcp_url: str) -> None:
+    tools = [_mcp(mcp_url, allowed_tools=["echo"], require_approval={"never": {"tool_names": ["add"]}})]
+    forced = {"type": "mcp", "server_label": "fixture", "name": "echo"}
+    asked = openai_client.responses.create(
+        model=CHAT_MODEL,
+        input="Echo the word llama.",
+        tools=tools,
+        tool_choice=forced,
+        temperature=0,
+    )
+    assert [o.type for o in asked.output] == ["mcp_list_tools", "mcp_approval_request"]
+    request = asked.output[1]
+    assert (
+        request.name == "echo"
+        and request.server_label == "fixture"
+        and "text" in json.loads(request.arguments)
+    )
+    approved = openai_client.responses.create(
+        model=CHAT_MODEL,
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+        previous_response_id=asked.id,
+        tools=tools,
+        extra_body={"max_infer_iters": 1},
+        temperature=0,
+        max_output_tokens=20,
+    )
+    kinds = [o.type for o in approved.output]
+    assert kinds[:2] == ["mcp_list_tools", "mcp_call"], kinds
+    args = json.loads(request.arguments)
+    assert approved.output[1].output == args["text"] * int(args.get("times", 1))
+    denied = openai_client.responses.create(
+        model=CHAT_MODEL,
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": False}],
+        previous_response_id=asked.id,
+        tools=tools,
+        tool_choice="none",
+        temperature=0,
+        max_output_tokens=8,
+    )
+    assert [o.type for o in denied.output] == ["mcp_list_tools", "message"]
+    with pytest.raises(openai.BadRequestError, match="approval_request_id"):
+        openai_client.responses.create(
+            model=CHAT_MODEL,
+            input=[{"type": "mcp_approval_response", "approval_request_id": "mcpr_nope", "approve": True}],
+            previous_response_id=asked.id,
+            tools=tools,
+        )
+
+
 def test_guardrails_end_the_response_with_the_shield_message(openai_client) -> None:
     made = openai_client.responses.create(
         model=CHAT_MODEL, input=INSECURE, extra_body={"guardrails": ["code-scanner"]}, max_output_tokens=8
@@ -288,7 +338,8 @@ def test_truncation_auto_drops_the_oldest_input(http: httpx.Client) -> None:
         ("store", {"filters": {"type": "near", "key": "x"}}, 400, "filters"),
         ("store", {"max_num_results": 0}, 400, "max_num_results"),
         ("store", {"ranking_options": {"ranker": "best"}}, 400, "ranker"),
-        ("mcp", {"require_approval": "always"}, 400, "require_approval"),
+        ("mcp", {"require_approval": "sometimes"}, 400, "require_approval"),
+        ("mcp", {"require_approval": {"always": {"tool_names": "echo"}}}, 400, "require_approval.always"),
         ("mcp", {"headers": {"X-Count": 3}}, 400, "headers"),
         ("mcp", {"server_url": "http://127.0.0.1:9/mcp"}, 400, "127.0.0.1:9"),
         ("mcp", {"server_url": "ftp://example.com"}, 400, "server_url"),

@@ -112,6 +112,24 @@ class ResponseMCPCall(BaseModel):
     error: str | None = None
 
 
+class ResponseMCPApprovalRequest(BaseModel):
+    """An MCP tool call waiting for the client's approval (require_approval asks for it)."""
+
+    type: Literal["mcp_approval_request"] = "mcp_approval_request"
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
+class ResponseMCPApprovalResponse(BaseModel):
+    type: Literal["mcp_approval_response"] = "mcp_approval_response"
+    approval_request_id: str
+    approve: JsonBool
+    reason: str | None = None
+    id: str | None = None
+
+
 def _item_type(value: Any) -> str:
     # OpenAI's "easy" input messages ({"role": ..., "content": ...}) may leave out the type.
     found = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
@@ -125,7 +143,9 @@ ResponseInputItem = Annotated[
     | Annotated[ResponseFileSearchCall, Tag("file_search_call")]
     | Annotated[ResponseWebSearchCall, Tag("web_search_call")]
     | Annotated[ResponseMCPListTools, Tag("mcp_list_tools")]
-    | Annotated[ResponseMCPCall, Tag("mcp_call")],
+    | Annotated[ResponseMCPCall, Tag("mcp_call")]
+    | Annotated[ResponseMCPApprovalRequest, Tag("mcp_approval_request")]
+    | Annotated[ResponseMCPApprovalResponse, Tag("mcp_approval_response")],
     Discriminator(_item_type),
 ]
 ResponseOutputItem = Annotated[
@@ -134,7 +154,8 @@ ResponseOutputItem = Annotated[
     | ResponseFileSearchCall
     | ResponseWebSearchCall
     | ResponseMCPListTools
-    | ResponseMCPCall,
+    | ResponseMCPCall
+    | ResponseMCPApprovalRequest,
     Field(discriminator="type"),
 ]
 # What ``include`` may ask for; the others OpenAI names concern tools or outputs this server lacks.

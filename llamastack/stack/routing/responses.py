@@ -97,6 +97,8 @@ class _Turn:
         self.sampling = tr.sampling(request)
         self.json_schema = tr.json_schema(request.text)
         self.include_results = "file_search_call.results" in (request.include or [])
+        # MCP calls the client has answered (approval request, approved?, reason), run or refused first.
+        self.approvals: list[tuple[r.ResponseMCPApprovalRequest, bool, str | None]] = []
         self.max_iters = request.max_infer_iters or 10
 
     @property
@@ -181,6 +183,34 @@ def _check_request(request: r.CreateOpenaiResponseRequest) -> None:
             )
 
 
+def _approvals(
+    history: list[r.ResponseInputItem],
+    new_items: list[r.ResponseInputItem],
+    server: Mapping[str, ServerTool],
+) -> list[tuple[r.ResponseMCPApprovalRequest, bool, str | None]]:
+    """The approval responses of this request, each with the request it answers (from the chain)."""
+    asked = {x.id: x for x in history if isinstance(x, r.ResponseMCPApprovalRequest)}
+    found = []
+    for i, item in enumerate(new_items):
+        if not isinstance(item, r.ResponseMCPApprovalResponse):
+            continue
+        request = asked.get(item.approval_request_id)
+        if request is None:
+            raise BadRequestError(
+                f"input[{i}].approval_request_id '{item.approval_request_id[:80]}' is not an "
+                "mcp_approval_request of the previous response; send previous_response_id of the "
+                "response that asked."
+            )
+        tool = server.get(request.name)
+        if tool is None or tool.kind != "mcp" or tool.server_label != request.server_label:
+            raise BadRequestError(
+                f"input[{i}] answers a call of '{request.name}' on MCP server '{request.server_label}'; "
+                "send that mcp tool in tools again so the call can run."
+            )
+        found.append((request, bool(item.approve), item.reason))
+    return found
+
+
 def _chunk_of(result: GenerationResult) -> GenerationChunk:
     return GenerationChunk(
         text=result.text,
@@ -237,7 +267,9 @@ class ResponsesRouter:
         tools = await self.tools.prepare(
             request.tools, request.tool_choice, parallel=request.parallel_tool_calls
         )
-        return _Turn(request, [*history, *new_items], tools, new_items)
+        turn = _Turn(request, [*history, *new_items], tools, new_items)
+        turn.approvals = _approvals(history, new_items, turn.server_tools)
+        return turn
 
     async def _save(self, turn: _Turn, response: r.OpenAIResponseObject) -> None:
         if turn.request.store is False:
@@ -301,8 +333,9 @@ class ResponsesRouter:
         until it answers in words, calls a client function, or max_infer_iters is reached."""
         yield events.lifecycle("response.created", turn.response("in_progress", []))
         yield events.lifecycle("response.in_progress", turn.response("in_progress", []))
-        asked = turn.request.guardrails or []
-        input_shields, output_shields = [*self.input_shields, *asked], [*self.output_shields, *asked]
+        requested = turn.request.guardrails or []
+        input_shields = [*self.input_shields, *requested]
+        output_shields = [*self.output_shields, *requested]
         blocked = await self._shields(input_shields, self._input_for_shields(turn)) if input_shields else None
         if blocked is not None:
             for event in events.whole_message(blocked, "completed"):
@@ -312,6 +345,15 @@ class ResponsesRouter:
         for listing in turn.tools.listings if turn.tools is not None else []:
             for event in events.listing(listing):
                 yield event
+        for asked, approved, reason in turn.approvals:
+            call = ToolCallOut(id=asked.id, name=asked.name, arguments=asked.arguments)
+            if approved:
+                async for event in self._call(turn, events, call):
+                    yield event
+            else:
+                tr.add_tool_call(turn.messages, call.id, call.name, call.arguments)
+                refusal = "The user did not approve this call" + (f": {reason}" if reason else ".")
+                turn.messages.append(ChatMessage("tool", refusal, tool_call_id=call.id))
         for iteration in range(turn.max_iters):
             request = turn.chat(iteration)
             if streamed and not output_shields:  # output shields see a message before anyone else
@@ -341,10 +383,15 @@ class ResponsesRouter:
             calls = events.take_server_calls()
             if not calls:
                 break
+            waiting = [c for c in calls if turn.server_tools[c.name].needs_approval]
             for call in calls:
-                async for event in self._call(turn, events, call):
+                if call not in waiting:
+                    async for event in self._call(turn, events, call):
+                        yield event
+            for call in waiting:  # the client approves (or not) in a follow-up; the response ends here
+                for event in events.approval_request(call, turn.server_tools[call.name].server_label):
                     yield event
-            if events.client_called or events.finish_reason == "length":
+            if waiting or events.client_called or events.finish_reason == "length":
                 break
         events.ensure_output()
         for event in events.close_message():
@@ -542,6 +589,17 @@ class _StreamEvents:
         return r.ResponseMCPCallArgumentsDoneEvent(
             item_id=item_id, output_index=index, arguments=arguments, sequence_number=self._next()
         )
+
+    def approval_request(self, call: ToolCallOut, server_label: str) -> list[r.ResponseStreamEvent]:
+        item = r.ResponseMCPApprovalRequest(
+            id=tr.new_id("mcpr"), server_label=server_label, name=call.name, arguments=call.arguments
+        )
+        index = self.open_slot()
+        self.slots[index] = item
+        return [
+            self.item_event("response.output_item.added", index, item),
+            self.item_event("response.output_item.done", index, item),
+        ]
 
     def listing(self, item: r.ResponseMCPListTools) -> list[r.ResponseStreamEvent]:
         """An MCP server's tool list (listed before the model ran), as OpenAI streams it."""

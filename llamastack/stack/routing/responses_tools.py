@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,6 +53,7 @@ class ServerTool:
     server_label: str = ""
     server_url: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    needs_approval: bool = False  # an mcp tool whose calls wait for the client's approval
 
 
 @dataclass
@@ -240,8 +242,8 @@ class ResponseTools:
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             raise BadRequestError(f"{where}.headers must map header names to string values.")
-        _check_approval(tool.get("require_approval", "never"), where)
-        allowed = _allowed_tools(tool.get("allowed_tools"), where)
+        needs_approval = _approval(tool.get("require_approval", "never"), where)
+        allowed = _allowed_tools(tool.get("allowed_tools"), f"{where}.allowed_tools")
         if self.mcp is None:
             raise BadRequestError(
                 f"{where}: this server has no MCP tool runtime, so mcp tools cannot run; add "
@@ -266,7 +268,12 @@ class ResponseTools:
         specs = [tn.tool_spec_from_def(d) for d in defs]
         for spec in specs:
             prepared.server[spec.name] = ServerTool(
-                kind="mcp", spec=spec, server_label=label, server_url=url, headers=dict(headers)
+                kind="mcp",
+                spec=spec,
+                server_label=label,
+                server_url=url,
+                headers=dict(headers),
+                needs_approval=needs_approval(spec.name),
             )
         return specs
 
@@ -385,14 +392,21 @@ def _only(tool: dict[str, Any], known: set[str], where: str) -> None:
         )
 
 
-def _check_approval(value: Any, where: str) -> None:
+def _approval(value: Any, where: str) -> Callable[[str], bool]:
+    """Which of a server's tools wait for approval: 'never', 'always', or a filter of tool names
+    ({always: [...], never: [...]}, each a list or {tool_names: [...]}); a tool a filter does not
+    name needs approval, as at OpenAI."""
     if value == "never":
-        return
-    if isinstance(value, dict) and not (value.get("always") or {}) and set(value) <= {"always", "never"}:
-        return  # an approval filter that names no tool needing approval
+        return lambda name: False
+    if value == "always":
+        return lambda name: True
+    if isinstance(value, dict) and set(value) <= {"always", "never"}:
+        always = _allowed_tools(value.get("always"), f"{where}.require_approval.always") or set()
+        never = _allowed_tools(value.get("never"), f"{where}.require_approval.never") or set()
+        return lambda name: name in always or name not in never
     raise BadRequestError(
-        f"{where}.require_approval: this server runs MCP tools without asking for approval; send "
-        "require_approval: 'never' (approval requests are not supported)."
+        f"{where}.require_approval must be 'never', 'always' or "
+        "{'always': {'tool_names': [...]}, 'never': {'tool_names': [...]}}."
     )
 
 
@@ -401,9 +415,7 @@ def _allowed_tools(value: Any, where: str) -> set[str] | None:
         return None
     names = value.get("tool_names") if isinstance(value, dict) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise BadRequestError(
-            f"{where}.allowed_tools must be a list of tool names or {{'tool_names': [...]}}."
-        )
+        raise BadRequestError(f"{where} must be a list of tool names or {{'tool_names': [...]}}.")
     return set(names)
 
 

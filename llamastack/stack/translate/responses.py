@@ -20,6 +20,8 @@ _PREFIX = {
     "web_search_call": "ws",
     "mcp_list_tools": "mcpl",
     "mcp_call": "mcp",
+    "mcp_approval_request": "mcpr",
+    "mcp_approval_response": "mcpa",
 }
 
 
@@ -78,7 +80,7 @@ def chat_messages(items: list[r.ResponseInputItem], instructions: str | None) ->
             add_tool_call(messages, item.id, item.name, item.arguments)
             output = item.output if item.error is None else f"Error: {item.error}"
             messages.append(ChatMessage("tool", output or "", tool_call_id=item.id))
-        # mcp_list_tools and web_search_call items carry nothing the model reads.
+        # mcp_list_tools, web_search_call and approval items carry nothing the model reads.
     return messages
 
 
