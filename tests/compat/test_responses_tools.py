@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from openai import OpenAI
 
-from conftest import CHAT_MODEL
+from conftest import CHAT_MODEL, SMOLLM2_GGUF, start_server
 
 pytestmark = pytest.mark.integration
 
@@ -389,3 +394,111 @@ def test_mcp_headers_reach_the_server_and_never_come_back(openai_client, http: h
         http.get(f"/v1/openai/v1/responses/{made.id}/input_items").text,
     ):
         assert secret not in page
+
+
+class _FakeBrave:
+    """A Brave-Search-shaped API on loopback: every GET gets the same two results; requests are kept."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.seen.append((self.path, self.headers.get("X-Subscription-Token")))
+                body = json.dumps(
+                    {
+                        "web": {
+                            "results": [
+                                {
+                                    "title": "Llama",
+                                    "url": "https://example.org/l",
+                                    "description": "A camelid.",
+                                },
+                                {
+                                    "title": "Alpaca",
+                                    "url": "https://example.org/a",
+                                    "description": "Smaller.",
+                                },
+                            ]
+                        }
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_web_search_through_the_brave_provider(tmp_path: Path) -> None:
+    brave = _FakeBrave()
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(
+        textwrap.dedent(
+            f"""\
+            version: 2
+            image_name: web-search
+            state_dir: ${{env.LLAMA_STACK_STATE_DIR}}
+            providers:
+              inference:
+                - {{provider_id: llama-cpp, provider_type: inline::llama-cpp, config: {{n_ctx: 2048}}}}
+              tool_runtime:
+                - provider_id: brave-search
+                  provider_type: remote::brave-search
+                  config:
+                    api_key: ${{env.TEST_BRAVE_KEY}}
+                    base_url: http://127.0.0.1:{brave.port}/res/v1/web/search
+            models:
+              - {{model_id: {CHAT_MODEL}, provider_id: llama-cpp, provider_model_id: "{SMOLLM2_GGUF}"}}
+            tool_groups:
+              - {{toolgroup_id: "builtin::websearch", provider_id: brave-search}}
+            server:
+              outbound:
+                allow_hosts: "127.0.0.1:{brave.port}"
+            """
+        )
+    )
+    server = start_server(tmp_path / "state", config=str(run_yaml), env={"TEST_BRAVE_KEY": "brave-key-77"})
+    try:
+        client = OpenAI(base_url=f"{server.base_url}/v1/openai/v1", api_key="x", max_retries=0, timeout=120)
+        events = list(
+            client.responses.create(
+                model=CHAT_MODEL,
+                input="Search the web for llamas.",
+                tools=[{"type": "web_search"}],
+                tool_choice={"type": "web_search"},
+                extra_body={"max_infer_iters": 2},
+                temperature=0,
+                max_output_tokens=60,
+                stream=True,
+            )
+        )
+        kinds = [e.type for e in events]
+        assert kinds[2:7] == [
+            "response.output_item.added",
+            "response.web_search_call.in_progress",
+            "response.web_search_call.searching",
+            "response.web_search_call.completed",
+            "response.output_item.done",
+        ]
+        assert events[6].item.type == "web_search_call" and events[6].item.status == "completed"
+        final = events[-1].response
+        assert [o.type for o in final.output] == ["web_search_call", "message"]
+        # The provider asked the search API with the configured key and the model's query.
+        (path, token), *_ = brave.seen
+        assert token == "brave-key-77" and "q=" in path
+    finally:
+        server.stop()
+        brave.close()
