@@ -416,7 +416,8 @@ class ResponsesRouter:
         yield events.item_event("response.output_item.added", index, self.tools.started(call, tool, item_id))
         yield events.progress(f"{progress}.in_progress", item_id, index)
         if tool.kind == "mcp":
-            yield events.mcp_arguments(item_id, index, call.arguments)
+            for event in events.mcp_arguments(item_id, index, call.arguments):
+                yield event
         else:
             yield events.progress(f"{progress}.searching", item_id, index)
         result = await self.tools.run(call, tool, item_id, include_results=turn.include_results)
@@ -585,10 +586,16 @@ class _StreamEvents:
             type=kind, item_id=item_id, output_index=index, sequence_number=self._next()
         )
 
-    def mcp_arguments(self, item_id: str, index: int, arguments: str) -> r.ResponseMCPCallArgumentsDoneEvent:
-        return r.ResponseMCPCallArgumentsDoneEvent(
-            item_id=item_id, output_index=index, arguments=arguments, sequence_number=self._next()
-        )
+    def mcp_arguments(self, item_id: str, index: int, arguments: str) -> list[r.ResponseStreamEvent]:
+        """The call's arguments, as one delta: the engine delivers tool calls whole."""
+        return [
+            r.ResponseMCPCallArgumentsDeltaEvent(
+                item_id=item_id, output_index=index, delta=arguments, sequence_number=self._next()
+            ),
+            r.ResponseMCPCallArgumentsDoneEvent(
+                item_id=item_id, output_index=index, arguments=arguments, sequence_number=self._next()
+            ),
+        ]
 
     def approval_request(self, call: ToolCallOut, server_label: str) -> list[r.ResponseStreamEvent]:
         item = r.ResponseMCPApprovalRequest(
