@@ -377,7 +377,7 @@ def test_bad_tool_input_is_a_4xx_naming_the_problem(
     assert needle in str(response.json()["detail"])
 
 
-def test_mcp_headers_reach_the_server_and_never_come_back(openai_client, http: httpx.Client, mcp_url) -> None:
+def test_mcp_headers_never_come_back(openai_client, http: httpx.Client, mcp_url) -> None:
     secret = "sk-never-shown-5e1f"
     made = openai_client.responses.create(
         model=CHAT_MODEL,
