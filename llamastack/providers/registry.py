@@ -191,6 +191,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         config_class=f"{_P}.tool_runtime.mcp.config:MCPToolRuntimeConfig",
         description="Tool groups served by MCP servers (SSE or streamable HTTP) through the mcp SDK.",
         pip_packages=("mcp>=2.3,<3",),
+        serves_mcp_endpoints=True,
     ),
     ProviderSpec(
         api=Api.tool_runtime,

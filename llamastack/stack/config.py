@@ -214,6 +214,15 @@ class InferenceStoreConfig(BaseModel):
     enabled: bool = True
 
 
+class ResponsesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Shields run over every response's input and over its output (a violation ends the response
+    # with the shield's message); a request adds its own with `guardrails`.
+    input_shields: list[str] = Field(default_factory=list)
+    output_shields: list[str] = Field(default_factory=list)
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -227,6 +236,7 @@ class RunConfig(BaseModel):
     tool_groups: list[ToolGroupInput] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
     inference_store: InferenceStoreConfig = Field(default_factory=InferenceStoreConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
 
     @property
     def state_path(self) -> Path:

@@ -50,6 +50,7 @@ class ProviderSpec:
     api_dependencies: tuple[Api, ...] = ()
     optional_api_dependencies: tuple[Api, ...] = field(default=())
     serves_rag_tool: bool = False  # a tool_runtime provider implementing RAGToolRuntime
+    serves_mcp_endpoints: bool = False  # a tool_runtime provider reaching MCP servers by URL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,7 @@ from .routing.files import FilesRouter
 from .routing.inference import InferenceRouter
 from .routing.models import ModelsTable
 from .routing.responses import ResponsesRouter
+from .routing.responses_tools import ResponseTools
 from .routing.safety import SafetyRouter, ShieldsTable
 from .routing.table import ResourceTable
 from .routing.tool_runtime import ToolRuntimeRouter
@@ -190,6 +191,8 @@ async def build_stack(run_config: RunConfig) -> Stack:
             builder = _ROUTER_BUILDERS.get(api)
             if builder is not None and instances:
                 await builder(stack, instances)
+        if stack.inference is not None:
+            await _build_responses(stack)
     except BaseException:
         await stack.shutdown()
         raise
@@ -245,7 +248,35 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
     stack.chat_completions = ChatCompletionStore(
         stack.store, enabled=stack.run_config.inference_store.enabled
     )
-    stack.responses = ResponsesRouter(stack.inference, stack.store)
+
+
+async def _build_responses(stack: Stack) -> None:
+    """The Responses API drives inference, with the vector stores (file_search), the tool runtime
+    (web_search, mcp) and the shields (guardrails) that the run config has."""
+    assert stack.inference is not None
+    config = stack.run_config.responses
+    for shield_id in dict.fromkeys([*config.input_shields, *config.output_shields]):
+        if not shield_id:
+            continue
+        if stack.shields is None:
+            raise ConfigError(f"responses: shield '{shield_id}' needs a safety provider in the run config.")
+        if stack.shields.table.find(shield_id) is None:
+            raise ConfigError(f"responses: shield '{shield_id}' is not in the run config's shields.")
+    tools = ResponseTools(
+        vector_stores=stack.vector_stores,
+        tool_groups=stack.tool_runtime,
+        tool_runtime=stack.tool_runtime,
+        mcp=stack.tool_runtime,
+    )
+    stack.responses = ResponsesRouter(
+        stack.inference,
+        stack.store,
+        tools=tools,
+        safety=stack.safety,
+        shields=stack.shields,
+        input_shields=[s for s in config.input_shields if s],
+        output_shields=[s for s in config.output_shields if s],
+    )
 
 
 async def _build_safety(stack: Stack, instances: dict[str, ProviderInstance]) -> None:
@@ -285,7 +316,8 @@ async def _build_tool_runtime(stack: Stack, instances: dict[str, ProviderInstanc
     rag = [i for i in instances.values() if i.spec.serves_rag_tool]
     if len(rag) > 1:
         raise ConfigError(f"Only one RAG tool provider can run at a time; the run config has {len(rag)}.")
-    router = ToolRuntimeRouter(stack.store, _impls(instances))
+    mcp = [pid for pid, i in instances.items() if i.spec.serves_mcp_endpoints]
+    router = ToolRuntimeRouter(stack.store, _impls(instances), mcp_provider_id=mcp[0] if mcp else None)
     entries = [
         (
             g.toolgroup_id,

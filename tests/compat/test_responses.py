@@ -207,7 +207,11 @@ def test_forced_function_call_and_its_output(openai_client) -> None:
             "schema",
         ),
         ({"model": CHAT_MODEL, "input": []}, 400, "input"),
-        ({"model": CHAT_MODEL, "input": "hi", "tools": [{"type": "web_search"}]}, 400, "web_search"),
+        (
+            {"model": CHAT_MODEL, "input": "hi", "tools": [{"type": "code_interpreter"}]},
+            400,
+            "code_interpreter",
+        ),
         ({"model": CHAT_MODEL, "input": "hi", "tool_choice": "required"}, 400, "tool_choice"),
         ({"model": CHAT_MODEL, "input": "hi", "stream": True, "previous_response_id": "x"}, 404, "'x'"),
     ],

@@ -21,9 +21,22 @@ EXTENSIONS: dict[tuple[str, str], set[str]] = {
     # OpenAI's API reports token usage and every OpenAI client reads it; the reference omits it.
     ("/v1/openai/v1/chat/completions", "post"): {"usage"},
     ("/v1/openai/v1/completions", "post"): {"usage"},
-    # As OpenAI's Responses API has them: token usage, the instructions, why a response is incomplete.
-    ("/v1/openai/v1/responses", "post"): {"usage", "instructions", "incomplete_details"},
-    ("/v1/openai/v1/responses/{response_id}", "get"): {"usage", "instructions", "incomplete_details"},
+    # As OpenAI's Responses API has them: token usage, the instructions, why a response is incomplete,
+    # the request's metadata and output token cap.
+    ("/v1/openai/v1/responses", "post"): {
+        "usage",
+        "instructions",
+        "incomplete_details",
+        "metadata",
+        "max_output_tokens",
+    },
+    ("/v1/openai/v1/responses/{response_id}", "get"): {
+        "usage",
+        "instructions",
+        "incomplete_details",
+        "metadata",
+        "max_output_tokens",
+    },
     # OpenAI's input item list pages with these; the reference list has only data and object.
     ("/v1/openai/v1/responses/{response_id}/input_items", "get"): {"has_more", "first_id", "last_id"},
 }
@@ -34,8 +47,19 @@ REQUEST_EXTENSIONS: dict[tuple[str, str], set[str]] = {
     ("/v1/openai/v1/vector_stores/{vector_store_id}/search", "post"): {"search_mode"},
     # `store: false` keeps a chat completion out of the stored list, as at OpenAI.
     ("/v1/openai/v1/chat/completions", "post"): {"store"},
-    # OpenAI's Responses sampling and tool knobs, which the reference request lacks.
-    ("/v1/openai/v1/responses", "post"): {"top_p", "max_output_tokens", "tool_choice"},
+    # OpenAI's Responses sampling, tool and bookkeeping fields, which the reference request lacks; and
+    # guardrails (shield ids run over input and output), an extension of ours.
+    ("/v1/openai/v1/responses", "post"): {
+        "top_p",
+        "max_output_tokens",
+        "tool_choice",
+        "include",
+        "metadata",
+        "truncation",
+        "user",
+        "parallel_tool_calls",
+        "guardrails",
+    },
 }
 
 

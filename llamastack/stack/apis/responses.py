@@ -64,6 +64,72 @@ class ResponseFunctionToolCallOutput(BaseModel):
     status: str | None = None
 
 
+class FileSearchResult(BaseModel):
+    file_id: str
+    filename: str
+    score: float
+    text: str
+    attributes: dict[str, str | float | bool] | None = None
+
+
+class ResponseFileSearchCall(BaseModel):
+    """A server-side search of vector stores; ``results`` only when ``include`` asks for them."""
+
+    type: Literal["file_search_call"] = "file_search_call"
+    id: str
+    queries: list[str]
+    status: str
+    results: list[FileSearchResult] | None = None
+
+
+class ResponseWebSearchCall(BaseModel):
+    type: Literal["web_search_call"] = "web_search_call"
+    id: str
+    status: str
+
+
+class MCPListToolsTool(BaseModel):
+    name: str
+    input_schema: dict[str, Any]
+    description: str | None = None
+
+
+class ResponseMCPListTools(BaseModel):
+    type: Literal["mcp_list_tools"] = "mcp_list_tools"
+    id: str
+    server_label: str
+    tools: list[MCPListToolsTool]
+    error: str | None = None
+
+
+class ResponseMCPCall(BaseModel):
+    type: Literal["mcp_call"] = "mcp_call"
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+    output: str | None = None
+    error: str | None = None
+
+
+class ResponseMCPApprovalRequest(BaseModel):
+    """An MCP tool call waiting for the client's approval (require_approval asks for it)."""
+
+    type: Literal["mcp_approval_request"] = "mcp_approval_request"
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
+class ResponseMCPApprovalResponse(BaseModel):
+    type: Literal["mcp_approval_response"] = "mcp_approval_response"
+    approval_request_id: str
+    approve: JsonBool
+    reason: str | None = None
+    id: str | None = None
+
+
 def _item_type(value: Any) -> str:
     # OpenAI's "easy" input messages ({"role": ..., "content": ...}) may leave out the type.
     found = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
@@ -73,10 +139,27 @@ def _item_type(value: Any) -> str:
 ResponseInputItem = Annotated[
     Annotated[ResponseMessage, Tag("message")]
     | Annotated[ResponseFunctionToolCall, Tag("function_call")]
-    | Annotated[ResponseFunctionToolCallOutput, Tag("function_call_output")],
+    | Annotated[ResponseFunctionToolCallOutput, Tag("function_call_output")]
+    | Annotated[ResponseFileSearchCall, Tag("file_search_call")]
+    | Annotated[ResponseWebSearchCall, Tag("web_search_call")]
+    | Annotated[ResponseMCPListTools, Tag("mcp_list_tools")]
+    | Annotated[ResponseMCPCall, Tag("mcp_call")]
+    | Annotated[ResponseMCPApprovalRequest, Tag("mcp_approval_request")]
+    | Annotated[ResponseMCPApprovalResponse, Tag("mcp_approval_response")],
     Discriminator(_item_type),
 ]
-ResponseOutputItem = Annotated[ResponseMessage | ResponseFunctionToolCall, Field(discriminator="type")]
+ResponseOutputItem = Annotated[
+    ResponseMessage
+    | ResponseFunctionToolCall
+    | ResponseFileSearchCall
+    | ResponseWebSearchCall
+    | ResponseMCPListTools
+    | ResponseMCPCall
+    | ResponseMCPApprovalRequest,
+    Field(discriminator="type"),
+]
+# What ``include`` may ask for; the others OpenAI names concern tools or outputs this server lacks.
+INCLUDABLE = frozenset({"file_search_call.results"})
 
 
 class ResponseTextFormat(BaseModel):
@@ -120,14 +203,32 @@ class CreateOpenaiResponseRequest(BaseModel):
     temperature: JsonFloat | None = Field(default=None, ge=0.0, le=2.0)
     text: ResponseText | None = None
     tools: list[dict[str, Any]] | None = Field(
-        default=None, description="Function tools ({type: function, name, parameters}); others are refused."
+        default=None,
+        description="function tools (run by the client), and file_search, web_search and mcp tools "
+        "(run by the server, which feeds their results back to the model).",
     )
     max_infer_iters: JsonInt | None = Field(default=10, ge=1)
     # Beyond the v0.2.12 contract, as OpenAI has them.
     top_p: JsonFloat | None = Field(default=None, gt=0.0, le=1.0)
     max_output_tokens: JsonInt | None = Field(default=None, ge=1)
     tool_choice: str | dict[str, Any] | None = Field(
-        default=None, description="auto, none, required, or {type: function, name} to force one function."
+        default=None,
+        description="auto, none, required, {type: function, name}, {type: file_search|web_search}, or "
+        "{type: mcp, server_label, name} to force one tool.",
+    )
+    include: list[str] | None = Field(
+        default=None, description="Extra output to include: file_search_call.results."
+    )
+    metadata: dict[str, str] | None = Field(
+        default=None, description="Up to 16 string pairs kept with the response (keys <= 64, values <= 512)."
+    )
+    truncation: Literal["auto", "disabled"] | None = None
+    user: str | None = Field(default=None, max_length=256)
+    parallel_tool_calls: JsonBool | None = None
+    # An extension: shields run over the input and over the output; a violation ends the response.
+    guardrails: list[str] | None = Field(
+        default=None,
+        description="Shield ids run over the input and the output (an extension beyond OpenAI's API).",
     )
 
 
@@ -150,6 +251,8 @@ class OpenAIResponseObject(BaseModel):
     instructions: str | None = None
     usage: ResponseUsage | None = None
     incomplete_details: IncompleteDetails | None = None
+    metadata: dict[str, str] | None = None
+    max_output_tokens: int | None = None
 
 
 class OpenAIResponseObjectWithInput(OpenAIResponseObject):
@@ -249,6 +352,41 @@ class ResponseFunctionCallArgumentsDoneEvent(_Event):
     arguments: str
 
 
+class ResponseToolCallProgressEvent(_Event):
+    """A server-side tool call's progress, in OpenAI's names."""
+
+    type: Literal[
+        "response.file_search_call.in_progress",
+        "response.file_search_call.searching",
+        "response.file_search_call.completed",
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+        "response.web_search_call.completed",
+        "response.mcp_list_tools.in_progress",
+        "response.mcp_list_tools.completed",
+        "response.mcp_list_tools.failed",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+        "response.mcp_call.failed",
+    ]
+    item_id: str
+    output_index: int
+
+
+class ResponseMCPCallArgumentsDeltaEvent(_Event):
+    type: Literal["response.mcp_call_arguments.delta"] = "response.mcp_call_arguments.delta"
+    item_id: str
+    output_index: int
+    delta: str
+
+
+class ResponseMCPCallArgumentsDoneEvent(_Event):
+    type: Literal["response.mcp_call_arguments.done"] = "response.mcp_call_arguments.done"
+    item_id: str
+    output_index: int
+    arguments: str
+
+
 ResponseStreamEvent = (
     ResponseLifecycleEvent
     | ResponseOutputItemEvent
@@ -257,6 +395,9 @@ ResponseStreamEvent = (
     | ResponseOutputTextDoneEvent
     | ResponseFunctionCallArgumentsDeltaEvent
     | ResponseFunctionCallArgumentsDoneEvent
+    | ResponseToolCallProgressEvent
+    | ResponseMCPCallArgumentsDeltaEvent
+    | ResponseMCPCallArgumentsDoneEvent
 )
 
 

@@ -106,6 +106,17 @@ class ToolRuntime(Protocol):
     ) -> ToolInvocationResult: ...
 
 
+class MCPEndpoints(Protocol):
+    """MCP servers named by URL in a request (the Responses API's ``mcp`` tools) rather than
+    registered as tool groups; served by the tool runtime's MCP provider, under the outbound policy."""
+
+    async def list_endpoint_tools(self, server_url: str, headers: dict[str, str]) -> list[ToolDef]: ...
+
+    async def invoke_endpoint_tool(
+        self, server_url: str, headers: dict[str, str], tool_name: str, kwargs: dict[str, Any]
+    ) -> ToolInvocationResult: ...
+
+
 class RAGToolRuntime(Protocol):
     """The RAG tool (/v1/tool-runtime/rag-tool/*): documents into vector dbs, and context back out.
     A tool_runtime provider that serves it says so in its registry entry (`serves_rag_tool`)."""

@@ -12,23 +12,35 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ..access import OwnerIndex
 from ..apis import responses as r
 from ..apis.common import Order
-from ..apis.inference.core import ChatRequest, GenerationChunk, GenerationResult, Inference, Usage
-from ..errors import BadRequestError, NotFoundError, ServerBusyError, StackError
+from ..apis.inference import native as n
+from ..apis.inference.core import (
+    ChatMessage,
+    ChatRequest,
+    GenerationChunk,
+    GenerationResult,
+    Inference,
+    ToolCallOut,
+    Usage,
+)
+from ..apis.safety import CANNED_RESPONSE, Safety, Shields
+from ..errors import BadRequestError, ContextLengthExceededError, NotFoundError, ServerBusyError, StackError
 from ..pagination import paginate
 from ..storage.kvstore import KVStore
 from ..storage.records import RecordStore
 from ..translate import responses as tr
+from .responses_tools import RequestTools, ResponseTools, ServerTool
 
 log = logging.getLogger(__name__)
 
 _KIND = "openai_response"
 MAX_LIST_LIMIT = 100
+MAX_METADATA = 16
 
 
 def _not_found(response_id: str) -> NotFoundError:
@@ -64,20 +76,56 @@ def _error_of(exc: BaseException) -> r.ResponseError:
 
 
 class _Turn:
-    """One request, prepared: the core request, every input item, and the response's fixed fields."""
+    """One request, prepared: every input item, the conversation the model reads, its tools, and the
+    response's fixed fields."""
 
-    def __init__(self, request: r.CreateOpenaiResponseRequest, items: list[r.ResponseInputItem]) -> None:
+    def __init__(
+        self,
+        request: r.CreateOpenaiResponseRequest,
+        items: list[r.ResponseInputItem],
+        tools: RequestTools | None,
+        new_items: list[r.ResponseInputItem],
+    ) -> None:
         self.request = request
         self.items = items
+        self.new_items = new_items  # this request's own input (what input shields check)
+        self.tools = tools
         # Time-ordered ids: responses made in the same second still list in the order they were made.
         self.id = f"resp_{time.time_ns():016x}{uuid.uuid4().hex[:16]}"
         self.created_at = int(time.time())
-        self.chat = ChatRequest(
-            messages=tr.chat_messages(items, request.instructions),
-            sampling=tr.sampling(request),
-            json_schema=tr.json_schema(request.text),
-            tools=tr.tool_options(request.tools, request.tool_choice),
+        self.messages = tr.chat_messages(items, request.instructions)
+        self.sampling = tr.sampling(request)
+        self.json_schema = tr.json_schema(request.text)
+        self.include_results = "file_search_call.results" in (request.include or [])
+        # MCP calls the client has answered (approval request, approved?, reason), run or refused first.
+        self.approvals: list[tuple[r.ResponseMCPApprovalRequest, bool, str | None]] = []
+        self.max_iters = request.max_infer_iters or 10
+
+    @property
+    def server_tools(self) -> dict[str, ServerTool]:
+        return self.tools.server if self.tools is not None else {}
+
+    def chat(self, iteration: int) -> ChatRequest:
+        last = iteration == self.max_iters - 1
+        return ChatRequest(
+            messages=list(self.messages),
+            sampling=self.sampling,
+            json_schema=self.json_schema,
+            tools=self.tools.options(iteration, last=last) if self.tools is not None else None,
         )
+
+    def truncate(self) -> bool:
+        """truncation: auto drops the oldest items (keeping instructions) until the conversation starts
+        with a user message again; False when nothing more can go."""
+        first = 1 if self.messages and self.messages[0].role == "system" else 0
+        rest = self.messages[first:]
+        if len(rest) <= 1:
+            return False
+        rest = rest[1:]
+        while len(rest) > 1 and rest[0].role != "user":
+            rest = rest[1:]
+        self.messages = [*self.messages[:first], *rest]
+        return True
 
     def response(
         self,
@@ -95,16 +143,22 @@ class _Turn:
             status=status,
             output=output,
             error=error,
-            parallel_tool_calls=bool(req.tools),
+            parallel_tool_calls=(
+                bool(req.tools) if req.parallel_tool_calls is None else bool(req.parallel_tool_calls)
+            ),
             previous_response_id=req.previous_response_id,
             temperature=req.temperature,
             top_p=req.top_p,
             text=req.text or r.ResponseText(format=r.ResponseTextFormat(type="text")),
+            truncation=req.truncation or "disabled",
+            user=req.user,
             instructions=req.instructions,
             usage=_usage(usage),
             incomplete_details=r.IncompleteDetails(reason="max_output_tokens")
             if status == "incomplete"
             else None,
+            metadata=req.metadata,
+            max_output_tokens=req.max_output_tokens,
         )
 
 
@@ -112,11 +166,81 @@ def _status(finish_reason: str | None) -> r.ResponseStatus:
     return "incomplete" if finish_reason == "length" else "completed"
 
 
+def _check_request(request: r.CreateOpenaiResponseRequest) -> None:
+    unknown = [x for x in request.include or [] if x not in r.INCLUDABLE]
+    if unknown:
+        raise BadRequestError(
+            f"include: {', '.join(repr(x[:80]) for x in unknown)} cannot be included here; this server "
+            f"offers {', '.join(sorted(r.INCLUDABLE))}."
+        )
+    metadata = request.metadata or {}
+    if len(metadata) > MAX_METADATA:
+        raise BadRequestError(f"metadata holds at most {MAX_METADATA} pairs, got {len(metadata)}.")
+    for key, value in metadata.items():
+        if len(key) > 64 or len(value) > 512:
+            raise BadRequestError(
+                f"metadata['{key[:64]}']: keys are at most 64 characters and values at most 512."
+            )
+
+
+def _approvals(
+    history: list[r.ResponseInputItem],
+    new_items: list[r.ResponseInputItem],
+    server: Mapping[str, ServerTool],
+) -> list[tuple[r.ResponseMCPApprovalRequest, bool, str | None]]:
+    """The approval responses of this request, each with the request it answers (from the chain)."""
+    asked = {x.id: x for x in history if isinstance(x, r.ResponseMCPApprovalRequest)}
+    found = []
+    for i, item in enumerate(new_items):
+        if not isinstance(item, r.ResponseMCPApprovalResponse):
+            continue
+        request = asked.get(item.approval_request_id)
+        if request is None:
+            raise BadRequestError(
+                f"input[{i}].approval_request_id '{item.approval_request_id[:80]}' is not an "
+                "mcp_approval_request of the previous response; send previous_response_id of the "
+                "response that asked."
+            )
+        tool = server.get(request.name)
+        if tool is None or tool.kind != "mcp" or tool.server_label != request.server_label:
+            raise BadRequestError(
+                f"input[{i}] answers a call of '{request.name}' on MCP server '{request.server_label}'; "
+                "send that mcp tool in tools again so the call can run."
+            )
+        found.append((request, bool(item.approve), item.reason))
+    return found
+
+
+def _chunk_of(result: GenerationResult) -> GenerationChunk:
+    return GenerationChunk(
+        text=result.text,
+        tool_calls=list(result.tool_calls) or None,
+        finish_reason=result.finish_reason,
+        usage=result.usage,
+    )
+
+
 class ResponsesRouter:
     """Implements the ``Responses`` Protocol."""
 
-    def __init__(self, inference: Inference, store: KVStore) -> None:
+    def __init__(
+        self,
+        inference: Inference,
+        store: KVStore,
+        *,
+        tools: ResponseTools | None = None,
+        safety: Safety | None = None,
+        shields: Shields | None = None,
+        input_shields: Sequence[str] = (),
+        output_shields: Sequence[str] = (),
+    ) -> None:
         self.inference = inference
+        self.tools = tools or ResponseTools()
+        self.safety = safety
+        self.shields = shields
+        # The run config's shields, run for every response (before a request's own guardrails).
+        self.input_shields = list(input_shields)
+        self.output_shields = list(output_shields)
         self.records = RecordStore(store, r.OpenAIResponseObjectWithInput, kind=_KIND, label="response")
         self.owners = OwnerIndex(store, _KIND)
 
@@ -127,12 +251,25 @@ class ResponsesRouter:
         return await self.records.require(response_id, lambda: _not_found(response_id))
 
     async def _turn(self, request: r.CreateOpenaiResponseRequest) -> _Turn:
+        _check_request(request)
         new_items = tr.input_items(request.input)
         history: list[r.ResponseInputItem] = []
         if request.previous_response_id is not None:
             previous = await self._stored(request.previous_response_id)
             history = [*previous.input, *previous.output]
-        return _Turn(request, [*history, *new_items])
+        for shield_id in request.guardrails or []:
+            if self.safety is None or self.shields is None:
+                raise BadRequestError(
+                    "guardrails: this server has no safety provider, so shields cannot run; add one to "
+                    "the run config or leave guardrails out."
+                )
+            await self.shields.get_shield(shield_id)  # 404 naming it
+        tools = await self.tools.prepare(
+            request.tools, request.tool_choice, parallel=request.parallel_tool_calls
+        )
+        turn = _Turn(request, [*history, *new_items], tools, new_items)
+        turn.approvals = _approvals(history, new_items, turn.server_tools)
+        return turn
 
     async def _save(self, turn: _Turn, response: r.OpenAIResponseObject) -> None:
         if turn.request.store is False:
@@ -143,51 +280,201 @@ class ResponsesRouter:
 
     async def create(self, request: r.CreateOpenaiResponseRequest) -> r.OpenAIResponseObject:
         turn = await self._turn(request)
-        result: GenerationResult = await self.inference.chat(request.model, turn.chat)
-        status = _status(result.finish_reason)
-        output: list[r.ResponseOutputItem] = []
-        if result.text or not result.tool_calls:
-            output.append(tr.message_item(result.text, item_id=tr.new_id("msg"), status=status))
-        output.extend(tr.function_call_item(call) for call in result.tool_calls)
-        response = turn.response(status, output, usage=result.usage)
-        await self._save(turn, response)
-        return response
+        final: r.OpenAIResponseObject | None = None
+        async for event in self._run(turn, _StreamEvents(turn), streamed=False):
+            if isinstance(event, r.ResponseLifecycleEvent):
+                final = event.response
+        assert final is not None
+        return final
 
     async def create_stream(
         self, request: r.CreateOpenaiResponseRequest
     ) -> AsyncIterator[r.ResponseStreamEvent]:
         turn = await self._turn(request)
-        stream = self.inference.chat_stream(request.model, turn.chat)
-        first = await anext(stream)  # queue-full and engine errors still get their HTTP status
-        return self._events(turn, first, stream)
-
-    async def _events(
-        self, turn: _Turn, first: GenerationChunk, rest: AsyncIterator[GenerationChunk]
-    ) -> AsyncIterator[r.ResponseStreamEvent]:
         events = _StreamEvents(turn)
+        run = self._run(turn, events, streamed=True)
+        # Until the model has said something (or a first item is done), errors keep their HTTP status:
+        # a full queue, an engine error, a web search without its API key.
+        ahead: list[r.ResponseStreamEvent] = []
         try:
-            yield events.lifecycle("response.created", turn.response("in_progress", []))
-            yield events.lifecycle("response.in_progress", turn.response("in_progress", []))
-            chunk: GenerationChunk | None = first
-            while chunk is not None:
-                for event in events.chunk(chunk):
-                    yield event
-                chunk = await anext(rest, None)
-            for event in events.close_message():
+            async for event in run:
+                ahead.append(event)
+                if event.type in _STARTED:
+                    break
+        except BaseException:
+            await run.aclose()
+            raise
+        return self._guarded(turn, events, ahead, run)
+
+    async def _guarded(
+        self,
+        turn: _Turn,
+        events: _StreamEvents,
+        ahead: list[r.ResponseStreamEvent],
+        run: AsyncGenerator[r.ResponseStreamEvent, None],
+    ) -> AsyncIterator[r.ResponseStreamEvent]:
+        try:
+            for event in ahead:
                 yield event
-            response = turn.response(_status(events.finish_reason), events.output, usage=events.usage)
-            await self._save(turn, response)
-            terminal = "response.completed" if response.status == "completed" else "response.incomplete"
-            yield events.lifecycle(terminal, response)
+            async for event in run:
+                yield event
         except Exception as exc:
             # The stream has started, so the status cannot change: OpenAI's response.failed, then the end.
             yield events.lifecycle(
                 "response.failed", turn.response("failed", events.output, error=_error_of(exc))
             )
         finally:
-            closer = getattr(rest, "aclose", None)
+            await run.aclose()
+
+    async def _run(
+        self, turn: _Turn, events: _StreamEvents, *, streamed: bool
+    ) -> AsyncGenerator[r.ResponseStreamEvent, None]:
+        """The response's events: the model's answers and the server-side tools it calls, in turns,
+        until it answers in words, calls a client function, or max_infer_iters is reached."""
+        yield events.lifecycle("response.created", turn.response("in_progress", []))
+        yield events.lifecycle("response.in_progress", turn.response("in_progress", []))
+        requested = turn.request.guardrails or []
+        input_shields = [*self.input_shields, *requested]
+        output_shields = [*self.output_shields, *requested]
+        blocked = await self._shields(input_shields, self._input_for_shields(turn)) if input_shields else None
+        if blocked is not None:
+            for event in events.whole_message(blocked, "completed"):
+                yield event
+            yield await self._finish(turn, events)
+            return
+        for listing in turn.tools.listings if turn.tools is not None else []:
+            for event in events.listing(listing):
+                yield event
+        for asked, approved, reason in turn.approvals:
+            call = ToolCallOut(id=asked.id, name=asked.name, arguments=asked.arguments)
+            if approved:
+                async for event in self._call(turn, events, call):
+                    yield event
+            else:
+                tr.add_tool_call(turn.messages, call.id, call.name, call.arguments)
+                refusal = "The user did not approve this call" + (f": {reason}" if reason else ".")
+                turn.messages.append(ChatMessage("tool", refusal, tool_call_id=call.id))
+        for iteration in range(turn.max_iters):
+            request = turn.chat(iteration)
+            if streamed and not output_shields:  # output shields see a message before anyone else
+                chunks = self._stream(turn, request)
+                try:
+                    async for chunk in chunks:
+                        for event in events.chunk(chunk, turn.server_tools):
+                            yield event
+                finally:
+                    await chunks.aclose()
+                for event in events.close_message():
+                    yield event
+            else:
+                result = await self._generate(turn, request)
+                if output_shields and result.text:
+                    said = [*self._input_for_shields(turn), n.CompletionMessage(content=result.text)]
+                    blocked = await self._shields(output_shields, said)
+                    if blocked is not None:
+                        for event in events.whole_message(blocked, "completed"):
+                            yield event
+                        yield await self._finish(turn, events)
+                        return
+                for event in events.chunk(_chunk_of(result), turn.server_tools):
+                    yield event
+                for event in events.close_message():
+                    yield event
+            calls = events.take_server_calls()
+            if not calls:
+                break
+            waiting = [c for c in calls if turn.server_tools[c.name].needs_approval]
+            for call in calls:
+                if call not in waiting:
+                    async for event in self._call(turn, events, call):
+                        yield event
+            for call in waiting:  # the client approves (or not) in a follow-up; the response ends here
+                for event in events.approval_request(call, turn.server_tools[call.name].server_label):
+                    yield event
+            if waiting or events.client_called or events.finish_reason == "length":
+                break
+        events.ensure_output()
+        for event in events.close_message():
+            yield event
+        yield await self._finish(turn, events)
+
+    async def _finish(self, turn: _Turn, events: _StreamEvents) -> r.ResponseLifecycleEvent:
+        response = turn.response(_status(events.finish_reason), events.output, usage=events.usage)
+        await self._save(turn, response)
+        terminal = "response.completed" if response.status == "completed" else "response.incomplete"
+        return events.lifecycle(terminal, response)
+
+    async def _call(
+        self, turn: _Turn, events: _StreamEvents, call: ToolCallOut
+    ) -> AsyncIterator[r.ResponseStreamEvent]:
+        """Runs one server-side tool call, with OpenAI's events for it, and shows the model the result."""
+        tool = turn.server_tools[call.name]
+        prefix = {"file_search": "fs", "web_search": "ws", "mcp": "mcp"}[tool.kind]
+        item_id = tr.new_id(prefix)
+        index = events.open_slot()
+        progress = f"response.{tool.kind}_call"
+        yield events.item_event("response.output_item.added", index, self.tools.started(call, tool, item_id))
+        yield events.progress(f"{progress}.in_progress", item_id, index)
+        if tool.kind == "mcp":
+            for event in events.mcp_arguments(item_id, index, call.arguments):
+                yield event
+        else:
+            yield events.progress(f"{progress}.searching", item_id, index)
+        result = await self.tools.run(call, tool, item_id, include_results=turn.include_results)
+        ending = "failed" if result.failed and tool.kind == "mcp" else "completed"
+        yield events.progress(f"{progress}.{ending}", item_id, index)
+        events.slots[index] = result.item
+        yield events.item_event("response.output_item.done", index, result.item)
+        tr.add_tool_call(turn.messages, call.id, call.name, call.arguments)
+        turn.messages.append(ChatMessage("tool", result.text, tool_call_id=call.id))
+
+    async def _generate(self, turn: _Turn, request: ChatRequest) -> GenerationResult:
+        while True:
+            try:
+                return await self.inference.chat(turn.request.model, request)
+            except ContextLengthExceededError:
+                if turn.request.truncation != "auto" or not turn.truncate():
+                    raise
+                request.messages = list(turn.messages)
+
+    async def _stream(self, turn: _Turn, request: ChatRequest) -> AsyncGenerator[GenerationChunk, None]:
+        while True:
+            stream = self.inference.chat_stream(turn.request.model, request)
+            try:
+                first = await anext(stream)
+                break
+            except ContextLengthExceededError:
+                if turn.request.truncation != "auto" or not turn.truncate():
+                    raise
+                request.messages = list(turn.messages)
+        try:
+            chunk: GenerationChunk | None = first
+            while chunk is not None:
+                yield chunk
+                chunk = await anext(stream, None)
+        finally:
+            closer = getattr(stream, "aclose", None)
             if closer is not None:
                 await closer()
+
+    # --- guardrails ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _input_for_shields(turn: _Turn) -> list[n.Message]:
+        said: list[n.Message] = []
+        for message in tr.chat_messages(turn.new_items, None):
+            if message.role == "user" and message.content:
+                said.append(n.UserMessage(content=message.content))
+        return said or [n.UserMessage(content="")]
+
+    async def _shields(self, shield_ids: list[str], messages: list[n.Message]) -> str | None:
+        """The first violation's message, or None when every shield lets the messages through."""
+        assert self.safety is not None
+        for shield_id in shield_ids:
+            result = await self.safety.run_shield(shield_id, messages, {})
+            if result.violation is not None:
+                return result.violation.user_message or CANNED_RESPONSE
+        return None
 
     # --- read ----------------------------------------------------------------------------------
 
@@ -252,9 +539,14 @@ class ResponsesRouter:
         return r.OpenAIDeleteResponseObject(id=response_id)
 
 
+_STARTED = frozenset(
+    {"response.output_text.delta", "response.output_item.done", "response.completed", "response.incomplete"}
+)
+
+
 class _StreamEvents:
-    """Turns one generation's chunks into OpenAI's response events, numbered in order, and collects
-    the finished output items."""
+    """Turns the model's chunks and the server's tool calls into OpenAI's response events, numbered in
+    order, and collects the finished output items."""
 
     def __init__(self, turn: _Turn) -> None:
         self.turn = turn
@@ -265,6 +557,9 @@ class _StreamEvents:
         self.text: list[str] = []
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.server_calls: list[ToolCallOut] = []
+        self.client_called = False
+        self.empty_wanted = False
 
     @property
     def output(self) -> list[r.ResponseOutputItem]:
@@ -274,13 +569,55 @@ class _StreamEvents:
         self.sequence += 1
         return self.sequence - 1
 
+    def open_slot(self) -> int:
+        self.slots.append(None)
+        return len(self.slots) - 1
+
     def lifecycle(self, kind: Any, response: r.OpenAIResponseObject) -> r.ResponseLifecycleEvent:
         return r.ResponseLifecycleEvent(type=kind, response=response, sequence_number=self._next())
 
-    def _item(self, kind: Any, index: int, item: r.ResponseOutputItem) -> r.ResponseOutputItemEvent:
+    def item_event(self, kind: Any, index: int, item: r.ResponseOutputItem) -> r.ResponseOutputItemEvent:
         return r.ResponseOutputItemEvent(
             type=kind, response_id=self.turn.id, output_index=index, item=item, sequence_number=self._next()
         )
+
+    def progress(self, kind: Any, item_id: str, index: int) -> r.ResponseToolCallProgressEvent:
+        return r.ResponseToolCallProgressEvent(
+            type=kind, item_id=item_id, output_index=index, sequence_number=self._next()
+        )
+
+    def mcp_arguments(self, item_id: str, index: int, arguments: str) -> list[r.ResponseStreamEvent]:
+        """The call's arguments, as one delta: the engine delivers tool calls whole."""
+        return [
+            r.ResponseMCPCallArgumentsDeltaEvent(
+                item_id=item_id, output_index=index, delta=arguments, sequence_number=self._next()
+            ),
+            r.ResponseMCPCallArgumentsDoneEvent(
+                item_id=item_id, output_index=index, arguments=arguments, sequence_number=self._next()
+            ),
+        ]
+
+    def approval_request(self, call: ToolCallOut, server_label: str) -> list[r.ResponseStreamEvent]:
+        item = r.ResponseMCPApprovalRequest(
+            id=tr.new_id("mcpr"), server_label=server_label, name=call.name, arguments=call.arguments
+        )
+        index = self.open_slot()
+        self.slots[index] = item
+        return [
+            self.item_event("response.output_item.added", index, item),
+            self.item_event("response.output_item.done", index, item),
+        ]
+
+    def listing(self, item: r.ResponseMCPListTools) -> list[r.ResponseStreamEvent]:
+        """An MCP server's tool list (listed before the model ran), as OpenAI streams it."""
+        index = self.open_slot()
+        self.slots[index] = item
+        return [
+            self.item_event("response.output_item.added", index, item.model_copy(update={"tools": []})),
+            self.progress("response.mcp_list_tools.in_progress", item.id, index),
+            self.progress("response.mcp_list_tools.completed", item.id, index),
+            self.item_event("response.output_item.done", index, item),
+        ]
 
     def _part(self, kind: Any, index: int, text: str) -> r.ResponseContentPartEvent:
         return r.ResponseContentPartEvent(
@@ -294,37 +631,46 @@ class _StreamEvents:
         )
 
     def _open_message(self) -> list[r.ResponseStreamEvent]:
-        index = self.message_index = len(self.slots)
-        self.slots.append(None)
+        index = self.message_index = self.open_slot()
         added = r.ResponseMessage(role="assistant", content=[], id=self.message_id, status="in_progress")
         return [
-            self._item("response.output_item.added", index, added),
+            self.item_event("response.output_item.added", index, added),
             self._part("response.content_part.added", index, ""),
         ]
 
-    def chunk(self, chunk: GenerationChunk) -> list[r.ResponseStreamEvent]:
+    def _delta(self, text: str) -> r.ResponseOutputTextDeltaEvent:
+        assert self.message_index is not None
+        self.text.append(text)
+        return r.ResponseOutputTextDeltaEvent(
+            item_id=self.message_id,
+            output_index=self.message_index,
+            content_index=0,
+            delta=text,
+            sequence_number=self._next(),
+        )
+
+    def whole_message(self, text: str, status: str) -> list[r.ResponseStreamEvent]:
+        """A message that is known whole (a shield's answer)."""
+        events = self._open_message() if self.message_index is None else []
+        return [*events, self._delta(text), *self.close_message(status=status)]
+
+    def chunk(self, chunk: GenerationChunk, server: Mapping[str, object]) -> list[r.ResponseStreamEvent]:
         events: list[r.ResponseStreamEvent] = []
         if chunk.text:
             if self.message_index is None:
                 events.extend(self._open_message())
-            assert self.message_index is not None
-            self.text.append(chunk.text)
-            events.append(
-                r.ResponseOutputTextDeltaEvent(
-                    item_id=self.message_id,
-                    output_index=self.message_index,
-                    content_index=0,
-                    delta=chunk.text,
-                    sequence_number=self._next(),
-                )
-            )
+            events.append(self._delta(chunk.text))
         for call in chunk.tool_calls or []:
+            if call.name in server:
+                self.server_calls.append(call)  # run once this inference is done
+                continue
+            self.client_called = True
             item = tr.function_call_item(call)
-            index = len(self.slots)
-            self.slots.append(item)
+            index = self.open_slot()
+            self.slots[index] = item
             started = item.model_copy(update={"arguments": "", "status": "in_progress"})
             assert item.id is not None
-            events.append(self._item("response.output_item.added", index, started))
+            events.append(self.item_event("response.output_item.added", index, started))
             events.append(
                 r.ResponseFunctionCallArgumentsDeltaEvent(
                     item_id=item.id, output_index=index, delta=item.arguments, sequence_number=self._next()
@@ -338,18 +684,33 @@ class _StreamEvents:
                     sequence_number=self._next(),
                 )
             )
-            events.append(self._item("response.output_item.done", index, item))
+            events.append(self.item_event("response.output_item.done", index, item))
         if chunk.finish_reason is not None:
             self.finish_reason = chunk.finish_reason
-            self.usage = chunk.usage
+            if chunk.usage is not None:
+                before = self.usage or Usage(prompt_tokens=0, completion_tokens=0)  # over every inference
+                self.usage = Usage(
+                    prompt_tokens=chunk.usage.prompt_tokens + before.prompt_tokens,
+                    completion_tokens=chunk.usage.completion_tokens + before.completion_tokens,
+                )
         return events
 
-    def close_message(self) -> list[r.ResponseStreamEvent]:
-        """Finishes the message item (an empty one when the model said nothing and called nothing)."""
+    def take_server_calls(self) -> list[ToolCallOut]:
+        calls, self.server_calls = self.server_calls, []
+        return calls
+
+    def ensure_output(self) -> None:
+        """A response says something: an empty message when the model said nothing and called nothing."""
+        if not self.slots and self.message_index is None:
+            self.empty_wanted = True
+
+    def close_message(self, *, status: str | None = None) -> list[r.ResponseStreamEvent]:
+        """Finishes the open message item, if any (or the empty one ensure_output asked for)."""
         events: list[r.ResponseStreamEvent] = []
         if self.message_index is None:
-            if self.slots:
+            if not self.empty_wanted:
                 return events
+            self.empty_wanted = False
             events.extend(self._open_message())
         assert self.message_index is not None
         index, text = self.message_index, "".join(self.text)
@@ -363,7 +724,9 @@ class _StreamEvents:
             )
         )
         events.append(self._part("response.content_part.done", index, text))
-        done = tr.message_item(text, item_id=self.message_id, status=_status(self.finish_reason))
+        done = tr.message_item(text, item_id=self.message_id, status=status or _status(self.finish_reason))
         self.slots[index] = done
-        events.append(self._item("response.output_item.done", index, done))
+        events.append(self.item_event("response.output_item.done", index, done))
+        # The next message (after server-side tools ran) is a new item.
+        self.message_index, self.message_id, self.text = None, tr.new_id("msg"), []
         return events

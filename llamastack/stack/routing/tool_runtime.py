@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
+from ..apis.common import URL
 from ..apis.tools import (
     ListToolDefsResponse,
     ListToolGroupsResponse,
@@ -54,8 +55,16 @@ def _as_tool(group: ToolGroup, tool: ToolDef) -> Tool:
 
 
 class ToolRuntimeRouter:
-    def __init__(self, store: KVStore, providers: dict[str, ToolRuntimeProvider]) -> None:
+    def __init__(
+        self,
+        store: KVStore,
+        providers: dict[str, ToolRuntimeProvider],
+        *,
+        mcp_provider_id: str | None = None,
+    ) -> None:
         self.providers = providers
+        # The provider that serves MCP servers named by URL (MCPEndpoints), if the config has one.
+        self.mcp_provider_id = mcp_provider_id
         self.groups: ResourceTable[ToolGroup, ToolRuntimeProvider] = ResourceTable(
             kind="tool_group",
             resource_class=ToolGroup,
@@ -169,3 +178,38 @@ class ToolRuntimeRouter:
         if provider_data is None:  # this request's X-LlamaStack-Provider-Data, for any caller (agents too)
             provider_data = current_provider_data() or None
         return await self.groups.owner(group).invoke(tool_name, kwargs, group, provider_data)
+
+    # --- MCP servers named by URL (MCPEndpoints) ---------------------------------------------------
+
+    def _endpoint_group(self, server_url: str) -> tuple[ToolGroup, ToolRuntimeProvider]:
+        if self.mcp_provider_id is None:
+            raise BadRequestError(
+                "This server has no MCP tool runtime provider, so mcp tools cannot be used; add "
+                "remote::model-context-protocol to the run config's tool_runtime providers."
+            )
+        group = ToolGroup(
+            identifier=f"mcp::{server_url}",
+            provider_id=self.mcp_provider_id,
+            provider_resource_id=server_url,
+            mcp_endpoint=URL(uri=server_url),
+        )
+        return group, self.providers[self.mcp_provider_id]
+
+    @staticmethod
+    def _endpoint_data(server_url: str, headers: dict[str, str]) -> dict[str, Any]:
+        data = dict(current_provider_data() or {})
+        data["mcp_headers"] = {server_url: headers}
+        return data
+
+    async def list_endpoint_tools(self, server_url: str, headers: dict[str, str]) -> list[ToolDef]:
+        group, provider = self._endpoint_group(server_url)
+        # The MCP provider takes provider data (the request's headers) when listing, too.
+        lister: Any = provider.list_tools
+        defs: list[ToolDef] = await lister(group, self._endpoint_data(server_url, headers))
+        return defs
+
+    async def invoke_endpoint_tool(
+        self, server_url: str, headers: dict[str, str], tool_name: str, kwargs: dict[str, Any]
+    ) -> ToolInvocationResult:
+        group, provider = self._endpoint_group(server_url)
+        return await provider.invoke(tool_name, kwargs, group, self._endpoint_data(server_url, headers))

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
 
 from ..apis import responses as r
-from ..apis.inference.core import ChatMessage, SamplingOptions, ToolCallOut, ToolOptions, ToolSpec
+from ..apis.inference.core import ChatMessage, SamplingOptions, ToolCallOut, ToolSpec
 from ..errors import BadRequestError, UnsupportedError
 
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "file_search_call": "fs",
+    "web_search_call": "ws",
+    "mcp_list_tools": "mcpl",
+    "mcp_call": "mcp",
+    "mcp_approval_request": "mcpr",
+    "mcp_approval_response": "mcpa",
+}
 
 
 def new_id(prefix: str) -> str:
@@ -62,19 +73,35 @@ def chat_messages(items: list[r.ResponseInputItem], instructions: str | None) ->
             text, images = _message_content(item, where)
             messages.append(ChatMessage(role, text, images=images))
         elif isinstance(item, r.ResponseFunctionToolCall):
-            call = {
-                "id": item.call_id,
-                "type": "function",
-                "function": {"name": item.name, "arguments": item.arguments},
-            }
-            last = messages[-1] if messages else None
-            if last is not None and last.role == "assistant" and last.tool_calls and not last.content:
-                last.tool_calls.append(call)  # parallel calls of one turn are one assistant message
-            else:
-                messages.append(ChatMessage("assistant", "", tool_calls=[call]))
-        else:
+            add_tool_call(messages, item.call_id, item.name, item.arguments)
+        elif isinstance(item, r.ResponseFunctionToolCallOutput):
             messages.append(ChatMessage("tool", item.output, tool_call_id=item.call_id))
+        elif isinstance(item, r.ResponseFileSearchCall):
+            # The server ran it: the model sees the call and what it found (if kept: include asks).
+            query = item.queries[0] if item.queries else ""
+            add_tool_call(messages, item.id, "file_search", json.dumps({"query": query}))
+            found = "\n".join(
+                f"[{n}] {x.filename or x.file_id}: {x.text}" for n, x in enumerate(item.results or [], 1)
+            )
+            kept = found or "(the results were not kept)"
+            messages.append(ChatMessage("tool", kept, tool_call_id=item.id))
+        elif isinstance(item, r.ResponseMCPCall):
+            add_tool_call(messages, item.id, item.name, item.arguments)
+            output = item.output if item.error is None else f"Error: {item.error}"
+            messages.append(ChatMessage("tool", output or "", tool_call_id=item.id))
+        # mcp_list_tools, web_search_call and approval items carry nothing the model reads.
     return messages
+
+
+def add_tool_call(messages: list[ChatMessage], call_id: str, name: str, arguments: str) -> None:
+    """Adds a call to the last assistant message when it is one of only calls (parallel calls of one
+    turn are one assistant message), else as a new assistant message."""
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    last = messages[-1] if messages else None
+    if last is not None and last.role == "assistant" and last.tool_calls and not last.content:
+        last.tool_calls.append(call)
+    else:
+        messages.append(ChatMessage("assistant", "", tool_calls=[call]))
 
 
 def json_schema(text: r.ResponseText | None) -> dict[str, Any] | None:
@@ -90,13 +117,8 @@ def json_schema(text: r.ResponseText | None) -> dict[str, Any] | None:
     return fmt.schema_
 
 
-def _tool_spec(tool: dict[str, Any], where: str) -> ToolSpec:
-    kind = tool.get("type")
-    if kind != "function":
-        raise UnsupportedError(
-            f"{where}: tool type '{kind}' is not supported by this server's Responses API; "
-            "send function tools ({'type': 'function', 'name': ..., 'parameters': {...}})."
-        )
+def tool_spec(tool: dict[str, Any], where: str) -> ToolSpec:
+    """A function tool ({type: function, name, description, parameters}) as the core offers it."""
     name = tool.get("name")
     if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
         raise BadRequestError(
@@ -110,31 +132,6 @@ def _tool_spec(tool: dict[str, Any], where: str) -> ToolSpec:
     return ToolSpec(
         name=name, description=description if isinstance(description, str) else None, parameters=parameters
     )
-
-
-def tool_options(
-    tools: list[dict[str, Any]] | None, choice: str | dict[str, Any] | None
-) -> ToolOptions | None:
-    if not tools:
-        if choice not in (None, "auto", "none"):
-            raise BadRequestError("tool_choice needs tools; send tools or omit tool_choice.")
-        return None
-    specs = [_tool_spec(t, f"tools[{i}]") for i, t in enumerate(tools)]
-    names = [s.name for s in specs]
-    picked = choice or "auto"
-    if isinstance(picked, dict):
-        if picked.get("type") != "function":
-            raise BadRequestError("tool_choice: a named choice is {'type': 'function', 'name': ...}.")
-        picked = str(picked.get("name") or "")
-        if picked not in names:
-            raise BadRequestError(
-                f"tool_choice names '{picked[:80]}', which is not one of the tools: {names}."
-            )
-    elif picked not in ("auto", "none", "required"):
-        raise BadRequestError(
-            f"tool_choice must be auto, none, required or a function object, not '{picked[:80]}'."
-        )
-    return ToolOptions(tools=specs, choice=picked)
 
 
 def sampling(request: r.CreateOpenaiResponseRequest) -> SamplingOptions:
