@@ -1,8 +1,6 @@
-"""One InferenceProvider over any OpenAI-compatible engine, through one pooled httpx.AsyncClient.
+"""One InferenceProvider over any OpenAI-compatible engine (HTTP in `transport`, bodies in `wire`).
 
-Plain httpx rather than the openai SDK: the SDK's request transforms and response models cost about
-a millisecond per request in front of a local engine, while the bodies are plain JSON either way
-(`wire` builds and reads them). Our model id maps to the engine's name for it
+Our model id maps to the engine's name for it
 (``provider_model_id``). Failures go through the stack's Boundary (named after the provider type
 and URL). Retries: only a refused connection or a 429/503 with a short Retry-After, a few times,
 and never once an answer has started streaming (a timeout or a 500 may have run the generation).
@@ -11,12 +9,9 @@ and never once an answer has started streaming (a timeout or a 500 may have run 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal, TypeVar
-
-import httpx
 
 from llamastack.stack import provider_data
 from llamastack.stack.apis.inference.core import (
@@ -27,7 +22,7 @@ from llamastack.stack.apis.inference.core import (
     GenerationResult,
 )
 from llamastack.stack.apis.models import Model, ModelType
-from llamastack.stack.boundary import Boundary, Failure, describe
+from llamastack.stack.boundary import Boundary, describe
 from llamastack.stack.errors import (
     BadRequestError,
     NotFoundError,
@@ -36,19 +31,15 @@ from llamastack.stack.errors import (
     UpstreamError,
 )
 
-from . import wire
+from . import transport, wire
 from .config import RemoteEngineConfig
+from .transport import Headers
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Headers = dict[str, str]
 _MAX_RETRY_WAIT_S = 5  # a longer Retry-After goes back to the client as 503 + Retry-After
 _LIST_TIMEOUT_S = 10.0
-
-
-class EngineStreamError(Exception):
-    """The engine reported an error inside a stream it had started (an SSE event with "error")."""
 
 
 def _bearer(key: str | None) -> Headers:
@@ -64,25 +55,23 @@ class OpenAICompatInference:
         self.service = config.provider_type
         self.url = config.base_url()
         self._key = config.key()
-        self._client = httpx.AsyncClient(
-            # The trailing slash makes request paths ("chat/completions") extend the base path.
-            base_url=(self.url or "http://unconfigured.invalid") + "/",
-            headers=_bearer(self._key),
-            timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+        self._client = transport.EngineClient(
+            self.url or "http://unconfigured.invalid",
+            _bearer(self._key),
+            timeout_s=config.timeout_s,
+            connect_timeout_s=config.connect_timeout_s,
         )
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
 
     async def shutdown(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
     # --- calling the engine ----------------------------------------------------------------------
 
     def _boundary(self, model: Model | None = None, request_key: str | None = None) -> Boundary:
-        rules: dict[type[BaseException] | str, Any] = {
-            EngineStreamError: lambda exc: Failure("other", f"the engine ended the stream with: {exc}")
-        }
+        rules: dict[type[BaseException] | str, Any] = {Exception: transport.failure}
         if model is not None:
             name = self._name(model)
 
@@ -98,7 +87,7 @@ class OpenAICompatInference:
                     "it through provider_model_id."
                 )
 
-            rules[httpx.HTTPStatusError] = missing
+            rules[transport.EngineStatusError] = missing
         if request_key is not None:  # the caller's own key: their mistake to fix, a 400
             hint = f"Check the {self.config.provider_data_key} sent in {provider_data.HEADER}."
             credentials_error: type[StackError] = BadRequestError
@@ -157,7 +146,7 @@ class OpenAICompatInference:
     def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
         if attempt >= self.config.max_retries:
             return None
-        failure = describe(exc)
+        failure = transport.failure(exc) or describe(exc)
         if failure is None:
             return None
         if failure.kind == "connect":  # nothing reached the engine: safe to send again
@@ -170,22 +159,6 @@ class OpenAICompatInference:
     @staticmethod
     def _name(model: Model) -> str:
         return model.provider_resource_id or model.identifier
-
-    async def _post(self, path: str, body: dict[str, Any], headers: Headers) -> Any:
-        response = await self._client.post(path, json=body, headers=headers)
-        response.raise_for_status()
-        return response.json()
-
-    async def _open_stream(self, path: str, body: dict[str, Any], headers: Headers) -> httpx.Response:
-        request = self._client.build_request("POST", path, json=body, headers=headers)
-        response = await self._client.send(request, stream=True)
-        if response.is_error:
-            try:
-                await response.aread()  # the error's body, for the message
-            finally:
-                await response.aclose()
-            response.raise_for_status()
-        return response
 
     # --- models ----------------------------------------------------------------------------------
 
@@ -226,12 +199,9 @@ class OpenAICompatInference:
         return model.model_copy(update={"metadata": metadata})
 
     async def _list_models(self) -> dict[str, dict[str, Any]]:
-        timeout = httpx.Timeout(_LIST_TIMEOUT_S, connect=self.config.connect_timeout_s)
-
         async def listed(headers: Headers) -> dict[str, dict[str, Any]]:
-            response = await self._client.get("models", headers=headers, timeout=timeout)
-            response.raise_for_status()
-            return {m["id"]: m for m in response.json()["data"]}
+            answer = await self._client.get_json("models", headers, timeout_s=_LIST_TIMEOUT_S)
+            return {m["id"]: m for m in answer["data"]}
 
         return await self._send(listed)
 
@@ -273,22 +243,22 @@ class OpenAICompatInference:
 
     async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
         body = {"model": self._name(model), **self._chat_body(request), "stream": False}
-        completion = await self._send(lambda h: self._post("chat/completions", body, h), model)
+        completion = await self._send(lambda h: self._client.post_json("chat/completions", body, h), model)
         async with self._boundary(model):  # an answer without the expected fields is the engine's fault
             return wire.chat_result(completion)
 
     async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
         body = {"model": self._name(model), **self._chat_body(request), "stream": True}
         body.update(self._stream_options())
-        response, key = await self._send_keyed(
-            lambda h: self._open_stream("chat/completions", body, h), model
+        stream, key = await self._send_keyed(
+            lambda h: self._client.open_stream("chat/completions", body, h), model
         )
-        async for chunk in self._relay(response, wire.StreamAssembler(chat=True), model, key):
+        async for chunk in self._relay(stream, wire.StreamAssembler(chat=True), model, key):
             yield chunk
 
     async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
         body = {"model": self._name(model), **self._completion_body(request), "stream": False}
-        completion = await self._send(lambda h: self._post("completions", body, h), model)
+        completion = await self._send(lambda h: self._client.post_json("completions", body, h), model)
         async with self._boundary(model):
             return wire.completion_result(completion)
 
@@ -297,35 +267,37 @@ class OpenAICompatInference:
     ) -> AsyncIterator[GenerationChunk]:
         body = {"model": self._name(model), **self._completion_body(request), "stream": True}
         body.update(self._stream_options())
-        response, key = await self._send_keyed(lambda h: self._open_stream("completions", body, h), model)
-        async for chunk in self._relay(response, wire.StreamAssembler(chat=False), model, key):
+        stream, key = await self._send_keyed(
+            lambda h: self._client.open_stream("completions", body, h), model
+        )
+        async for chunk in self._relay(stream, wire.StreamAssembler(chat=False), model, key):
             yield chunk
 
     async def _relay(
         self,
-        response: httpx.Response,
+        stream: transport.EngineStream,
         assembler: wire.StreamAssembler,
         model: Model,
         request_key: str | None,
     ) -> AsyncIterator[GenerationChunk]:
-        # The answer has started: no retries from here. Closing the response (the client went away)
+        # The answer has started: no retries from here. A stream cut short (the client went away)
         # closes the connection, which stops the engine's generation.
         try:
             async with self._boundary(model, request_key):
-                async for event in _events(response):
+                async for event in stream.events():
                     chunk = assembler.feed(event)
                     if chunk is not None:
                         yield chunk
             yield assembler.final()
         finally:
-            await response.aclose()
+            stream.close()
 
     async def embed(
         self, model: Model, texts: list[str], *, truncate: Literal["none", "start", "end"] | None = None
     ) -> EmbeddingResult:
         # Truncation is the engine's: each decides what to do with an input longer than its model takes.
         body = {"model": self._name(model), "input": texts, "encoding_format": "float"}
-        answer = await self._send(lambda h: self._post("embeddings", body, h), model)
+        answer = await self._send(lambda h: self._client.post_json("embeddings", body, h), model)
         async with self._boundary(model):
             data = sorted(answer["data"], key=lambda d: d["index"])
             usage = answer.get("usage") or {}
@@ -333,27 +305,6 @@ class OpenAICompatInference:
                 embeddings=[list(d["embedding"]) for d in data],
                 prompt_tokens=usage.get("prompt_tokens") or 0,
             )
-
-
-async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON events of an OpenAI-style server-sent-event stream, up to ``data: [DONE]``. These
-    engines send each event on one ``data:`` line; comments and other fields are skipped."""
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        if not data:
-            continue
-        event = json.loads(data)
-        if not isinstance(event, dict):
-            raise EngineStreamError(f"an event that is not a JSON object: {data[:200]}")
-        if event.get("error"):
-            error = event["error"]
-            message = error.get("message") if isinstance(error, dict) else error
-            raise EngineStreamError(" ".join(str(message)[:200].split()))
-        yield event
 
 
 def wire_body(exc: BaseException) -> str:
