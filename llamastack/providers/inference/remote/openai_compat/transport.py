@@ -13,6 +13,7 @@ Failures are ours to read: `failure` turns aiohttp's exceptions into the stack's
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,13 @@ _READ_BUFFER = 2**20  # also the longest SSE line (an event with large tool argu
 # Below the idle timeout of uvicorn-based engines (5 s: vLLM, llama_cpp.server), so a pooled
 # connection is never one the engine has just closed.
 _KEEPALIVE_S = 4.0
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def _proxied() -> bool:
+    """Whether the environment names a proxy. aiohttp's trust_env also reads ~/.netrc in a worker
+    thread on every request, so it is turned on only when there is a proxy to honour."""
+    return any(os.environ.get(name) for name in _PROXY_VARIABLES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,7 @@ class EngineClient:
                 timeout=self.timeout,
                 connector=aiohttp.TCPConnector(keepalive_timeout=_KEEPALIVE_S),
                 read_bufsize=_READ_BUFFER,
-                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as other HTTP clients honour them
+                trust_env=_proxied(),  # HTTP(S)_PROXY / NO_PROXY, as other HTTP clients honour them
             )
         return self._session
 
