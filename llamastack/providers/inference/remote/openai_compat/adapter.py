@@ -20,6 +20,7 @@ from llamastack.stack.apis.inference.core import (
     EmbeddingResult,
     GenerationChunk,
     GenerationResult,
+    SamplingOptions,
 )
 from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.boundary import Boundary, describe
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MAX_RETRY_WAIT_S = 5  # a longer Retry-After goes back to the client as 503 + Retry-After
 _LIST_TIMEOUT_S = 10.0
+# Our sampling knobs outside OpenAI's set, and the value that leaves sampling unchanged.
+_NEUTRAL = {"top_k": 0, "repetition_penalty": 1.0}
 
 
 def _bearer(key: str | None) -> Headers:
@@ -55,6 +58,7 @@ class OpenAICompatInference:
         self.service = config.provider_type
         self.url = config.base_url()
         self._key = config.key()
+        self._warned: set[str] = set()  # knobs this engine lacks, already logged
         self._client = transport.EngineClient(
             self.url or "http://unconfigured.invalid",
             _bearer(self._key),
@@ -210,13 +214,30 @@ class OpenAICompatInference:
 
     # --- generation ------------------------------------------------------------------------------
 
+    def _warn_dropped(self, sampling: SamplingOptions) -> None:
+        """Logs (once per knob) a sampling setting this engine has no field for: it samples without."""
+        for name, neutral in _NEUTRAL.items():
+            value = getattr(sampling, name)
+            if value is None or value == neutral or name in self.config.sampling_extras:
+                continue
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning(
+                    "%s at %s takes no %s; requests that set it are sampled without it.",
+                    self.service,
+                    self.url,
+                    name,
+                )
+
     def _chat_body(self, request: ChatRequest) -> dict[str, Any]:
+        self._warn_dropped(request.sampling)
         body = wire.chat_body(request, self.config.sampling_extras, self.config.schema_format)
         if request.grammar is not None:
             body[self._grammar_field()] = request.grammar
         return body
 
     def _completion_body(self, request: CompletionRequest) -> dict[str, Any]:
+        self._warn_dropped(request.sampling)
         body = wire.completion_body(request, self.config.sampling_extras)
         if request.json_schema is not None:
             field = self.config.completion_schema_field
