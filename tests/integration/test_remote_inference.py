@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -297,6 +298,32 @@ def test_an_engine_down_at_start_leaves_the_server_up_and_requests_get_502(
     assert httpx.get(f"{server.base_url}/v1/health").status_code == 200
 
 
+def _health(server: RunningServer, provider_id: str) -> dict[str, object]:
+    response = httpx.get(f"{server.base_url}/v1/providers/{provider_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    health: dict[str, object] = response.json()["health"]
+    return health
+
+
+def test_an_engine_down_at_start_shows_in_its_health_and_is_used_once_it_comes_up(
+    engines: tuple[RunningServer, str], tmp_path: Path
+) -> None:
+    server, down_url = engines
+    health = _health(server, "down")
+    assert health["status"] == "Error"
+    assert "remote::llama-cpp-server" in str(health["message"]) and down_url in str(health["message"])
+    assert _health(server, "compat") == {"status": "OK", "served_models": [ENGINE_MODEL]}
+    late = start_llama_cpp_engine(tmp_path, port=int(down_url.rsplit(":", 1)[1].split("/")[0]))
+    try:
+        assert _health(server, "down") == {"status": "OK", "served_models": [ENGINE_MODEL]}
+        answer = _openai(server).chat.completions.create(
+            model="on-down-engine", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+        assert answer.choices[0].message.content is not None
+    finally:
+        late.stop()
+
+
 def test_keys_never_show_in_providers_or_logs(engines: tuple[RunningServer, str]) -> None:
     server, _ = engines
     _openai(server).chat.completions.create(
@@ -340,6 +367,8 @@ def test_engine_killed_mid_stream_ends_the_stream_with_an_error_event(
         timeout=60,
     )
     assert after.status_code == 502 and "remote::openai-compatible" in after.json()["detail"]
+    health = _health(server, "doomed")
+    assert health["status"] == "Error" and doomed_engine.url in str(health["message"])
     # The other engines are unaffected.
     assert (
         _openai(server)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MAX_RETRY_WAIT_S = 5  # a longer Retry-After goes back to the client as 503 + Retry-After
 _LIST_TIMEOUT_S = 10.0
+_HEALTH_TIMEOUT_S = 3.0
 # Our sampling knobs outside OpenAI's set, and the value that leaves sampling unchanged.
 _NEUTRAL = {"top_k": 0, "repetition_penalty": 1.0}
 
@@ -66,8 +67,19 @@ class OpenAICompatInference:
             connect_timeout_s=config.connect_timeout_s,
         )
 
-    async def health(self) -> dict[str, str]:
-        return {"status": "OK"}
+    async def health(self) -> dict[str, Any]:
+        """Asks the engine (GET /models, once, briefly): "OK" with the models it serves, which can be
+        registered with POST /v1/models; or "Error" saying which engine did not answer and why."""
+        if not self.url:
+            return {
+                "status": "Error",
+                "message": f"{self.service} has no engine URL ({self.config.url_env}).",
+            }
+        try:
+            served = await self._list_models(retries=False)
+        except StackError as exc:
+            return {"status": "Error", "message": exc.detail}
+        return {"status": "OK", "served_models": sorted(served)}
 
     async def shutdown(self) -> None:
         await self._client.close()
@@ -202,11 +214,17 @@ class OpenAICompatInference:
                 log.warning("%s: could not read the dimension of '%s': %s", self.service, name, exc.detail)
         return model.model_copy(update={"metadata": metadata})
 
-    async def _list_models(self) -> dict[str, dict[str, Any]]:
+    async def _list_models(self, *, retries: bool = True) -> dict[str, dict[str, Any]]:
+        timeout_s = _LIST_TIMEOUT_S if retries else _HEALTH_TIMEOUT_S
+
         async def listed(headers: Headers) -> dict[str, dict[str, Any]]:
-            answer = await self._client.get_json("models", headers, timeout_s=_LIST_TIMEOUT_S)
+            answer = await self._client.get_json("models", headers, timeout_s=timeout_s)
             return {m["id"]: m for m in answer["data"]}
 
+        if not retries:
+            headers, request_key = self._caller()
+            async with self._boundary(request_key=request_key):
+                return await listed(headers)
         return await self._send(listed)
 
     async def unregister_model(self, model: Model) -> None:
