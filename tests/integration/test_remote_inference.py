@@ -100,11 +100,18 @@ def engines(
                   config:
                     url: {doomed_engine.url}
                     max_retries: 0
+                - provider_id: prompted
+                  provider_type: remote::llama-cpp-server
+                  config:
+                    url: {llama_cpp_engine.url}
+                    tool_calls: prompt
             models:
               - {{model_id: via-vllm, provider_id: vllm, provider_model_id: {ENGINE_MODEL}}}
               - {{model_id: via-compat, provider_id: compat, provider_model_id: {ENGINE_MODEL}}}
               - {{model_id: on-down-engine, provider_id: down, provider_model_id: {ENGINE_MODEL}}}
               - {{model_id: doomed-model, provider_id: doomed, provider_model_id: {ENGINE_MODEL}}}
+              - {{model_id: smol-prompted, provider_id: prompted, provider_model_id: {ENGINE_MODEL}}}
+              - {{model_id: llama-3.2-prompted, provider_id: prompted, provider_model_id: {ENGINE_MODEL}}}
             """
         )
     )
@@ -322,6 +329,98 @@ def test_an_engine_down_at_start_shows_in_its_health_and_is_used_once_it_comes_u
         assert answer.choices[0].message.content is not None
     finally:
         late.stop()
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_prompted_tool_calls_on_an_engine_without_tool_support(engines: tuple[RunningServer, str]) -> None:
+    """tool_calls: prompt. SmolLM2 is no Llama: the tools go into its system message, the forced call
+    is the engine's JSON-schema decoding, and the stack parses the call out of the text."""
+    server, _ = engines
+    client = _openai(server)
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    answer = client.chat.completions.create(
+        model="smol-prompted", messages=asked, tools=[WEATHER], tool_choice=forced, max_tokens=60
+    )
+    calls = answer.choices[0].message.tool_calls
+    assert (
+        answer.choices[0].finish_reason == "tool_calls" and calls and calls[0].function.name == "get_weather"
+    )
+    assert isinstance(json.loads(calls[0].function.arguments)["city"], str)
+    chunks = list(
+        client.chat.completions.create(
+            model="smol-prompted",
+            messages=asked,
+            tools=[WEATHER],
+            tool_choice=forced,
+            max_tokens=60,
+            stream=True,
+        )
+    )
+    streamed = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert len(streamed) == 1 and streamed[0].function.name == "get_weather"
+
+
+def _raw_completions(engine: Engine) -> int:
+    return engine.log_path.read_text(errors="replace").count('"POST /v1/completions HTTP/1.1" 200')
+
+
+def test_prompted_tool_calls_for_a_llama_model_use_its_format_over_the_raw_route(
+    engines: tuple[RunningServer, str], llama_cpp_engine: Engine
+) -> None:
+    """A Llama 3.2 id: Meta's prompt format goes to the engine's /completions, and the answer (forced
+    here by a grammar into Llama 3.2's python-list call syntax) is parsed as a call."""
+    server, _ = engines
+    grammar = 'root ::= "[get_weather(city=\\"Paris\\")]"'
+    body = {
+        "model_id": "llama-3.2-prompted",
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [
+            {
+                "tool_name": "get_weather",
+                "description": "The weather in a city.",
+                "parameters": {"city": {"param_type": "string", "required": True}},
+            }
+        ],
+        "response_format": {"type": "grammar", "bnf": {"root": grammar}},
+        "sampling_params": {"max_tokens": 40},
+    }
+    before = _raw_completions(llama_cpp_engine)
+    response = httpx.post(f"{server.base_url}/v1/inference/chat-completion", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    assert _raw_completions(llama_cpp_engine) == before + 1  # not the engine's chat route
+    message = response.json()["completion_message"]
+    assert [(c["tool_name"], c["arguments"]) for c in message["tool_calls"]] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    # The tool's result goes back in Meta's format (an ipython turn), and the answer is text.
+    followup = {
+        **body,
+        "messages": [
+            *body["messages"],
+            {
+                "role": "assistant",
+                "content": "",
+                "stop_reason": "end_of_message",
+                "tool_calls": message["tool_calls"],
+            },
+            {"role": "tool", "call_id": message["tool_calls"][0]["call_id"], "content": "Sunny, 21 C"},
+        ],
+        "response_format": {"type": "grammar", "bnf": {"root": 'root ::= "It is sunny."'}},
+    }
+    response = httpx.post(f"{server.base_url}/v1/inference/chat-completion", json=followup, timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json()["completion_message"]["content"] == "It is sunny."
+    assert response.json()["completion_message"]["tool_calls"] == []
 
 
 def test_keys_never_show_in_providers_or_logs(engines: tuple[RunningServer, str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any, Literal, TypeVar
 
 from llamastack.stack import provider_data
@@ -32,7 +33,8 @@ from llamastack.stack.errors import (
     UpstreamError,
 )
 
-from . import transport, wire
+from ....utils.tool_calls import apply_to_result, apply_to_stream
+from . import prompted_tools, transport, wire
 from .config import RemoteEngineConfig
 from .transport import Headers
 
@@ -280,13 +282,47 @@ class OpenAICompatInference:
     def _stream_options(self) -> dict[str, Any]:
         return {"stream_options": {"include_usage": True}} if self.config.stream_usage else {}
 
+    def _prompted(self, model: Model, request: ChatRequest) -> prompted_tools.PromptedCall | None:
+        if self.config.tool_calls != "prompt" or not prompted_tools.uses_tools(request):
+            return None
+        return prompted_tools.plan(model, request, raw_schema=self.config.completion_schema_field is not None)
+
     async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
+        if (prompted := self._prompted(model, request)) is not None:
+            if prompted.completion is not None:
+                result = await self.complete(model, prompted.completion)
+            else:
+                assert prompted.chat is not None
+                result = await self._chat(model, prompted.chat)
+            if not prompted.tools.active:
+                return result
+            return apply_to_result(result, prompted.tools, prompted.builtin, llama_version=prompted.version)
+        return await self._chat(model, request)
+
+    async def _chat(self, model: Model, request: ChatRequest) -> GenerationResult:
         body = {"model": self._name(model), **self._chat_body(request), "stream": False}
         completion = await self._send(lambda h: self._client.post_json("chat/completions", body, h), model)
         async with self._boundary(model):  # an answer without the expected fields is the engine's fault
             return wire.chat_result(completion)
 
     async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
+        prompted = self._prompted(model, request)
+        if prompted is None:
+            async for chunk in self._chat_stream(model, request):
+                yield chunk
+            return
+        if prompted.completion is not None:
+            stream = self.complete_stream(model, prompted.completion)
+        else:
+            assert prompted.chat is not None
+            stream = self._chat_stream(model, prompted.chat)
+        if prompted.tools.active:
+            stream = apply_to_stream(stream, prompted.tools, prompted.builtin, llama_version=prompted.version)
+        async with aclosing(stream):  # type: ignore[type-var]
+            async for chunk in stream:
+                yield chunk
+
+    async def _chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
         body = {"model": self._name(model), **self._chat_body(request), "stream": True}
         body.update(self._stream_options())
         stream, key = await self._send_keyed(
