@@ -27,6 +27,7 @@ from conftest import (
 pytestmark = pytest.mark.integration
 
 VLLM_KEY = "vllm-secret-token-7f3a9c21"
+GUARD_MODEL = "Llama-Guard-3-1B"
 COMPAT_KEY = "compat-secret-key-1b2d4e88"
 # SmolLM2's end tokens (<|endoftext|>, <|im_end|>), banned so a generation runs until it is cut.
 NO_END = {"0": -100, "2": -100}
@@ -40,7 +41,8 @@ def _openai(server: RunningServer) -> openai.OpenAI:
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory, llama_cpp_engine: Engine) -> Iterator[RunningServer]:
-    """The `remote` distribution, started the way its run.yaml says."""
+    """The `remote` distribution, started the way its run.yaml says; SmolLM2 also stands in for the
+    Llama Guard model (the engine serves one model under any name; the verdict is grammar-bound)."""
     running = start_server(
         tmp_path_factory.mktemp("remote"),
         config="remote",
@@ -49,6 +51,8 @@ def remote(tmp_path_factory: pytest.TempPathFactory, llama_cpp_engine: Engine) -
             f"LLAMA_CPP_SERVER_URL={llama_cpp_engine.url}",
             "--env",
             f"INFERENCE_MODEL={ENGINE_MODEL}",
+            "--env",
+            f"SAFETY_MODEL={GUARD_MODEL}",
         ),
     )
     yield running
@@ -64,8 +68,19 @@ def doomed_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module")
+def embedding_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """llama_cpp.server with --embedding, serving SmolLM2."""
+    engine = start_llama_cpp_engine(tmp_path_factory.mktemp("embedding"), embedding=True)
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
 def engines(
-    tmp_path_factory: pytest.TempPathFactory, llama_cpp_engine: Engine, doomed_engine: Engine
+    tmp_path_factory: pytest.TempPathFactory,
+    llama_cpp_engine: Engine,
+    doomed_engine: Engine,
+    embedding_engine: Engine,
 ) -> Iterator[tuple[RunningServer, str]]:
     """One server with the same engine behind remote::vllm (URL without /v1, with a key) and
     remote::openai-compatible, an engine that is down, and one that will die mid-stream."""
@@ -100,6 +115,10 @@ def engines(
                   config:
                     url: {doomed_engine.url}
                     max_retries: 0
+                - provider_id: embedder
+                  provider_type: remote::llama-cpp-server
+                  config:
+                    url: {embedding_engine.url}
                 - provider_id: prompted
                   provider_type: remote::llama-cpp-server
                   config:
@@ -129,6 +148,33 @@ def test_remote_distribution_serves_the_engine_model(remote: RunningServer) -> N
     models = {m["identifier"]: m for m in httpx.get(f"{remote.base_url}/v1/models").json()["data"]}
     assert models[ENGINE_MODEL]["provider_id"] == "llama-cpp-server"
     assert models["all-MiniLM-L6-v2"]["model_type"] == "embedding"  # embeddings stay local
+
+
+def test_llama_guard_shield_on_the_remote_engine(remote: RunningServer, llama_cpp_engine: Engine) -> None:
+    """The `remote` distribution's llama-guard shield judges through the engine, its answer bound by
+    the verdict grammar (sent as llama.cpp's `grammar`), and gives a well-formed verdict."""
+    shields = httpx.get(f"{remote.base_url}/v1/shields", timeout=30).json()["data"]
+    assert {s["identifier"]: s["provider_resource_id"] for s in shields}["llama-guard"] == GUARD_MODEL
+    chats = engine_chats(llama_cpp_engine)
+    response = httpx.post(
+        f"{remote.base_url}/v1/safety/run-shield",
+        json={
+            "shield_id": "llama-guard",
+            "messages": [{"role": "user", "content": "How do I bake bread?"}],
+            "params": {},
+        },
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert engine_chats(llama_cpp_engine) == chats + 1  # judged by the remote engine
+    violation = response.json()["violation"]
+    if violation is not None:
+        codes = violation["metadata"]["violation_type"].split(",")
+        assert all(c.startswith("S") and c[1:].isdigit() for c in codes)
+
+
+def engine_chats(engine: Engine) -> int:
+    return engine.log_path.read_text(errors="replace").count('"POST /v1/chat/completions HTTP/1.1" 200')
 
 
 def test_chat_through_the_openai_sdk(remote: RunningServer) -> None:
@@ -421,6 +467,35 @@ def test_prompted_tool_calls_for_a_llama_model_use_its_format_over_the_raw_route
     assert response.status_code == 200, response.text
     assert response.json()["completion_message"]["content"] == "It is sunny."
     assert response.json()["completion_message"]["tool_calls"] == []
+
+
+def test_embeddings_from_an_engine_that_does_not_pool_them_are_a_clear_502(
+    engines: tuple[RunningServer, str],
+) -> None:
+    """llama_cpp.server (0.3.x) has no pooling setting, and SmolLM2's GGUF names none, so it answers
+    one vector per token. The adapter refuses that answer, naming the engine and what to set; one
+    vector per input (engines that pool) is covered by test_remote_engine_answers.py."""
+    server, _ = engines
+    registered = httpx.post(
+        f"{server.base_url}/v1/models",
+        json={
+            "model_id": "smol-embed",
+            "provider_id": "embedder",
+            "provider_model_id": ENGINE_MODEL,
+            "model_type": "embedding",
+        },
+        timeout=60,
+    )
+    assert registered.status_code == 200, registered.text
+    assert "embedding_dimension" not in registered.json()["metadata"]  # the probe got no vector
+    for path, body in (
+        ("/v1/openai/v1/embeddings", {"model": "smol-embed", "input": ["The cat sat on the mat."]}),
+        ("/v1/inference/embeddings", {"model_id": "smol-embed", "contents": ["The cat sat on the mat."]}),
+    ):
+        response = httpx.post(f"{server.base_url}{path}", json=body, timeout=60)
+        assert response.status_code == 502, response.text
+        detail = response.json()["detail"]
+        assert "remote::llama-cpp-server" in detail and "pool" in detail
 
 
 def test_keys_never_show_in_providers_or_logs(engines: tuple[RunningServer, str]) -> None:

@@ -376,10 +376,17 @@ class OpenAICompatInference:
         async with self._boundary(model):
             data = sorted(answer["data"], key=lambda d: d["index"])
             usage = answer.get("usage") or {}
-            return EmbeddingResult(
-                embeddings=[list(d["embedding"]) for d in data],
-                prompt_tokens=usage.get("prompt_tokens") or 0,
+            vectors = [list(d["embedding"]) for d in data]
+        if len(vectors) != len(texts) or not all(
+            vector and all(isinstance(x, int | float) for x in vector) for vector in vectors
+        ):
+            # llama.cpp without pooling answers one vector per token of each input.
+            raise UpstreamError(
+                f"{self.service} at {self.url} did not answer one embedding vector per input for model "
+                f"'{self._name(model)}'. Check that the engine pools its embeddings (llama.cpp: "
+                "--pooling mean, or llama_cpp.server --pooling_type 1)."
             )
+        return EmbeddingResult(embeddings=vectors, prompt_tokens=usage.get("prompt_tokens") or 0)
 
 
 def wire_body(exc: BaseException) -> str:
