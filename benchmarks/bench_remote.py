@@ -142,6 +142,10 @@ def main() -> int:
     print(f"  added by the server  p50 {(percentile(proxied, 50) - percentile(direct, 50)) * 1e3:+7.2f} ms")
     print(f"  paired p50 (median of per-round differences) {median(added) * 1e3:+.2f} ms")
     print(f"  server CPU per request {stack_cpu / args.iterations * 1e3:.2f} ms")
+    if args.stream:  # the same tokens both ways (temperature 0): the time ratio is the tokens/s ratio
+        ratio = percentile(direct, 50) / percentile(proxied, 50)
+        paired = median(d / p for d, p in zip(direct, proxied, strict=True))
+        print(f"  streamed tokens/s through llamastack vs direct: p50 {ratio:.3f}x, paired {paired:.3f}x")
     return 0
 
 
