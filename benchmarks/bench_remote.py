@@ -3,7 +3,8 @@
 Starts llama-cpp-python's OpenAI-compatible server (llama_cpp.server) with the bundled SmolLM2 GGUF
 and `llama-stack run remote` pointed at it (remote::llama-cpp-server), both on loopback, then sends
 the same chat completion alternately to the engine directly and through our server, and prints the
-p50/p95 of each and the median of the per-round differences (the added latency).
+p50/p95 of each and the median of the per-round differences (the added latency), and the CPU time
+our server spent per request (less sensitive than wall time to other work on a busy machine).
 
     .venv/bin/python benchmarks/bench_remote.py [--iterations 40] [--max-tokens 1] [--stream] [--no-store]
 """
@@ -36,8 +37,19 @@ def gguf() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def spawned(cmd: list[str], health: str, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+def spawned(
+    cmd: list[str], health: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -48,7 +60,7 @@ def spawned(cmd: list[str], health: str, log: Path, env: dict[str, str] | None =
         )
     try:
         _wait_healthy(proc, health, log, 120)
-        yield
+        yield proc
     finally:
         _stop(proc)
         with contextlib.suppress(ProcessLookupError):
@@ -85,6 +97,7 @@ def main() -> int:
     engine = f"http://127.0.0.1:{engine_port}/v1"
     engine_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf(), "--model_alias", MODEL]
     engine_cmd += ["--host", "127.0.0.1", "--port", str(engine_port), "--n_ctx", "2048"]
+    stack_url = f"http://127.0.0.1:{stack_port}"
     stack_cmd = [cli_path(), "run", "remote", "--host", "127.0.0.1", "--port", str(stack_port)]
     stack_env = {"LLAMA_STACK_STATE_DIR": str(work / "state"), "LLAMA_CPP_SERVER_URL": engine}
     stack_env["INFERENCE_MODEL"] = MODEL
@@ -99,21 +112,25 @@ def main() -> int:
     }
     with (
         spawned(engine_cmd, f"{engine}/models", work / "engine.log"),
-        spawned(stack_cmd, f"http://127.0.0.1:{stack_port}/v1/health", work / "stack.log", stack_env),
+        spawned(stack_cmd, f"{stack_url}/v1/health", work / "stack.log", stack_env) as stack,
         httpx.Client(timeout=120) as client,
     ):
         paths = {
             "engine directly": f"{engine}/chat/completions",
-            "through llamastack": f"http://127.0.0.1:{stack_port}/v1/openai/v1/chat/completions",
+            "through llamastack": f"{stack_url}/v1/openai/v1/chat/completions",
         }
         for _ in range(args.warmup):
             for url in paths.values():
                 timed(client, url, body, args.stream)
         times: dict[str, list[float]] = {name: [] for name in paths}
+        stack_cpu = 0.0
         for i in range(args.iterations):
             order = list(paths.items()) if i % 2 == 0 else list(reversed(paths.items()))
             for name, url in order:
+                before = cpu_s(stack.pid)
                 times[name].append(timed(client, url, body, args.stream))
+                if name == "through llamastack":
+                    stack_cpu += cpu_s(stack.pid) - before
     direct, proxied = times["engine directly"], times["through llamastack"]
     kind = "streamed" if args.stream else "non-streamed"
     store = "not stored" if args.no_store else "stored (the default)"
@@ -124,6 +141,11 @@ def main() -> int:
     added = [p - d for p, d in zip(proxied, direct, strict=True)]
     print(f"  added by the server  p50 {(percentile(proxied, 50) - percentile(direct, 50)) * 1e3:+7.2f} ms")
     print(f"  paired p50 (median of per-round differences) {median(added) * 1e3:+.2f} ms")
+    print(f"  server CPU per request {stack_cpu / args.iterations * 1e3:.2f} ms")
+    if args.stream:  # the same tokens both ways (temperature 0): the time ratio is the tokens/s ratio
+        ratio = percentile(direct, 50) / percentile(proxied, 50)
+        paired = median(d / p for d, p in zip(direct, proxied, strict=True))
+        print(f"  streamed tokens/s through llamastack vs direct: p50 {ratio:.3f}x, paired {paired:.3f}x")
     return 0
 
 

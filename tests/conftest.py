@@ -285,8 +285,8 @@ class Engine:
 ENGINE_MODEL = "smollm2"  # the name llama_cpp.server serves SmolLM2 under (--model_alias)
 
 
-def start_llama_cpp_engine(log_dir: Path) -> Engine:
-    port = free_port()
+def start_llama_cpp_engine(log_dir: Path, port: int | None = None, *, embedding: bool = False) -> Engine:
+    port = port or free_port()
     log_path = log_dir / f"llama-cpp-server-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -306,6 +306,7 @@ def start_llama_cpp_engine(log_dir: Path) -> Engine:
                 "2048",
                 "--n_threads",
                 "1",
+                *(["--embedding", "true"] if embedding else []),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,

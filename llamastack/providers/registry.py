@@ -6,7 +6,7 @@ from llamastack.stack.datatypes import Api, ProviderSpec
 
 _P = "llamastack.providers"
 _R = f"{_P}.inference.remote"  # every remote inference provider is the one OpenAI-compatible adapter
-_REMOTE_INFERENCE = ("openai>=1.50",)
+_REMOTE_INFERENCE = ("aiohttp>=3.10",)
 
 PROVIDERS: tuple[ProviderSpec, ...] = (
     ProviderSpec(

@@ -105,6 +105,8 @@ class Stack:
                     await stop()
                 except Exception as exc:  # one provider failing to stop must not block the others
                     log.warning("Provider %s did not shut down cleanly: %s", instance.provider_id, exc)
+        if self.chat_completions is not None:
+            await self.chat_completions.close()  # the completions still waiting to be written
         await self.store.close()
 
 

@@ -1,6 +1,9 @@
 """How the remote adapter handles what real engines answer that SmolLM2 behind llama_cpp.server does
 not produce on demand: 401, 404, 429/503 with Retry-After, 500, and tool calls streamed in pieces.
-The engine is a scripted OpenAI-style HTTP server on loopback; our server is the real one."""
+The engine is a scripted OpenAI-style HTTP server on loopback; our server is the real one.
+
+vLLM's own request fields (guided decoding, top_k, repetition_penalty) are checked here at the
+request-shape level only: no vLLM runs on this machine (it needs a GPU or a long CPU build)."""
 
 from __future__ import annotations
 
@@ -146,9 +149,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory, engine: ScriptedEngine) -> I
                   provider_type: remote::together
                   config:
                     url: {engine.url}
+                - provider_id: vllm
+                  provider_type: remote::vllm
+                  config:
+                    url: {engine.url}
+                - provider_id: openai
+                  provider_type: remote::openai
+                  config:
+                    url: {engine.url}
+                    api_key: sk-scripted
             models:
               - {{model_id: m, provider_id: engine, provider_model_id: fake}}
               - {{model_id: t, provider_id: hosted, provider_model_id: fake}}
+              - {{model_id: v, provider_id: vllm, provider_model_id: fake}}
+              - {{model_id: o, provider_id: openai, provider_model_id: fake}}
             """
         )
     )
@@ -419,3 +433,57 @@ def test_embeddings_on_the_engine(stack: RunningServer, fresh: ScriptedEngine) -
     assert [d.embedding[0] for d in answer.data] == [1.0, 4.0]
     assert answer.usage.prompt_tokens == 4
     assert fresh.requests[-1][1]["input"] == ["a", "abcd"]
+
+
+GRAMMAR = 'root ::= "yes" | "no"'
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+TOP_K = {"strategy": {"type": "top_k", "top_k": 5}, "repetition_penalty": 1.3, "max_tokens": 4}
+
+
+def _native(stack: RunningServer, route: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{stack.base_url}/v1/inference/{route}", json=body, timeout=60)
+
+
+def test_vllm_gets_guided_decoding_and_its_sampling_fields(
+    stack: RunningServer, fresh: ScriptedEngine
+) -> None:
+    grammar = {"type": "grammar", "bnf": {"root": GRAMMAR}}
+    assert _native(
+        stack, "completion", {"model_id": "v", "content": "ok?", "response_format": grammar}
+    ).is_success
+    schema = {"type": "json_schema", "json_schema": SCHEMA}
+    assert _native(
+        stack, "completion", {"model_id": "v", "content": "ok?", "response_format": schema}
+    ).is_success
+    chat = {"model_id": "v", "messages": [{"role": "user", "content": "ok?"}], "sampling_params": TOP_K}
+    assert _native(stack, "chat-completion", {**chat, "response_format": grammar}).is_success
+    (p1, b1, _), (p2, b2, _), (p3, b3, _) = fresh.requests
+    assert p1 == "/v1/completions" and b1["guided_grammar"] == GRAMMAR
+    assert p2 == "/v1/completions" and b2["guided_json"] == SCHEMA
+    assert p3 == "/v1/chat/completions" and b3["guided_grammar"] == GRAMMAR
+    assert (b3["top_k"], b3["repetition_penalty"], b3["max_tokens"]) == (5, 1.3, 4)
+
+
+def test_an_openai_schema_goes_to_vllm_as_its_response_format(
+    stack: RunningServer, fresh: ScriptedEngine
+) -> None:
+    response_format = {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}}
+    assert _chat(stack, model="v", response_format=response_format).status_code == 200
+    body = fresh.requests[0][1]
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"] == SCHEMA
+
+
+def test_a_knob_the_engine_lacks_is_left_out_and_logged_once(
+    stack: RunningServer, fresh: ScriptedEngine
+) -> None:
+    chat = {"model_id": "o", "messages": [{"role": "user", "content": "hi"}], "sampling_params": TOP_K}
+    for _ in range(2):
+        assert _native(stack, "chat-completion", chat).status_code == 200
+    assert all("top_k" not in body and "repetition_penalty" not in body for _, body, _ in fresh.requests)
+    log = stack.log()
+    assert log.count("remote::openai at") and log.count("takes no top_k") == 1
+    assert log.count("takes no repetition_penalty") == 1
+    grammar = {"type": "grammar", "bnf": {"root": GRAMMAR}}
+    refused = _native(stack, "completion", {"model_id": "o", "content": "ok?", "response_format": grammar})
+    assert refused.status_code == 400 and "GBNF" in refused.json()["detail"]

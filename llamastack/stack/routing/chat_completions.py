@@ -5,19 +5,42 @@ stack's store unless the request says ``store: false`` or the run config turns s
 (``inference_store.enabled: false``); ``GET /v1/openai/v1/chat/completions[/{id}]`` reads them back.
 Each record is validated before it is written; one that no longer validates is logged and skipped,
 never a 500. With API keys, a key sees only its own completions.
+
+Writes are behind the answer: ``save`` validates the record and hands it to one background writer,
+so a request does not wait for the disk (two synced sqlite writes, several milliseconds). Until the
+writer has stored it, the record is read from memory, so a GET right after the create finds it.
+``close`` (at shutdown) writes whatever is still waiting. A record acknowledged just before a crash
+of the process may be lost; these are a log of answers already given, not state a client relies on
+to proceed. When the writer falls far behind, ``save`` writes inline instead (bounded memory).
 """
 
 from __future__ import annotations
 
-from ..access import OwnerIndex
+import asyncio
+import contextlib
+import contextvars
+import logging
+from dataclasses import dataclass
+
+from ..access import OwnerIndex, can_see, owner_for_new_record
 from ..apis.common import Order
 from ..apis.inference import openai as o
 from ..errors import BadRequestError, NotFoundError
 from ..storage.kvstore import KVStore
 from ..storage.records import RecordStore
 
+log = logging.getLogger(__name__)
+
 _KIND = "chat_completion"
 MAX_LIST_LIMIT = 100
+_MAX_PENDING = 1000  # beyond this many unwritten records, saves write inline
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    record: o.OpenAICompletionWithInputMessages
+    raw: str  # the validated JSON that is written
+    owner: str | None
 
 
 def _not_found(completion_id: str) -> NotFoundError:
@@ -34,6 +57,10 @@ class ChatCompletionStore:
         )
         self.enabled = enabled
         self.owners = OwnerIndex(store, _KIND)
+        self._pending: dict[str, _Pending] = {}  # validated, not yet written; insertion order
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
 
     def wants(self, request_store: bool | None) -> bool:
         return self.enabled and request_store is not False
@@ -48,10 +75,56 @@ class ChatCompletionStore:
             model=completion.model,
             input_messages=input_messages,
         )
-        await self.owners.claim(record.id)  # before the record: never an unowned record
-        await self.records.put(record.id, record)
+        stored, raw = self.records.validate(record.id, record)  # an invalid record fails the request
+        pending = _Pending(stored, raw, owner_for_new_record())
+        if self._closed or len(self._pending) >= _MAX_PENDING:
+            await self._write(record.id, pending)
+            return
+        self._pending[record.id] = pending
+        self._wake.set()
+        if self._writer is None or self._writer.done():
+            # A fresh context: the writer must not run as the principal of the request that started it.
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_behind(), context=contextvars.Context()
+            )
+
+    async def _write(self, completion_id: str, pending: _Pending) -> None:
+        await self.owners.set(completion_id, pending.owner)  # before the record: never an unowned one
+        await self.records.kv.set(self.records.prefix + completion_id, pending.raw)
+
+    async def _write_behind(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._drain()
+
+    async def _drain(self) -> None:
+        while self._pending:
+            completion_id, pending = next(iter(self._pending.items()))
+            try:
+                await self._write(completion_id, pending)
+            except Exception:  # the disk failed this one; keep writing the others
+                log.exception("Could not store chat completion '%s'", completion_id)
+            # Only once written: until then reads find it here.
+            if self._pending.get(completion_id) is pending:
+                del self._pending[completion_id]
+
+    async def close(self) -> None:
+        """Writes every record still waiting; later saves write inline."""
+        self._closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        await self._drain()
 
     async def get(self, completion_id: str) -> o.OpenAICompletionWithInputMessages:
+        pending = self._pending.get(completion_id)
+        if pending is not None:
+            if not can_see(pending.owner):
+                raise _not_found(completion_id)
+            return pending.record
         await self.owners.check(completion_id, lambda: _not_found(completion_id))
         return await self.records.require(completion_id, lambda: _not_found(completion_id))
 
@@ -60,8 +133,13 @@ class ChatCompletionStore:
     ) -> o.ListOpenAIChatCompletionResponse:
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise BadRequestError(f"limit must be between 1 and {MAX_LIST_LIMIT}.")
-        records = [r for r in await self.records.list() if model is None or r.model == model]
+        waiting = [p for p in list(self._pending.values()) if can_see(p.owner)]
+        records = [r for r in await self.records.list() if r.id not in self._pending]
         records = await self.owners.visible(records, key=lambda r: r.id)
+        # Still waiting for the writer (re-read after the awaits: some may have been written since).
+        listed = {r.id for r in records}
+        records += [p.record for p in waiting if p.record.id not in listed]
+        records = [r for r in records if model is None or r.model == model]
         records.sort(key=lambda r: (r.created, r.id), reverse=order == Order.desc)
         if after is not None:
             ids = [r.id for r in records]

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: RemoteEngineConfig, deps: ProviderDeps) -> OpenAICompatInference:
-    from .adapter import OpenAICompatInference  # imports the openai SDK: keep it out of CLI start-up
+    from .adapter import OpenAICompatInference  # loaded only when a remote engine is configured
 
     return OpenAICompatInference(config)
 

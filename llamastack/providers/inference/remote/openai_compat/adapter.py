@@ -1,9 +1,9 @@
-"""One InferenceProvider over any OpenAI-compatible engine, through the openai SDK's AsyncOpenAI.
+"""One InferenceProvider over any OpenAI-compatible engine (HTTP in `transport`, bodies in `wire`).
 
-Our model id maps to the engine's name for it (``provider_model_id``). Failures go through the
-stack's Boundary (named after the provider type and URL). Retries are ours, not the SDK's (which
-would also retry timeouts and 500s, and so run a generation twice): only a refused connection or a
-429/503 with a short Retry-After, a few times, and never once an answer has started streaming.
+Our model id maps to the engine's name for it
+(``provider_model_id``). Failures go through the stack's Boundary (named after the provider type
+and URL). Retries: only a refused connection or a 429/503 with a short Retry-After, a few times,
+and never once an answer has started streaming (a timeout or a 500 may have run the generation).
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any, Literal, TypeVar
-
-import openai
-from openai import AsyncOpenAI
 
 from llamastack.stack import provider_data
 from llamastack.stack.apis.inference.core import (
@@ -23,6 +21,7 @@ from llamastack.stack.apis.inference.core import (
     EmbeddingResult,
     GenerationChunk,
     GenerationResult,
+    SamplingOptions,
 )
 from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.boundary import Boundary, describe
@@ -34,14 +33,23 @@ from llamastack.stack.errors import (
     UpstreamError,
 )
 
-from . import wire
+from ....utils.tool_calls import apply_to_result, apply_to_stream
+from . import prompted_tools, transport, wire
 from .config import RemoteEngineConfig
+from .transport import Headers
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _MAX_RETRY_WAIT_S = 5  # a longer Retry-After goes back to the client as 503 + Retry-After
 _LIST_TIMEOUT_S = 10.0
+_HEALTH_TIMEOUT_S = 3.0
+# Our sampling knobs outside OpenAI's set, and the value that leaves sampling unchanged.
+_NEUTRAL = {"top_k": 0, "repetition_penalty": 1.0}
+
+
+def _bearer(key: str | None) -> Headers:
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 class OpenAICompatInference:
@@ -53,18 +61,27 @@ class OpenAICompatInference:
         self.service = config.provider_type
         self.url = config.base_url()
         self._key = config.key()
-        self._client = _own_identity(
-            AsyncOpenAI(
-                base_url=self.url or "http://unconfigured.invalid",
-                # Engines without auth ignore the header; the SDK refuses to start without some key.
-                api_key=self._key or "none",
-                max_retries=0,
-                timeout=openai.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            )
+        self._warned: set[str] = set()  # knobs this engine lacks, already logged
+        self._client = transport.EngineClient(
+            self.url or "http://unconfigured.invalid",
+            _bearer(self._key),
+            timeout_s=config.timeout_s,
+            connect_timeout_s=config.connect_timeout_s,
         )
 
-    async def health(self) -> dict[str, str]:
-        return {"status": "OK"}
+    async def health(self) -> dict[str, Any]:
+        """Asks the engine (GET /models, once, briefly): "OK" with the models it serves, which can be
+        registered with POST /v1/models; or "Error" saying which engine did not answer and why."""
+        if not self.url:
+            return {
+                "status": "Error",
+                "message": f"{self.service} has no engine URL ({self.config.url_env}).",
+            }
+        try:
+            served = await self._list_models(retries=False)
+        except StackError as exc:
+            return {"status": "Error", "message": exc.detail}
+        return {"status": "OK", "served_models": sorted(served)}
 
     async def shutdown(self) -> None:
         await self._client.close()
@@ -72,11 +89,13 @@ class OpenAICompatInference:
     # --- calling the engine ----------------------------------------------------------------------
 
     def _boundary(self, model: Model | None = None, request_key: str | None = None) -> Boundary:
-        rules: dict[type[BaseException] | str, Any] = {}
+        rules: dict[type[BaseException] | str, Any] = {Exception: transport.failure}
         if model is not None:
             name = self._name(model)
 
-            def missing(exc: BaseException) -> StackError:
+            def missing(exc: BaseException) -> StackError | None:
+                if getattr(getattr(exc, "response", None), "status_code", None) != 404:
+                    return None  # the usual wording for other statuses
                 body = wire_body(exc)
                 return NotFoundError(
                     f"{self.service} at {self.url} answered HTTP 404 for model '{name}'"
@@ -86,7 +105,7 @@ class OpenAICompatInference:
                     "it through provider_model_id."
                 )
 
-            rules[openai.NotFoundError] = missing
+            rules[transport.EngineStatusError] = missing
         if request_key is not None:  # the caller's own key: their mistake to fix, a 400
             hint = f"Check the {self.config.provider_data_key} sent in {provider_data.HEADER}."
             credentials_error: type[StackError] = BadRequestError
@@ -103,8 +122,8 @@ class OpenAICompatInference:
             rules=rules,
         )
 
-    def _caller(self) -> tuple[AsyncOpenAI, str | None]:
-        """The client for this request, and the key the request brought (None: the config's)."""
+    def _caller(self) -> tuple[Headers, str | None]:
+        """Headers for this request (the key it brought, if any), and that key (None: the config's)."""
         if not self.url:  # never let the SDK fall back to its own default URL
             raise BadRequestError(
                 f"{self.service} has no engine URL: set {self.config.url_env} (url in its provider config)."
@@ -112,28 +131,28 @@ class OpenAICompatInference:
         name = self.config.provider_data_key
         request_key = provider_data.string_value(name) if name is not None else None
         if request_key is not None:
-            return _own_identity(self._client.with_options(api_key=request_key)), request_key
+            return _bearer(request_key), request_key
         if self.config.requires_key and not self._key:
             hint = f' or send {provider_data.HEADER}: {{"{name}": "<key>"}}' if name else ""
             raise BadRequestError(
                 f"{self.service} needs an API key: set {self.config.key_env} "
                 f"(api_key in its provider config){hint}."
             )
-        return self._client, None
+        return {}, None
 
-    async def _send(self, call: Callable[[AsyncOpenAI], Awaitable[T]], model: Model | None = None) -> T:
+    async def _send(self, call: Callable[[Headers], Awaitable[T]], model: Model | None = None) -> T:
         """`call` with the safe retries; its failure as our typed error."""
         return (await self._send_keyed(call, model))[0]
 
     async def _send_keyed(
-        self, call: Callable[[AsyncOpenAI], Awaitable[T]], model: Model | None = None
+        self, call: Callable[[Headers], Awaitable[T]], model: Model | None = None
     ) -> tuple[T, str | None]:
-        client, request_key = self._caller()
+        headers, request_key = self._caller()
         boundary = self._boundary(model, request_key)
         attempt = 0
         while True:
             try:
-                return await call(client), request_key
+                return await call(headers), request_key
             except Exception as exc:
                 delay = self._retry_delay(exc, attempt)
                 if delay is None:
@@ -145,7 +164,7 @@ class OpenAICompatInference:
     def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
         if attempt >= self.config.max_retries:
             return None
-        failure = describe(exc)
+        failure = transport.failure(exc) or describe(exc)
         if failure is None:
             return None
         if failure.kind == "connect":  # nothing reached the engine: safe to send again
@@ -186,7 +205,7 @@ class OpenAICompatInference:
                 f"Set provider_model_id of model '{model.identifier}' to one of these."
             )
         metadata = dict(model.metadata)
-        context = getattr(entry, "max_model_len", None)  # vLLM says how long its context is
+        context = (entry or {}).get("max_model_len")  # vLLM says how long its context is
         if isinstance(context, int) and "context_length" not in metadata:
             metadata["context_length"] = context
         if model.model_type == ModelType.embedding and "embedding_dimension" not in metadata:
@@ -197,12 +216,17 @@ class OpenAICompatInference:
                 log.warning("%s: could not read the dimension of '%s': %s", self.service, name, exc.detail)
         return model.model_copy(update={"metadata": metadata})
 
-    async def _list_models(self) -> dict[str, Any]:
-        timeout = openai.Timeout(_LIST_TIMEOUT_S, connect=self.config.connect_timeout_s)
+    async def _list_models(self, *, retries: bool = True) -> dict[str, dict[str, Any]]:
+        timeout_s = _LIST_TIMEOUT_S if retries else _HEALTH_TIMEOUT_S
 
-        async def listed(client: AsyncOpenAI) -> dict[str, Any]:
-            return {m.id: m async for m in client.with_options(timeout=timeout).models.list()}
+        async def listed(headers: Headers) -> dict[str, dict[str, Any]]:
+            answer = await self._client.get_json("models", headers, timeout_s=timeout_s)
+            return {m["id"]: m for m in answer["data"]}
 
+        if not retries:
+            headers, request_key = self._caller()
+            async with self._boundary(request_key=request_key):
+                return await listed(headers)
         return await self._send(listed)
 
     async def unregister_model(self, model: Model) -> None:
@@ -210,13 +234,30 @@ class OpenAICompatInference:
 
     # --- generation ------------------------------------------------------------------------------
 
+    def _warn_dropped(self, sampling: SamplingOptions) -> None:
+        """Logs (once per knob) a sampling setting this engine has no field for: it samples without."""
+        for name, neutral in _NEUTRAL.items():
+            value = getattr(sampling, name)
+            if value is None or value == neutral or name in self.config.sampling_extras:
+                continue
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning(
+                    "%s at %s takes no %s; requests that set it are sampled without it.",
+                    self.service,
+                    self.url,
+                    name,
+                )
+
     def _chat_body(self, request: ChatRequest) -> dict[str, Any]:
+        self._warn_dropped(request.sampling)
         body = wire.chat_body(request, self.config.sampling_extras, self.config.schema_format)
         if request.grammar is not None:
             body[self._grammar_field()] = request.grammar
         return body
 
     def _completion_body(self, request: CompletionRequest) -> dict[str, Any]:
+        self._warn_dropped(request.sampling)
         body = wire.completion_body(request, self.config.sampling_extras)
         if request.json_schema is not None:
             field = self.config.completion_schema_field
@@ -241,94 +282,111 @@ class OpenAICompatInference:
     def _stream_options(self) -> dict[str, Any]:
         return {"stream_options": {"include_usage": True}} if self.config.stream_usage else {}
 
+    def _prompted(self, model: Model, request: ChatRequest) -> prompted_tools.PromptedCall | None:
+        if self.config.tool_calls != "prompt" or not prompted_tools.uses_tools(request):
+            return None
+        return prompted_tools.plan(model, request, raw_schema=self.config.completion_schema_field is not None)
+
     async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
-        body = self._chat_body(request)
-        messages = body.pop("messages")
-        completion = await self._send(
-            lambda c: c.chat.completions.create(
-                model=self._name(model), messages=messages, stream=False, extra_body=body
-            ),
-            model,
-        )
+        if (prompted := self._prompted(model, request)) is not None:
+            if prompted.completion is not None:
+                result = await self.complete(model, prompted.completion)
+            else:
+                assert prompted.chat is not None
+                result = await self._chat(model, prompted.chat)
+            if not prompted.tools.active:
+                return result
+            return apply_to_result(result, prompted.tools, prompted.builtin, llama_version=prompted.version)
+        return await self._chat(model, request)
+
+    async def _chat(self, model: Model, request: ChatRequest) -> GenerationResult:
+        body = {"model": self._name(model), **self._chat_body(request), "stream": False}
+        completion = await self._send(lambda h: self._client.post_json("chat/completions", body, h), model)
         async with self._boundary(model):  # an answer without the expected fields is the engine's fault
             return wire.chat_result(completion)
 
     async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
-        body = {**self._chat_body(request), **self._stream_options()}
-        messages = body.pop("messages")
+        prompted = self._prompted(model, request)
+        if prompted is None:
+            async for chunk in self._chat_stream(model, request):
+                yield chunk
+            return
+        if prompted.completion is not None:
+            stream = self.complete_stream(model, prompted.completion)
+        else:
+            assert prompted.chat is not None
+            stream = self._chat_stream(model, prompted.chat)
+        if prompted.tools.active:
+            stream = apply_to_stream(stream, prompted.tools, prompted.builtin, llama_version=prompted.version)
+        async with aclosing(stream):  # type: ignore[type-var]
+            async for chunk in stream:
+                yield chunk
+
+    async def _chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
+        body = {"model": self._name(model), **self._chat_body(request), "stream": True}
+        body.update(self._stream_options())
         stream, key = await self._send_keyed(
-            lambda c: c.chat.completions.create(
-                model=self._name(model), messages=messages, stream=True, extra_body=body
-            ),
-            model,
+            lambda h: self._client.open_stream("chat/completions", body, h), model
         )
         async for chunk in self._relay(stream, wire.StreamAssembler(chat=True), model, key):
             yield chunk
 
     async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
-        body = self._completion_body(request)
-        prompt = body.pop("prompt")
-        completion = await self._send(
-            lambda c: c.completions.create(
-                model=self._name(model), prompt=prompt, stream=False, extra_body=body
-            ),
-            model,
-        )
+        body = {"model": self._name(model), **self._completion_body(request), "stream": False}
+        completion = await self._send(lambda h: self._client.post_json("completions", body, h), model)
         async with self._boundary(model):
             return wire.completion_result(completion)
 
     async def complete_stream(
         self, model: Model, request: CompletionRequest
     ) -> AsyncIterator[GenerationChunk]:
-        body = {**self._completion_body(request), **self._stream_options()}
-        prompt = body.pop("prompt")
+        body = {"model": self._name(model), **self._completion_body(request), "stream": True}
+        body.update(self._stream_options())
         stream, key = await self._send_keyed(
-            lambda c: c.completions.create(
-                model=self._name(model), prompt=prompt, stream=True, extra_body=body
-            ),
-            model,
+            lambda h: self._client.open_stream("completions", body, h), model
         )
         async for chunk in self._relay(stream, wire.StreamAssembler(chat=False), model, key):
             yield chunk
 
     async def _relay(
-        self, stream: Any, assembler: wire.StreamAssembler, model: Model, request_key: str | None
+        self,
+        stream: transport.EngineStream,
+        assembler: wire.StreamAssembler,
+        model: Model,
+        request_key: str | None,
     ) -> AsyncIterator[GenerationChunk]:
-        # The answer has started: no retries from here. Closing the stream (the client went away)
+        # The answer has started: no retries from here. A stream cut short (the client went away)
         # closes the connection, which stops the engine's generation.
         try:
             async with self._boundary(model, request_key):
-                async for raw in stream:
-                    chunk = assembler.feed(raw)
+                async for event in stream.events():
+                    chunk = assembler.feed(event)
                     if chunk is not None:
                         yield chunk
             yield assembler.final()
         finally:
-            await stream.close()
+            stream.close()
 
     async def embed(
         self, model: Model, texts: list[str], *, truncate: Literal["none", "start", "end"] | None = None
     ) -> EmbeddingResult:
         # Truncation is the engine's: each decides what to do with an input longer than its model takes.
-        response = await self._send(
-            lambda c: c.embeddings.create(model=self._name(model), input=texts, encoding_format="float"),
-            model,
-        )
+        body = {"model": self._name(model), "input": texts, "encoding_format": "float"}
+        answer = await self._send(lambda h: self._client.post_json("embeddings", body, h), model)
         async with self._boundary(model):
-            data = sorted(response.data, key=lambda d: d.index)
-            usage = response.usage
-            return EmbeddingResult(
-                embeddings=[list(d.embedding) for d in data],
-                prompt_tokens=(usage.prompt_tokens if usage is not None else 0) or 0,
+            data = sorted(answer["data"], key=lambda d: d["index"])
+            usage = answer.get("usage") or {}
+            vectors = [list(d["embedding"]) for d in data]
+        if len(vectors) != len(texts) or not all(
+            vector and all(isinstance(x, int | float) for x in vector) for vector in vectors
+        ):
+            # llama.cpp without pooling answers one vector per token of each input.
+            raise UpstreamError(
+                f"{self.service} at {self.url} did not answer one embedding vector per input for model "
+                f"'{self._name(model)}'. Check that the engine pools its embeddings (llama.cpp: "
+                "--pooling mean, or llama_cpp.server --pooling_type 1)."
             )
-
-
-def _own_identity(client: AsyncOpenAI) -> AsyncOpenAI:
-    """The client without the OpenAI organization/project the SDK reads from the server's environment
-    (OPENAI_ORG_ID, OPENAI_PROJECT_ID): they are not this engine's, and must not reach every engine."""
-    client.organization = None
-    client.project = None
-    return client
+        return EmbeddingResult(embeddings=vectors, prompt_tokens=usage.get("prompt_tokens") or 0)
 
 
 def wire_body(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ a client's behalf).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -33,6 +33,14 @@ class RemoteEngineConfig(BaseModel):
     )
     stream_usage: bool = Field(
         default=True, description="Ask for token usage at the end of streams (stream_options.include_usage)."
+    )
+    tool_calls: Literal["native", "prompt"] = Field(
+        default="native",
+        description=(
+            "native: tools go to the engine (OpenAI tool calling). prompt: for engines without it, the "
+            "stack writes the tools into the prompt (Meta's format for Llama 3.x models, over the raw "
+            "completion route) and parses the calls out of the answer."
+        ),
     )
 
     # What differs between engines, fixed per provider type.

@@ -1,7 +1,7 @@
 """The core inference types <-> an OpenAI-compatible engine's request bodies and answers.
 
-Requests are plain dicts (the body the engine gets); answers are read from the openai SDK's objects
-by attribute, tolerating what engines leave out (usage, finish reasons, tool call ids).
+Requests are plain dicts (the body the engine gets); answers are the engine's JSON, read tolerating
+what engines leave out (usage, finish reasons, tool call ids).
 """
 
 from __future__ import annotations
@@ -140,6 +140,11 @@ def completion_body(request: CompletionRequest, extras: dict[str, str]) -> dict[
 
 
 # --- answers --------------------------------------------------------------------------------------
+# The engine's JSON as parsed; a field it leaves out (or sends as null) reads as absent.
+
+
+def _get(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, dict) else None
 
 
 def finish_reason(value: str | None, has_calls: bool = False) -> FinishReason:
@@ -149,70 +154,71 @@ def finish_reason(value: str | None, has_calls: bool = False) -> FinishReason:
 
 
 def usage(value: Any, fallback_completion: int = 0) -> Usage:
-    if value is None:
+    if not isinstance(value, dict):
         return Usage(prompt_tokens=0, completion_tokens=fallback_completion)
     return Usage(
-        prompt_tokens=getattr(value, "prompt_tokens", None) or 0,
-        completion_tokens=getattr(value, "completion_tokens", None) or 0,
+        prompt_tokens=value.get("prompt_tokens") or 0,
+        completion_tokens=value.get("completion_tokens") or 0,
     )
 
 
 def chat_logprobs(logprobs: Any) -> list[TokenLogprob] | None:
-    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    content = _get(logprobs, "content")
     if content is None:
         return None
     return [
         TokenLogprob(
-            token=lp.token,
-            logprob=lp.logprob,
-            top=[(t.token, t.logprob) for t in (getattr(lp, "top_logprobs", None) or [])],
+            token=lp["token"],
+            logprob=lp["logprob"],
+            top=[(t["token"], t["logprob"]) for t in (lp.get("top_logprobs") or [])],
         )
         for lp in content
     ]
 
 
 def completion_logprobs(logprobs: Any) -> list[TokenLogprob] | None:
-    if logprobs is None or getattr(logprobs, "tokens", None) is None:
+    tokens = _get(logprobs, "tokens")
+    if tokens is None:
         return None
-    values = logprobs.token_logprobs or []
-    tops = logprobs.top_logprobs or []
+    values = logprobs.get("token_logprobs") or []
+    tops = logprobs.get("top_logprobs") or []
     out = []
-    for i, token in enumerate(logprobs.tokens):
+    for i, token in enumerate(tokens):
         top = tops[i] if i < len(tops) and tops[i] else {}
         value = values[i] if i < len(values) and values[i] is not None else 0.0
         out.append(TokenLogprob(token=token, logprob=value, top=list(top.items())))
     return out
 
 
-def _call_out(call: Any) -> ToolCallOut:
-    function = call.function
+def _call_out(call: dict[str, Any]) -> ToolCallOut:
+    function = call.get("function") or {}
     return ToolCallOut(
-        id=call.id or f"call_{uuid.uuid4().hex[:24]}",
-        name=function.name or "",
-        arguments=function.arguments or "{}",
+        id=call.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+        name=function.get("name") or "",
+        arguments=function.get("arguments") or "{}",
     )
 
 
-def chat_result(completion: Any) -> GenerationResult:
-    choice = completion.choices[0]
-    message = choice.message
-    calls = [_call_out(c) for c in (message.tool_calls or [])]
+def chat_result(completion: dict[str, Any]) -> GenerationResult:
+    choice = completion["choices"][0]
+    message = choice["message"]
+    calls = [_call_out(c) for c in (message.get("tool_calls") or [])]
     return GenerationResult(
-        text=message.content or "",
-        finish_reason=finish_reason(choice.finish_reason, bool(calls)),
-        usage=usage(completion.usage),
-        logprobs=chat_logprobs(choice.logprobs),
+        text=message.get("content") or "",
+        finish_reason=finish_reason(choice.get("finish_reason"), bool(calls)),
+        usage=usage(completion.get("usage")),
+        logprobs=chat_logprobs(choice.get("logprobs")),
         tool_calls=calls,
     )
 
 
-def completion_result(completion: Any) -> GenerationResult:
-    choice = completion.choices[0]
+def completion_result(completion: dict[str, Any]) -> GenerationResult:
+    choice = completion["choices"][0]
     return GenerationResult(
-        text=choice.text or "",
-        finish_reason=finish_reason(choice.finish_reason),
-        usage=usage(completion.usage),
-        logprobs=completion_logprobs(choice.logprobs),
+        text=choice.get("text") or "",
+        finish_reason=finish_reason(choice.get("finish_reason")),
+        usage=usage(completion.get("usage")),
+        logprobs=completion_logprobs(choice.get("logprobs")),
     )
 
 
@@ -240,29 +246,30 @@ class StreamAssembler:
     _usage: Any = None
     _pieces: int = 0
 
-    def feed(self, chunk: Any) -> GenerationChunk | None:
-        if getattr(chunk, "usage", None) is not None:
-            self._usage = chunk.usage
-        if not chunk.choices:
+    def feed(self, chunk: dict[str, Any]) -> GenerationChunk | None:
+        if chunk.get("usage") is not None:
+            self._usage = chunk["usage"]
+        choices = chunk.get("choices")
+        if not choices:
             return None
-        choice = chunk.choices[0]
-        if choice.finish_reason is not None:
-            self._finish = choice.finish_reason
+        choice = choices[0]
+        if choice.get("finish_reason") is not None:
+            self._finish = choice["finish_reason"]
         if self.chat:
-            delta = choice.delta
-            for call in getattr(delta, "tool_calls", None) or []:
-                partial = self._calls.setdefault(call.index or 0, _PartialCall())
-                partial.id = partial.id or (call.id or "")
-                function = call.function
-                if function is not None:
-                    partial.name = partial.name or (function.name or "")
-                    if function.arguments:
-                        partial.arguments.append(function.arguments)
-            text = delta.content or ""
-            logprobs = chat_logprobs(choice.logprobs)
+            delta = choice.get("delta") or {}
+            for call in delta.get("tool_calls") or []:
+                partial = self._calls.setdefault(call.get("index") or 0, _PartialCall())
+                partial.id = partial.id or (call.get("id") or "")
+                function = call.get("function")
+                if function:
+                    partial.name = partial.name or (function.get("name") or "")
+                    if function.get("arguments"):
+                        partial.arguments.append(function["arguments"])
+            text = delta.get("content") or ""
+            logprobs = chat_logprobs(choice.get("logprobs"))
         else:
-            text = choice.text or ""
-            logprobs = completion_logprobs(choice.logprobs)
+            text = choice.get("text") or ""
+            logprobs = completion_logprobs(choice.get("logprobs"))
         if not text and not logprobs:
             return None
         self._pieces += 1
