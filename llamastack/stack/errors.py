@@ -42,6 +42,10 @@ class BadRequestError(StackError):
     title = "Bad Request"
 
 
+class MissingCredentialsError(BadRequestError):
+    """A provider needs a key (config or X-LlamaStack-Provider-Data) that this request does not have."""
+
+
 class ContextLengthExceededError(BadRequestError):
     def __init__(self, *, limit: int, prompt_tokens: int, max_tokens: int | None) -> None:
         requested = prompt_tokens + (max_tokens or 0)

@@ -300,15 +300,17 @@ def test_metadata_user_truncation_and_parallel_tool_calls_are_kept(openai_client
         assert response.max_output_tokens == 4
 
 
-def test_web_search_without_a_key_is_a_400(http: httpx.Client) -> None:
-    # Streamed: the search runs before the first word streams, so the 400 is still an HTTP status.
+@pytest.mark.parametrize("tool_choice", [{"type": "web_search"}, "auto"], ids=["forced", "auto"])
+def test_web_search_without_a_key_is_a_400(http: httpx.Client, tool_choice: object) -> None:
+    # Refused before the model runs, whether or not it would call the tool; streamed, it is still an
+    # HTTP status.
     response = http.post(
         "/v1/openai/v1/responses",
         json={
             "model": CHAT_MODEL,
             "input": "Search the web for llamas.",
             "tools": [{"type": "web_search"}],
-            "tool_choice": {"type": "web_search"},
+            "tool_choice": tool_choice,
             "stream": True,
         },
     )

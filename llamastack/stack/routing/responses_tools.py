@@ -21,7 +21,7 @@ from ..apis.common import content_to_text
 from ..apis.inference.core import ToolCallOut, ToolOptions, ToolSpec
 from ..apis.tools import MCPEndpoints, ToolGroups, ToolRuntime
 from ..apis.vector_stores import OpenaiSearchVectorStoreRequest, RankingOptions, VectorStores
-from ..errors import BadRequestError, NotFoundError, StackError
+from ..errors import BadRequestError, MissingCredentialsError, NotFoundError, StackError
 from ..ranking import RANKERS
 from ..translate import native as tn
 from ..translate import responses as tr
@@ -208,6 +208,14 @@ class ResponseTools:
             found = await self.tool_groups.get_tool(WEB_SEARCH_TOOL)
         except NotFoundError:
             raise missing from None
+        # A key-less request is refused before the model runs, whether or not it would call the tool:
+        # providers check credentials before arguments, so an empty query learns only that.
+        try:
+            await self.tool_runtime.invoke_tool(WEB_SEARCH_TOOL, {"query": ""})
+        except MissingCredentialsError as exc:
+            raise BadRequestError(f"{where}: {exc.detail}") from None
+        except BadRequestError:
+            pass
         spec = ToolSpec(
             name=WEB_SEARCH_TOOL,
             description=found.description or "Search the web for up-to-date information.",

@@ -10,7 +10,7 @@ import httpx
 
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from llamastack.stack.boundary import Boundary
-from llamastack.stack.errors import BadRequestError, UpstreamError
+from llamastack.stack.errors import BadRequestError, MissingCredentialsError, UpstreamError
 from llamastack.stack.outbound import OutboundPolicy
 from llamastack.stack.secrets import secret_value
 
@@ -46,7 +46,7 @@ class _WebTool:
     def _key(self, provider_data: dict[str, Any] | None) -> str:
         key = (provider_data or {}).get(self.key_name) or secret_value(self.config.api_key)
         if not isinstance(key, str) or not key:
-            raise BadRequestError(
+            raise MissingCredentialsError(
                 f"{self.tool.name} needs an API key: set api_key in the provider config or send "
                 f'X-LlamaStack-Provider-Data: {{"{self.key_name}": "<key>"}}.'
             )
@@ -57,10 +57,10 @@ class _WebTool:
     ) -> ToolInvocationResult:
         if tool_name != self.tool.name:
             raise BadRequestError(f"Tool group '{group.identifier}' has no tool '{tool_name}'.")
+        key = self._key(provider_data)  # before the arguments, so a key-less probe learns only that
         query = kwargs.get("query")
         if not isinstance(query, str) or not query.strip():
             raise BadRequestError(f"{tool_name} needs a non-empty string argument 'query'.")
-        key = self._key(provider_data)
         async with self._boundary(key):
             async with self.outbound.async_client(timeout=self.config.timeout_s) as client:
                 response = await self._request(client, query, key)
