@@ -185,7 +185,7 @@ def _stack_config(state: Path) -> dict[str, Any]:
                 {
                     "provider_id": "agents",
                     "provider_type": "inline::agents",
-                    "config": {"db_path": str(state / "agents.db")},
+                    "config": {},
                 }
             ],
         },
@@ -201,9 +201,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 async def _counting(agents: LocalAgents, db_path: Path) -> CountingKV:
-    """The agents provider's store, on a counting kv store over the same sqlite file."""
-    await agents.store.kv.close()
-    kv = CountingKV(db_path)
+    """The agents provider's store, on a counting kv store over the same database and namespace."""
+    current = agents.store.kv
+    assert isinstance(current, SqliteKVStore) and current.path == db_path
+    kv = CountingKV(db_path, current.prefix.removesuffix(":") or None, _db=current.db)
     agents.store = AgentStore(kv)
     return kv
 
@@ -235,7 +236,7 @@ _SAMPLING = n.SamplingParams(max_tokens=6)
 async def test_many_turns_do_not_re_read_the_earlier_ones(stack: Stack, tmp_path: Path) -> None:
     agents = stack.agents
     assert isinstance(agents, LocalAgents)
-    kv = await _counting(agents, tmp_path / "agents.db")
+    kv = await _counting(agents, tmp_path / "registry.db")
     agent_id = (await agents.create_agent(_config(sampling_params=_SAMPLING))).agent_id
     session_id = (await agents.create_session(agent_id, "long")).session_id
     turns, reads = [], []
@@ -263,7 +264,7 @@ async def test_a_session_stored_before_the_history_was_kept_continues(tmp_path: 
         del stored["history"]
         await agents.store.kv.set(key, json.dumps(stored))
 
-        kv = await _counting(agents, state / "agents.db")
+        kv = await _counting(agents, state / "registry.db")
         before = kv.turn_reads
         turns.append(await _turn_via_api(agents, agent_id, session_id, "Name a fruit."))
         assert kv.turn_reads - before == 2  # the old turns, read from their records
@@ -277,7 +278,7 @@ async def test_a_session_stored_before_the_history_was_kept_continues(tmp_path: 
         assert isinstance(agents, LocalAgents)
         session = await agents.get_session(agent_id, session_id, None)
         assert [t.turn_id for t in session.turns] == [t.turn_id for t in turns]
-        kv = await _counting(agents, state / "agents.db")
+        kv = await _counting(agents, state / "registry.db")
         before = kv.turn_reads
         last = await _turn_via_api(agents, agent_id, session_id, "Name a tree.")
         assert kv.turn_reads - before == 0

@@ -7,7 +7,11 @@ from pydantic import BaseModel, Field
 
 class LocalAgentsConfig(BaseModel):
     db_path: str = Field(
-        default="~/.llamastack/agents.db", description="sqlite file for agents, sessions, turns and steps."
+        default="~/.llamastack/agents.db",
+        description=(
+            "sqlite file for agents, sessions, turns and steps when the provider runs outside a stack; "
+            "in a stack they live in the stack's database (storage / LLAMA_STACK_DATABASE_URL)."
+        ),
     )
     rag_mode: Literal["tool", "memory_retrieval"] = Field(
         default="tool",
@@ -24,4 +28,4 @@ class LocalAgentsConfig(BaseModel):
 
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:
-        return {"db_path": "${env.LLAMA_STACK_STATE_DIR:=~/.llamastack/distributions/local}/agents.db"}
+        return {"rag_mode": "${env.AGENTS_RAG_MODE:=tool}"}

@@ -64,7 +64,10 @@ class LocalAgents:
         self.safety = deps.safety
         self.shields = deps.shields
         self.vector_dbs = deps.vector_dbs
-        self.store = AgentStore(SqliteKVStore(config.db_path))
+        # The stack hands every provider its namespace of the stack's database; built on its own
+        # (no stack), the provider keeps a sqlite file at db_path.
+        self._own_kv = deps.store is None
+        self.store = AgentStore(deps.store or SqliteKVStore(config.db_path))
         self.tools = ToolResolver(self.tool_groups)
 
     def rag(self) -> RAGToolRuntime:
@@ -81,7 +84,8 @@ class LocalAgents:
         return {"status": "OK"}
 
     async def shutdown(self) -> None:
-        await self.store.kv.close()
+        if self._own_kv:
+            await self.store.kv.close()
 
     # --- agents --------------------------------------------------------------------------------
 

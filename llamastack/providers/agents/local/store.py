@@ -14,12 +14,11 @@ The conversation so far is kept on the session record, as the messages of each t
 re-reading every earlier turn. A turn's part is written after the turn record that it copies, and
 dropped before a resumed turn changes again; a turn without one (still running, or stored before
 the history was kept) is read from its own record, as before. Session writes are read-modify-write
-under one lock, so concurrent turns of a session do not undo each other's changes.
+in one transaction, so concurrent turns of a session (on any replica) do not undo each other's changes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -64,7 +63,6 @@ class AgentStore:
         self.agents: RecordStore[Agent] = RecordStore(kv, Agent, kind="agent")
         self.sessions: RecordStore[SessionRecord] = RecordStore(kv, SessionRecord, kind="session")
         self.turns: RecordStore[TurnRecord] = RecordStore(kv, TurnRecord, kind="turn")
-        self._session_writes = asyncio.Lock()
 
     async def create_agent(self, agent: Agent) -> None:
         await self.owners.claim(agent.agent_id)
@@ -102,11 +100,9 @@ class AgentStore:
         self, agent_id: str, session_id: str, change: Callable[[SessionRecord], object]
     ) -> SessionRecord:
         """Applies `change` to the stored session (read afresh) and writes it back; the result."""
+        # One transaction: concurrent turns (in this process or on another replica) apply in turn.
         key = f"{agent_id}:{session_id}"
-        async with self._session_writes:
-            record = await self.sessions.require(key, lambda: _session_not_found(agent_id, session_id))
-            change(record)
-            return await self.sessions.put(key, record)
+        return await self.sessions.update(key, change, lambda: _session_not_found(agent_id, session_id))
 
     async def _update_history(
         self, agent_id: str, session_id: str, change: Callable[[SessionRecord], object]
