@@ -90,6 +90,9 @@ class ProviderDeps:
         return dataclasses.replace(self, **dropped)
 
 
+# The ProviderDeps fields every provider gets, whatever it declares: the stack's services.
+SERVICES: tuple[str, ...] = ("outbound", "store")
+
 # Which ProviderDeps fields each API brings.
 API_PARTS: dict[Api, tuple[str, ...]] = {
     Api.inference: ("inference", "models"),

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from llamastack.stack.apis.models import Model
 from llamastack.stack.config import StorageConfig, parse_run_config
 from llamastack.stack.errors import ConflictError, NotFoundError, StorageUnavailableError
+from llamastack.stack.routing.table import VERSION_PREFIX, ResourceTable
 from llamastack.stack.storage import KVStore, RecordStore, open_storage
 from llamastack.stack.storage.migrations import MIGRATIONS
 
@@ -292,3 +294,63 @@ async def test_an_unreachable_database_stops_start_up_with_a_clear_message(postg
         await open_storage(config)
     assert "Cannot reach the database" in err.value.detail
     assert config.password is not None and config.password.get_secret_value() not in err.value.detail
+
+
+# --- registries on a shared database --------------------------------------------------------------
+
+
+def _models_table(kv: KVStore, registered: list[str]) -> ResourceTable[Model, object]:
+    async def register(_: object, model: Model) -> Model:
+        await asyncio.sleep(0.01)  # a provider hook takes time: both replicas are inside it at once
+        registered.append(model.identifier)
+        return model
+
+    async def unregister(_: object, model: Model) -> None:
+        registered.remove(model.identifier)
+
+    return ResourceTable(
+        kind="model",
+        resource_class=Model,
+        store=kv,
+        owners={"p": object()},
+        register_hook=register,
+        unregister_hook=unregister,
+        not_found=lambda ident: NotFoundError(f"Model '{ident}' not found."),
+    )
+
+
+async def _versions(kv: KVStore) -> dict[str, str]:
+    return dict(await kv.items_with_prefix(VERSION_PREFIX))
+
+
+async def test_two_replicas_registering_one_id_give_one_winner_and_a_409(opener: Opener) -> None:
+    hooks_a: list[str] = []
+    hooks_b: list[str] = []
+    a, b = _models_table(await opener(), hooks_a), _models_table(await opener(), hooks_b)
+    await a.load([])
+    await b.load([])
+    model = Model(identifier="m", provider_id="p", provider_resource_id="m")
+    results = await asyncio.gather(a.register(model), b.register(model), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["ConflictError", "Model"]
+    assert sorted([*hooks_a, *hooks_b]) == ["m"]  # the loser never ran its provider's hook
+    loser = b if isinstance(results[1], ConflictError) else a
+    assert loser.find("m") is None
+    await loser.sync((await _versions(loser.store)).get(loser.version_key))
+    assert loser.find("m") is not None  # ... and serves the winner's once it syncs
+
+
+async def test_a_replica_takes_in_what_another_registered_and_unregistered(opener: Opener) -> None:
+    hooks_a: list[str] = []
+    hooks_b: list[str] = []
+    a, b = _models_table(await opener(), hooks_a), _models_table(await opener(), hooks_b)
+    await a.load([])
+    await b.load([])
+    await a.register(Model(identifier="x", provider_id="p", provider_resource_id="x"))
+    version = (await _versions(b.store)).get(b.version_key)
+    await b.sync(version)
+    assert [m.identifier for m in b.list()] == ["x"] and hooks_b == ["x"]
+    await b.sync(version)  # nothing changed since: no second registration with the provider
+    assert hooks_b == ["x"]
+    await a.unregister("x")
+    await b.sync((await _versions(b.store)).get(b.version_key))
+    assert b.list() == [] and hooks_a == []

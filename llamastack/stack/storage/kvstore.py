@@ -181,9 +181,16 @@ class SqliteKVStore(_SqliteOps):
             try:
                 yield _SqliteTransaction(self.db, self.prefix)
             except BaseException:
-                await asyncio.shield(asyncio.to_thread(self.db.run, "ROLLBACK"))
+                # On the loop's thread, so that it happens before the lock is released even when the
+                # task is being cancelled (a rollback writes nothing: it is quick).
+                self.db.run("ROLLBACK")
                 raise
-            await asyncio.to_thread(self.db.run, "COMMIT")
+            commit = asyncio.ensure_future(asyncio.to_thread(self.db.run, "COMMIT"))
+            try:
+                await asyncio.shield(commit)
+            except asyncio.CancelledError:
+                await asyncio.wait([commit])  # the lock is released only once the commit is done
+                raise
 
     def namespaced(self, namespace: str) -> SqliteKVStore:
         return SqliteKVStore(self.path, f"{self.prefix}{namespace}", _db=self.db)
