@@ -164,7 +164,8 @@ class StorageConfig(BaseModel):
     user: str | None = None
     password: Secret | None = None
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
-    pool_min_size: int = Field(default=1, ge=0)
+    # 0: no connections are kept open for their own sake (none to restore while the database is away).
+    pool_min_size: int = Field(default=0, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
     # How long a request waits for the database before it gets 503 with Retry-After.
     connect_timeout_s: float = Field(default=5.0, gt=0)
