@@ -354,3 +354,37 @@ async def test_a_replica_takes_in_what_another_registered_and_unregistered(opene
     await a.unregister("x")
     await b.sync((await _versions(b.store)).get(b.version_key))
     assert b.list() == [] and hooks_a == []
+
+
+# --- an older version's own files -----------------------------------------------------------------
+
+
+async def test_an_older_versions_files_db_is_imported_once_and_its_files_kept(tmp_path: Path) -> None:
+    """Before the stack's database, localfs kept its metadata in <storage_dir>/files.db. Without the
+    import, the start-up clean-up would take those files' content for leftovers."""
+    from llamastack.providers.files.localfs.config import LocalFSFilesConfig
+    from llamastack.providers.files.localfs.provider import LocalFSFiles
+    from llamastack.stack.apis.files import OpenAIFilePurpose
+    from llamastack.stack.storage.kvstore import SqliteKVStore
+
+    folder = tmp_path / "files"
+    old = LocalFSFiles(LocalFSFilesConfig(storage_dir=str(folder)))  # no stack: its own files.db
+    await old.initialize()
+    upload = await old.begin_upload()
+    await upload.write(b"kept across the upgrade")
+    stored = await upload.commit(
+        filename="a.txt", purpose=OpenAIFilePurpose.assistants, content_type="text/plain"
+    )
+    await old.shutdown()
+
+    root = SqliteKVStore(tmp_path / "registry.db")
+    try:
+        for _ in range(2):  # the second start finds the import done
+            new = LocalFSFiles(LocalFSFilesConfig(storage_dir=str(folder)), root.namespaced("files/localfs"))
+            await new.initialize()
+            assert [f.id for f in await new.list_all()] == [stored.id]
+            assert await new.read(stored.id) == b"kept across the upgrade"
+            await new.shutdown()
+        assert len([k for k, _ in await root.items_with_prefix("files/localfs:legacy_import:")]) == 1
+    finally:
+        await root.close()

@@ -9,8 +9,9 @@ class LocalAgentsConfig(BaseModel):
     db_path: str = Field(
         default="~/.llamastack/agents.db",
         description=(
-            "sqlite file for agents, sessions, turns and steps when the provider runs outside a stack; "
-            "in a stack they live in the stack's database (storage / LLAMA_STACK_DATABASE_URL)."
+            "sqlite file for agents, sessions, turns and steps when the provider runs outside a stack. "
+            "In a stack they live in the stack's database (storage / LLAMA_STACK_DATABASE_URL), and "
+            "the records of this file, if set and there (an older version's), are imported once."
         ),
     )
     rag_mode: Literal["tool", "memory_retrieval"] = Field(
@@ -28,4 +29,4 @@ class LocalAgentsConfig(BaseModel):
 
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:
-        return {"rag_mode": "${env.AGENTS_RAG_MODE:=tool}"}
+        return {"db_path": "${env.LLAMA_STACK_STATE_DIR:=~/.llamastack/distributions/local}/agents.db"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from llamastack.stack.apis import agents as a
@@ -23,6 +24,7 @@ from llamastack.stack.datatypes import Api, ProviderDeps, required
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError
 from llamastack.stack.pagination import paginate
 from llamastack.stack.storage.kvstore import SqliteKVStore
+from llamastack.stack.storage.legacy import import_sqlite_file
 
 from .config import LocalAgentsConfig
 from .store import AgentStore, SessionRecord, TurnRecord
@@ -78,6 +80,9 @@ class LocalAgents:
         return self.rag_tool
 
     async def initialize(self) -> None:
+        if not self._own_kv and "db_path" in self.config.model_fields_set:
+            # An older version kept agents in this file: bring them into the stack's database once.
+            await import_sqlite_file(Path(self.config.db_path), self.store.kv)
         await self.store.recover()
 
     async def health(self) -> dict[str, str]:

@@ -26,6 +26,7 @@ from typing import BinaryIO
 from llamastack.stack.apis.files import OpenAIFilePurpose, StoredFile
 from llamastack.stack.errors import OpenAIFileNotFoundError, PayloadTooLargeError, StackError
 from llamastack.stack.storage.kvstore import KVStore, SqliteKVStore
+from llamastack.stack.storage.legacy import import_sqlite_file
 from llamastack.stack.storage.records import RecordStore
 
 from .config import LocalFSFilesConfig
@@ -149,6 +150,10 @@ class LocalFSFiles:
     async def initialize(self) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         self.store = self._given_store or SqliteKVStore(self.root / "files.db")
+        if self._given_store is not None:
+            # An older version kept the metadata beside the content: import it once, before the
+            # clean-up below would take those files' content for leftovers.
+            await import_sqlite_file(self.root / "files.db", self.store)
         self.records = RecordStore(self.store, StoredFile, kind="file")
         await self.list_all()  # logs records that no longer validate, once, at start-up
         known = set(await self.records.keys())  # unreadable records keep their content until deleted
