@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llamastack.providers.agents.local.provider import LocalAgents
-from llamastack.providers.agents.local.store import AgentStore, SessionRecord, TurnRecord
+from llamastack.providers.agents.local.store import RUNNING_GRACE, AgentStore, SessionRecord, TurnRecord
 from llamastack.stack.apis import agents as a
 from llamastack.stack.apis.inference import native as n
 from llamastack.stack.apis.inference.core import ChatRequest
@@ -118,6 +118,26 @@ async def test_history_follows_the_turn_records(tmp_path: Path) -> None:
     session = await store.get_session("ag", "s")
     assert _texts(session.history["t2"])[-2:] == ["tool says hi", "done"]
     assert _texts(await store.history_before(session, "t2")) == ["one", "re: one"]
+    await kv.close()
+
+
+async def test_with_replicas_recovery_leaves_a_turn_that_may_run_elsewhere(tmp_path: Path) -> None:
+    """On a shared database a starting replica must not cut off another replica's running turn;
+    one started long ago (its replica died) is removed as after a crash."""
+    kv = CountingKV(tmp_path / "agents.db")
+    store = AgentStore(kv)
+    await _session(store, ["t1", "t2", "t3"])
+    await store.turn_at_rest("ag", _turn("s", "t1", "one"))
+    await store.put_turn(_turn("s", "t2", "two", completed=False))  # under way on another replica
+    stale = _turn("s", "t3", "three", completed=False)
+    stale.turn.started_at = datetime.now(UTC) - RUNNING_GRACE - timedelta(minutes=1)
+    await store.put_turn(stale)
+
+    assert await store.recover(others_may_run=True) == 1
+    session = await store.get_session("ag", "s")
+    assert session.turn_ids == ["t1", "t2"] and list(session.history) == ["t1"]
+    assert await store.recover() == 1  # alone on its database: every unfinished turn was cut off
+    assert (await store.get_session("ag", "s")).turn_ids == ["t1"]
     await kv.close()
 
 

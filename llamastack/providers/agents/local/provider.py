@@ -83,7 +83,8 @@ class LocalAgents:
         if not self._own_kv and "db_path" in self.config.model_fields_set:
             # An older version kept agents in this file: bring them into the stack's database once.
             await import_sqlite_file(Path(self.config.db_path), self.store.kv)
-        await self.store.recover()
+        # On a database that other replicas share, a turn still running may be one of theirs.
+        await self.store.recover(others_may_run=not isinstance(self.store.kv, SqliteKVStore))
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}

@@ -20,8 +20,10 @@ in one transaction, so concurrent turns of a session (on any replica) do not und
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -191,23 +193,46 @@ class AgentStore:
             }
         )
 
-    async def recover(self) -> int:
+    async def recover(self, *, others_may_run: bool = False) -> int:
         """At start-up: removes turns a crash interrupted, and turn records no session refers to;
         gives every turn at rest its history part (sessions stored before the history was kept).
-        Returns how many interrupted turns were removed."""
+        Returns how many interrupted turns were removed.
+
+        `others_may_run`: other replicas share the database, so a turn still running may be theirs.
+        Then only turns started more than RUNNING_GRACE ago count as interrupted, records no session
+        refers to yet are left alone, and each session is changed in one transaction that keeps
+        what another replica wrote meanwhile."""
         removed = 0
+        cutoff = datetime.now(UTC) - RUNNING_GRACE
         for key, session in await self.sessions.items():
             kept = []
             history = {}
             for turn_id in session.turn_ids:
                 record = await self.turns.get(f"{session.session_id}:{turn_id}")
-                if record is not None and record.turn.completed_at is None and not record.awaiting:
+                if (
+                    record is not None
+                    and record.turn.completed_at is None
+                    and not record.awaiting
+                    and (not others_may_run or _aware(record.turn.started_at) < cutoff)
+                ):
                     removed += 1
                     continue
                 if record is not None or await self.turns.exists(f"{session.session_id}:{turn_id}"):
                     kept.append(turn_id)  # an unreadable turn stays set aside, not lost
-                if record is not None:
+                if record is not None and (record.turn.completed_at is not None or record.awaiting):
                     history[turn_id] = record.messages
+            if others_may_run:
+                gone = set(session.turn_ids) - set(kept)
+
+                def change(s: SessionRecord, gone: set[str] = gone, history: dict = history) -> None:
+                    s.turn_ids = [t for t in s.turn_ids if t not in gone]
+                    s.history = {**history, **s.history}
+                    for turn_id in gone:
+                        s.history.pop(turn_id, None)
+
+                with contextlib.suppress(NotFoundError):
+                    await self.sessions.update(key, change, functools.partial(NotFoundError, key))
+                continue
             if kept != session.turn_ids or history != session.history:
                 await self.sessions.put(
                     key, session.model_copy(update={"turn_ids": kept, "history": history})
@@ -218,6 +243,14 @@ class AgentStore:
         if removed:
             log.warning("Removed %d agent turn(s) interrupted by a server stop.", removed)
         return removed
+
+
+# With replicas, a turn running this long is taken for one whose replica died.
+RUNNING_GRACE = timedelta(minutes=15)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _agent_not_found(agent_id: str) -> NotFoundError:
