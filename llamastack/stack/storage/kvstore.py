@@ -200,6 +200,12 @@ class SqliteKVStore(_SqliteOps):
             await asyncio.to_thread(self.db.close)
 
 
+def shared_by_replicas(store: KVStore) -> bool:
+    """Whether other replicas may use this store's database at the same time (PostgreSQL): then
+    start-up recovery must not take their work under way for a crash's leftovers."""
+    return not isinstance(store, SqliteKVStore)
+
+
 def open_kvstore(config: KVStoreConfig) -> KVStore:
     if config.type == "sqlite":
         if not config.db_path:

@@ -23,7 +23,7 @@ from llamastack.stack.apis.vector_io import RAGDocument, RegisterVectorDbRequest
 from llamastack.stack.datatypes import Api, ProviderDeps, required
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError
 from llamastack.stack.pagination import paginate
-from llamastack.stack.storage.kvstore import SqliteKVStore
+from llamastack.stack.storage.kvstore import SqliteKVStore, shared_by_replicas
 from llamastack.stack.storage.legacy import import_sqlite_file
 
 from .config import LocalAgentsConfig
@@ -84,7 +84,7 @@ class LocalAgents:
             # An older version kept agents in this file: bring them into the stack's database once.
             await import_sqlite_file(Path(self.config.db_path), self.store.kv)
         # On a database that other replicas share, a turn still running may be one of theirs.
-        await self.store.recover(others_may_run=not isinstance(self.store.kv, SqliteKVStore))
+        await self.store.recover(others_may_run=shared_by_replicas(self.store.kv))
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
