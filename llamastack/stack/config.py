@@ -344,6 +344,10 @@ class RunConfig(BaseModel):
 
 def parse_run_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> RunConfig:
     data = substitute_env(dict(raw), env)
+    database_url = (os.environ if env is None else env).get(DATABASE_URL_ENV)
+    if database_url and data.get("storage") is None and data.get("metadata_store") is None:
+        # A run config without a storage block still follows the one knob.
+        data["storage"] = {"url": database_url}
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

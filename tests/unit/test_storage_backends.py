@@ -388,3 +388,12 @@ async def test_an_older_versions_files_db_is_imported_once_and_its_files_kept(tm
         assert len([k for k, _ in await root.items_with_prefix("files/localfs:legacy_import:")]) == 1
     finally:
         await root.close()
+
+
+def test_the_knob_applies_to_a_run_config_without_a_storage_block() -> None:
+    raw = {"image_name": "custom", "providers": {}}
+    url = "postgresql://u:pw@db:5432/d"
+    assert parse_run_config(raw, {"LLAMA_STACK_DATABASE_URL": url}).storage_config().host == "db"
+    assert parse_run_config(raw, {}).storage_config().type == "sqlite"
+    explicit = {**raw, "storage": {"type": "sqlite", "db_path": "/x.db"}}  # a block wins over the knob
+    assert parse_run_config(explicit, {"LLAMA_STACK_DATABASE_URL": url}).storage_config().db_path == "/x.db"
