@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from postgres_server import PostgresServer
+
 CHAT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 # No Llama Guard weights are reachable here: the guard shield runs on the SmolLM2 weights, with its
@@ -332,3 +334,23 @@ def llama_cpp_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engin
     engine = start_llama_cpp_engine(tmp_path_factory.mktemp("engine"))
     yield engine
     engine.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL (Debian's server programs) on a free loopback port; see postgres_server.py.
+    Without the programs the test is skipped, except in CI, where that fails."""
+    try:
+        pg = PostgresServer()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    yield pg
+    pg.close()
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh database on the session's PostgreSQL; its postgresql:// URL (with the password)."""
+    return postgres_server.create_database()

@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .storage.kvstore import KVStore
+from .storage.kvstore import KVStore, KVTransaction
 
 T = TypeVar("T")
 
@@ -100,6 +100,13 @@ class OwnerIndex:
             await self.store.delete(self.prefix + record_id)  # a leftover must not own a new record
         else:
             await self.store.set(self.prefix + record_id, json.dumps({"id": record_id, "owner": owner}))
+
+    async def set_in(self, tx: KVTransaction, record_id: str, owner: str | None) -> None:
+        """`set`, as part of a transaction on the same store."""
+        if owner is None:
+            await tx.delete(self.prefix + record_id)
+        else:
+            await tx.set(self.prefix + record_id, json.dumps({"id": record_id, "owner": owner}))
 
     async def owner(self, record_id: str) -> str | None:
         raw = await self.store.get(self.prefix + record_id)

@@ -14,9 +14,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .outbound import OutboundConfig
@@ -104,6 +105,95 @@ class KVStoreConfig(BaseModel):
     type: str = "sqlite"
     db_path: str | None = None
     namespace: str | None = None
+
+
+DATABASE_URL_ENV = "LLAMA_STACK_DATABASE_URL"
+
+
+def _parse_database_url(url: str) -> dict[str, Any]:
+    """The long form of a database URL. The password goes into a Secret field, so the URL itself is
+    never kept (nor shown): `sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite:///~/home.db`,
+    `postgresql://user:password@host:5432/database?sslmode=require`."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise ValueError("expected sqlite:///<path> or postgresql://user:password@host:port/database")
+    if scheme == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path:
+            raise ValueError("sqlite:///<path> needs a path (e.g. sqlite:////var/lib/llamastack/state.db)")
+        return {"type": "sqlite", "db_path": path}
+    if scheme not in ("postgres", "postgresql"):
+        raise ValueError(f"unsupported scheme '{scheme}' (use sqlite:/// or postgresql://)")
+    try:
+        parts = urlsplit(f"postgresql://{rest}")
+        port = parts.port
+    except ValueError as exc:  # the message names the part, never the password
+        raise ValueError(f"not a valid postgresql:// URL ({exc})") from None
+    query = dict(item.partition("=")[::2] for item in parts.query.split("&") if item)
+    unknown = set(query) - {"sslmode"}
+    if unknown:
+        raise ValueError(f"unsupported URL parameter(s): {', '.join(sorted(unknown))} (supported: sslmode)")
+    out: dict[str, Any] = {
+        "type": "postgres",
+        "host": unquote(parts.hostname or "") or "localhost",
+        "port": port or 5432,
+        "database": unquote(parts.path.lstrip("/")) or "llamastack",
+        "user": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password is not None else None,
+    }
+    if "sslmode" in query:
+        out["sslmode"] = query["sslmode"]
+    return out
+
+
+class StorageConfig(BaseModel):
+    """Where all the stack's state lives: registries, agents and sessions, file metadata, vector
+    store records, stored chat completions and responses. ``url`` is the short form
+    (``LLAMA_STACK_DATABASE_URL``); it is parsed into the fields below and not kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["sqlite", "postgres"] = "sqlite"
+    # sqlite: the database file (default: <state_dir>/registry.db).
+    db_path: str | None = None
+    # postgres
+    host: str = "localhost"
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = "llamastack"
+    user: str | None = None
+    password: Secret | None = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    # 0: no connections are kept open for their own sake (none to restore while the database is away).
+    pool_min_size: int = Field(default=0, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+    # How long a request waits for the database before it gets 503 with Retry-After.
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    command_timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "url" not in data:
+            return data
+        data = dict(data)
+        url = data.pop("url")
+        if url is None or url == "":
+            return data
+        if not isinstance(url, str):
+            raise ValueError("url must be a string")
+        parsed = _parse_database_url(url)
+        clashing = sorted(k for k in parsed if k in data and data[k] != parsed[k])
+        if clashing:
+            raise ValueError(f"url and {', '.join(clashing)} are both set; give one or the other")
+        return {**data, **parsed}
+
+    def describe(self) -> str:
+        """Where the store is, for logs and messages: never the password."""
+        if self.type == "sqlite":
+            return f"sqlite at {self.db_path}"
+        who = f"{self.user}@" if self.user else ""
+        return f"postgresql://{who}{self.host}:{self.port}/{self.database}"
 
 
 class ModelInput(BaseModel):
@@ -230,6 +320,8 @@ class RunConfig(BaseModel):
     image_name: str
     state_dir: str = "~/.llamastack/distributions/default"
     providers: dict[str, list[ProviderConfig]]
+    # The stack's database (see StorageConfig); `metadata_store` is its older, sqlite-only spelling.
+    storage: StorageConfig | None = None
     metadata_store: KVStoreConfig | None = None
     models: list[ModelInput] = Field(default_factory=list)
     shields: list[ShieldInput] = Field(default_factory=list)
@@ -242,6 +334,17 @@ class RunConfig(BaseModel):
     def state_path(self) -> Path:
         return Path(self.state_dir).expanduser()
 
+    def storage_config(self) -> StorageConfig:
+        """The storage block, or the metadata_store one, or sqlite at <state_dir>/registry.db."""
+        if self.storage is not None:
+            if self.storage.type == "sqlite" and not self.storage.db_path:
+                return self.storage.model_copy(update={"db_path": str(self.state_path / "registry.db")})
+            return self.storage
+        legacy = self.kvstore_config()
+        if legacy.type != "sqlite":
+            raise ConfigError(f"Unknown metadata_store type '{legacy.type}'. Use a storage: block instead.")
+        return StorageConfig(type="sqlite", db_path=legacy.db_path)
+
     def kvstore_config(self) -> KVStoreConfig:
         store = self.metadata_store or KVStoreConfig()
         if store.type == "sqlite" and not store.db_path:
@@ -251,6 +354,10 @@ class RunConfig(BaseModel):
 
 def parse_run_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> RunConfig:
     data = substitute_env(dict(raw), env)
+    database_url = (os.environ if env is None else env).get(DATABASE_URL_ENV)
+    if database_url and data.get("storage") is None and data.get("metadata_store") is None:
+        # A run config without a storage block still follows the one knob.
+        data["storage"] = {"url": database_url}
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .apis.tools import RAGToolRuntime, ToolGroups, ToolRuntime
     from .apis.vector_io import VectorDBs, VectorIO
     from .apis.vector_stores import VectorStores
+    from .storage.kvstore import KVStore
 
 
 class Api(StrEnum):
@@ -58,7 +59,8 @@ class ProviderDeps:
     """What a provider's factory receives: the APIs its registry entry declares (`api_dependencies`,
     and the `optional_api_dependencies` the run config has), each typed by its Protocol, and the stack
     services every provider uses rather than re-implementing (`outbound`: the policy for connections
-    it opens on a client's behalf). An API the provider did not declare is None.
+    it opens on a client's behalf; `store`: the provider's own namespace of the stack's database, where
+    it keeps its state instead of opening files). An API the provider did not declare is None.
 
     Declaring an API gives all of its parts: inference -> inference and models; safety -> safety and
     shields; vector_io -> vector_io, vector_dbs and vector_stores; tool_runtime -> tool_runtime,
@@ -78,6 +80,7 @@ class ProviderDeps:
     files: Files | None = None
     agents: Agents | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    store: KVStore | None = None
 
     def limited_to(self, apis: Iterable[Api]) -> ProviderDeps:
         """These deps with only the parts of `apis` kept (what one provider declared)."""
@@ -87,6 +90,9 @@ class ProviderDeps:
         }
         return dataclasses.replace(self, **dropped)
 
+
+# The ProviderDeps fields every provider gets, whatever it declares: the stack's services.
+SERVICES: tuple[str, ...] = ("outbound", "store")
 
 # Which ProviderDeps fields each API brings.
 API_PARTS: dict[Api, tuple[str, ...]] = {

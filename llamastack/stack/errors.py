@@ -16,6 +16,7 @@ StackError (500)
 ├── PayloadTooLargeError (413)
 ├── UnsupportedError (400: the owning provider cannot do what was asked)
 ├── ServerBusyError (503 with Retry-After)
+│   └── StorageUnavailableError (the database cannot be reached right now)
 ├── UpstreamError (502)
 ├── DocumentError (400: a document cannot be turned into text)
 │   ├── UnsupportedDocumentError (400: content type or URL scheme)
@@ -186,6 +187,11 @@ class ServerBusyError(StackError):
 
     def __init__(self, detail: str, retry_after_s: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+
+
+class StorageUnavailableError(ServerBusyError):
+    """The database is unreachable (restarting, network down); the request changed nothing and can
+    be retried after Retry-After."""
 
 
 class UpstreamError(StackError):

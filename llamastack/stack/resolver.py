@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import logging
@@ -28,11 +29,12 @@ from .routing.models import ModelsTable
 from .routing.responses import ResponsesRouter
 from .routing.responses_tools import ResponseTools
 from .routing.safety import SafetyRouter, ShieldsTable
-from .routing.table import ResourceTable
+from .routing.table import VERSION_PREFIX, ResourceTable
 from .routing.tool_runtime import ToolRuntimeRouter
 from .routing.vector_io import VectorDBsTable, VectorIORouter
 from .routing.vector_stores import OpenAIVectorStores
-from .storage.kvstore import KVStore, open_kvstore
+from .storage import open_storage
+from .storage.kvstore import KVStore
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,25 @@ class Stack:
     files: FilesRouter | None = None
     agents: Agents | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+
+    def tables(self) -> list[ResourceTable[Any, Any]]:
+        """The resource registries this stack serves."""
+        found: list[ResourceTable[Any, Any]] = []
+        for owner, attr in ((self.models, "table"), (self.shields, "table"), (self.vector_dbs, "table")):
+            if owner is not None:
+                found.append(getattr(owner, attr))
+        if self.tool_runtime is not None:
+            found.append(self.tool_runtime.groups)
+        return found
+
+    async def sync_registries(self) -> None:
+        """Takes in what other replicas registered or unregistered since this one last looked: one
+        read of the registries' versions, and a reload of those that changed."""
+        tables = self.tables()
+        if tables:
+            versions = dict(await self.store.items_with_prefix(VERSION_PREFIX))
+            for table in tables:
+                await table.sync(versions.get(table.version_key))
 
     def provider_list(self) -> list[ProviderInstance]:
         return [p for by_id in self.providers.values() for p in by_id.values()]
@@ -161,7 +182,10 @@ async def _instantiate(api: Api, provider_id: str, entry: ProviderConfig, stack:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"Invalid config for provider '{entry.provider_id}': {problems}") from None
-    deps = stack.deps((*spec.api_dependencies, *spec.optional_api_dependencies))
+    deps = dataclasses.replace(
+        stack.deps((*spec.api_dependencies, *spec.optional_api_dependencies)),
+        store=stack.store.namespaced(provider_namespace(api, provider_id)),
+    )
     try:
         impl = await importlib.import_module(spec.module).get_provider_impl(config, deps)
     except ImportError as exc:
@@ -174,9 +198,16 @@ async def _instantiate(api: Api, provider_id: str, entry: ProviderConfig, stack:
     return ProviderInstance(api=api, provider_id=provider_id, spec=spec, config=config, impl=impl)
 
 
+def provider_namespace(api: Api, provider_id: str) -> str:
+    """Where a provider's records live in the stack's database: its keys start `<api>/<id>:`."""
+    return f"{api.value}/{provider_id}"
+
+
 async def build_stack(run_config: RunConfig) -> Stack:
     run_config.state_path.mkdir(parents=True, exist_ok=True)
-    stack = Stack(run_config=run_config, store=open_kvstore(run_config.kvstore_config()))
+    storage = run_config.storage_config()
+    stack = Stack(run_config=run_config, store=await open_storage(storage))
+    log.info("Storage: %s", storage.describe())
     stack.outbound = OutboundPolicy(run_config.server.outbound)
     try:
         ids: set[str] = set()

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 NOTES = b"The meeting room is on the fourth floor, next to the kitchen."
 
 
-def _kv_set(db: Path, key: str, value: str) -> None:
+def _kv_set(where: Path | tuple[Path, str], key: str, value: str) -> None:
+    db, key = (where, key) if isinstance(where, Path) else (where[0], where[1] + key)
     with sqlite3.connect(db) as conn:
         conn.execute(
             "INSERT INTO kvstore (key, value) VALUES (?, ?) "
@@ -27,7 +28,8 @@ def _kv_set(db: Path, key: str, value: str) -> None:
         )
 
 
-def _kv_get(db: Path, key: str) -> str:
+def _kv_get(where: Path | tuple[Path, str], key: str) -> str:
+    db, key = (where, key) if isinstance(where, Path) else (where[0], where[1] + key)
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT value FROM kvstore WHERE key = ?", (key,)).fetchone()[0]
 
@@ -85,7 +87,9 @@ def test_corrupt_records_are_set_aside_and_deletable(tmp_path: Path) -> None:
         server.stop()
 
     # Damage records behind the server's back, in each of its stores.
-    registry, files_db, agents_db = state / "registry.db", state / "files" / "files.db", state / "agents.db"
+    # One database; the files and agents providers' records live under their namespaces in it.
+    registry = state / "registry.db"
+    files_db, agents_db = (registry, "files/localfs:"), (registry, "agents/agents:")
     stored = json.loads(_kv_get(registry, f"vector_store:{broken['id']}"))
     _kv_set(registry, f"vector_store:{broken['id']}", json.dumps({**stored, "metadata": None}))  # the old bug
     _kv_set(registry, "vector_store:vs_junk", "{not json")

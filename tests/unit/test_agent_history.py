@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llamastack.providers.agents.local.provider import LocalAgents
-from llamastack.providers.agents.local.store import AgentStore, SessionRecord, TurnRecord
+from llamastack.providers.agents.local.store import RUNNING_GRACE, AgentStore, SessionRecord, TurnRecord
 from llamastack.stack.apis import agents as a
 from llamastack.stack.apis.inference import native as n
 from llamastack.stack.apis.inference.core import ChatRequest
@@ -121,6 +121,26 @@ async def test_history_follows_the_turn_records(tmp_path: Path) -> None:
     await kv.close()
 
 
+async def test_with_replicas_recovery_leaves_a_turn_that_may_run_elsewhere(tmp_path: Path) -> None:
+    """On a shared database a starting replica must not cut off another replica's running turn;
+    one started long ago (its replica died) is removed as after a crash."""
+    kv = CountingKV(tmp_path / "agents.db")
+    store = AgentStore(kv)
+    await _session(store, ["t1", "t2", "t3"])
+    await store.turn_at_rest("ag", _turn("s", "t1", "one"))
+    await store.put_turn(_turn("s", "t2", "two", completed=False))  # under way on another replica
+    stale = _turn("s", "t3", "three", completed=False)
+    stale.turn.started_at = datetime.now(UTC) - RUNNING_GRACE - timedelta(minutes=1)
+    await store.put_turn(stale)
+
+    assert await store.recover(others_may_run=True) == 1
+    session = await store.get_session("ag", "s")
+    assert session.turn_ids == ["t1", "t2"] and list(session.history) == ["t1"]
+    assert await store.recover() == 1  # alone on its database: every unfinished turn was cut off
+    assert (await store.get_session("ag", "s")).turn_ids == ["t1"]
+    await kv.close()
+
+
 async def test_a_turn_cut_off_by_a_crash_leaves_nothing_in_the_history(tmp_path: Path) -> None:
     kv = CountingKV(tmp_path / "agents.db")
     store = AgentStore(kv)
@@ -185,7 +205,7 @@ def _stack_config(state: Path) -> dict[str, Any]:
                 {
                     "provider_id": "agents",
                     "provider_type": "inline::agents",
-                    "config": {"db_path": str(state / "agents.db")},
+                    "config": {},
                 }
             ],
         },
@@ -201,9 +221,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 async def _counting(agents: LocalAgents, db_path: Path) -> CountingKV:
-    """The agents provider's store, on a counting kv store over the same sqlite file."""
-    await agents.store.kv.close()
-    kv = CountingKV(db_path)
+    """The agents provider's store, on a counting kv store over the same database and namespace."""
+    current = agents.store.kv
+    assert isinstance(current, SqliteKVStore) and current.path == db_path
+    kv = CountingKV(db_path, current.prefix.removesuffix(":") or None, _db=current.db)
     agents.store = AgentStore(kv)
     return kv
 
@@ -235,7 +256,7 @@ _SAMPLING = n.SamplingParams(max_tokens=6)
 async def test_many_turns_do_not_re_read_the_earlier_ones(stack: Stack, tmp_path: Path) -> None:
     agents = stack.agents
     assert isinstance(agents, LocalAgents)
-    kv = await _counting(agents, tmp_path / "agents.db")
+    kv = await _counting(agents, tmp_path / "registry.db")
     agent_id = (await agents.create_agent(_config(sampling_params=_SAMPLING))).agent_id
     session_id = (await agents.create_session(agent_id, "long")).session_id
     turns, reads = [], []
@@ -263,7 +284,7 @@ async def test_a_session_stored_before_the_history_was_kept_continues(tmp_path: 
         del stored["history"]
         await agents.store.kv.set(key, json.dumps(stored))
 
-        kv = await _counting(agents, state / "agents.db")
+        kv = await _counting(agents, state / "registry.db")
         before = kv.turn_reads
         turns.append(await _turn_via_api(agents, agent_id, session_id, "Name a fruit."))
         assert kv.turn_reads - before == 2  # the old turns, read from their records
@@ -277,7 +298,7 @@ async def test_a_session_stored_before_the_history_was_kept_continues(tmp_path: 
         assert isinstance(agents, LocalAgents)
         session = await agents.get_session(agent_id, session_id, None)
         assert [t.turn_id for t in session.turns] == [t.turn_id for t in turns]
-        kv = await _counting(agents, state / "agents.db")
+        kv = await _counting(agents, state / "registry.db")
         before = kv.turn_reads
         last = await _turn_via_api(agents, agent_id, session_id, "Name a tree.")
         assert kv.turn_reads - before == 0

@@ -8,25 +8,25 @@ from typing import Any
 import pytest
 
 from llamastack.providers.registry import PROVIDERS
-from llamastack.stack.datatypes import API_PARTS, Api, ProviderDeps, required
+from llamastack.stack.datatypes import API_PARTS, SERVICES, Api, ProviderDeps, required
 from llamastack.stack.errors import ConfigError
 
 
 def _everything() -> ProviderDeps:
     parts: dict[str, Any] = {
         f.name: object() for f in dataclasses.fields(ProviderDeps) if f.name != "outbound"
-    }
+    }  # the store is a plain object too: limited_to must keep it
     return ProviderDeps(**parts)
 
 
 def test_declaring_an_api_gives_all_of_its_parts_and_only_those() -> None:
     deps = _everything().limited_to([Api.inference, Api.safety])
     given = {f.name for f in dataclasses.fields(deps) if getattr(deps, f.name) is not None}
-    assert given == {"inference", "models", "safety", "shields", "outbound"}
+    assert given == {"inference", "models", "safety", "shields", "outbound", "store"}
 
 
 def test_every_field_belongs_to_one_api() -> None:
-    fields = {f.name for f in dataclasses.fields(ProviderDeps)} - {"outbound"}
+    fields = {f.name for f in dataclasses.fields(ProviderDeps)} - set(SERVICES)
     parts = [part for parts in API_PARTS.values() for part in parts]
     assert sorted(parts) == sorted(fields)
 
@@ -34,6 +34,11 @@ def test_every_field_belongs_to_one_api() -> None:
 def test_the_outbound_policy_always_comes_along() -> None:
     deps = _everything()
     assert deps.limited_to([]).outbound is deps.outbound
+
+
+def test_the_providers_own_store_always_comes_along() -> None:
+    deps = _everything()
+    assert deps.store is not None and deps.limited_to([]).store is deps.store
 
 
 def test_a_required_api_that_is_missing_names_it() -> None:

@@ -123,7 +123,7 @@ SURFACE: dict[str, list[str]] = {
     "llamastack.stack.routing": [],
     "llamastack.stack.server": [],
     "llamastack.stack.server.routes": [],
-    "llamastack.stack.storage": [],
+    "llamastack.stack.storage": ["KVStore", "KVTransaction", "RecordStore", "SqliteKVStore", "open_storage"],
     "llamastack.stack.translate": [],
 }
 

@@ -10,6 +10,13 @@ still deletable) instead of stopping the start-up.
 With API keys, a resource registered over the API belongs to the key that registered it (see
 stack/access.py): other keys get 404 for it and cannot take its id. Run-config resources are
 shared by every key; only an admin key may replace or unregister them.
+
+Several replicas can share one database. Every change writes the record, its owner and a bump of
+`registry_version:<kind>` in one transaction; before each request the stack compares the versions
+with what this replica has seen and, for a kind that changed, `sync` re-reads its records (new ones
+are registered with their provider here, removed ones dropped). A new id is claimed with
+insert-if-absent before any provider hook runs, so of two replicas registering one id at once, one
+wins and the other gets 409 without touching the winner's resource.
 """
 
 from __future__ import annotations
@@ -22,12 +29,13 @@ from typing import Generic, TypeVar
 from .. import access
 from ..apis.common import Resource
 from ..errors import ConflictError, ForbiddenError, NotFoundError
-from ..storage.kvstore import KVStore
+from ..storage.kvstore import KVStore, KVTransaction
 from ..storage.records import RecordStore
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Resource)
+VERSION_PREFIX = "registry_version:"
 P = TypeVar("P")  # the owning providers' Protocol (InferenceProvider, SafetyProvider, ...)
 
 
@@ -56,6 +64,8 @@ class ResourceTable(Generic[R, P]):
         self._configured: set[str] = set()  # identifiers from the run config
         self._ownership = access.OwnerIndex(store, kind)
         self._lock = asyncio.Lock()
+        self.version_key = f"{VERSION_PREFIX}{kind}"
+        self._seen_version: str | None = None  # the registry version this replica's view reflects
 
     def get(self, identifier: str) -> R:
         resource = self.find(identifier)
@@ -81,6 +91,7 @@ class ResourceTable(Generic[R, P]):
 
     async def load(self, configured: Sequence[R]) -> None:
         """At start-up: register the run config's resources, then the stored ones."""
+        self._seen_version = await self.store.get(self.version_key)  # read first: later changes re-sync
         for resource in configured:
             registered = await self._register_hook(self.owner(resource), resource)
             self._resources[registered.identifier] = registered
@@ -111,21 +122,30 @@ class ResourceTable(Generic[R, P]):
         async with self._lock:
             existing = self._resources.get(ident)
             holder = access.owner_for_new_record()
-            if existing is not None:
-                current_holder = self._holders.get(ident)
-                if not access.can_see(current_holder) or not self._may_change(ident):
-                    raise ConflictError(f"The {self.kind} id '{ident}' is already taken; choose another id.")
-                holder = current_holder  # replacing a resource keeps who it belongs to
-                if existing.provider_id != resource.provider_id:
-                    raise ConflictError(
-                        f"A {self.kind} named '{ident}' is already registered with provider "
-                        f"'{existing.provider_id}'. Unregister it first or choose another id."
-                    )
-                await self._unregister_hook(self.owner(existing), existing)
+            if existing is None:
+                await self._claim(ident, resource, holder)  # 409 if any replica has the id
+                try:
+                    registered = await self._register_hook(self.owner(resource), resource)
+                    await self._write(ident, registered, holder)
+                except BaseException:  # the provider refused it (or made it unstorable): free the id
+                    await self._write(ident, None, None)
+                    raise
+                self._resources[ident] = registered
+                self._holders[ident] = holder
+                return registered
+            current_holder = self._holders.get(ident)
+            if not access.can_see(current_holder) or not self._may_change(ident):
+                raise ConflictError(f"The {self.kind} id '{ident}' is already taken; choose another id.")
+            holder = current_holder  # replacing a resource keeps who it belongs to
+            if existing.provider_id != resource.provider_id:
+                raise ConflictError(
+                    f"A {self.kind} named '{ident}' is already registered with provider "
+                    f"'{existing.provider_id}'. Unregister it first or choose another id."
+                )
+            await self._unregister_hook(self.owner(existing), existing)
             registered = await self._register_hook(self.owner(resource), resource)
-            await self._ownership.set(ident, holder)  # before the record: never an unowned record
             try:
-                await self.records.put(ident, registered)
+                await self._write(ident, registered, holder)
             except BaseException:  # the provider changed it into something unstorable: undo
                 self._resources.pop(ident, None)
                 await self._unregister_hook(self.owner(registered), registered)
@@ -133,6 +153,73 @@ class ResourceTable(Generic[R, P]):
             self._resources[ident] = registered
             self._holders[ident] = holder
             return registered
+
+    # --- the shared store ----------------------------------------------------------------------
+
+    async def _bump(self, tx: KVTransaction) -> str:
+        """Counts a change of this kind in the transaction; the new version."""
+        await tx.insert_if_absent(self.version_key, "0")  # so that the read below locks a row
+        version = str(int(await tx.get(self.version_key) or "0") + 1)
+        await tx.set(self.version_key, version)
+        return version
+
+    def _after_write(self, previous: str | None, version: str) -> None:
+        # Only our own change since what we had seen: still current. Otherwise the next sync reloads.
+        if int(version) == int(previous or "0") + 1:
+            self._seen_version = version
+
+    async def _claim(self, ident: str, resource: R, holder: str | None) -> None:
+        _, raw = self.records.validate(ident, resource)
+        previous = self._seen_version
+        async with self.store.transaction() as tx:
+            if not await tx.insert_if_absent(self.records.prefix + ident, raw):
+                raise ConflictError(
+                    f"The {self.kind} id '{ident}' was just registered elsewhere; choose another id "
+                    "or unregister it first."
+                )
+            await self._ownership.set_in(tx, ident, holder)
+            version = await self._bump(tx)
+        self._after_write(previous, version)
+
+    async def _write(self, ident: str, resource: R | None, holder: str | None) -> None:
+        """Stores (or, with None, removes) the record and its owner, in one transaction."""
+        raw = self.records.validate(ident, resource)[1] if resource is not None else None
+        previous = self._seen_version
+        async with self.store.transaction() as tx:
+            if raw is None:
+                await tx.delete(self.records.prefix + ident)
+                await self._ownership.set_in(tx, ident, None)
+            else:
+                await self._ownership.set_in(tx, ident, holder)
+                await tx.set(self.records.prefix + ident, raw)
+            version = await self._bump(tx)
+        self._after_write(previous, version)
+
+    async def sync(self, version: str | None) -> None:
+        """Re-reads the stored records if another replica changed them since this one last looked."""
+        if version == self._seen_version:
+            return
+        async with self._lock:
+            if version == self._seen_version:
+                return
+            holders = await self._ownership.all()
+            stored = {r.identifier: r for r in await self.records.list()}
+            for ident, resource in stored.items():
+                if ident in self._configured:
+                    continue
+                self._holders[ident] = holders.get(ident)
+                if self._resources.get(ident) == resource or resource.provider_id not in self.owners:
+                    continue
+                try:
+                    self._resources[ident] = await self._register_hook(self.owner(resource), resource)
+                except Exception as exc:  # one that does not load here must not fail the request
+                    log.warning("Could not load %s '%s' registered elsewhere: %s", self.kind, ident, exc)
+            for ident in [i for i in self._resources if i not in stored and i not in self._configured]:
+                # Unregistered elsewhere: that replica ran the provider's hook (which may delete shared
+                # data, e.g. a collection); here it only stops being served.
+                del self._resources[ident]
+                self._holders.pop(ident, None)
+            self._seen_version = version
 
     async def unregister(self, identifier: str, *, missing_ok: bool = False) -> None:
         """Unregisters a served resource; a stored one that is not served (unreadable, or its
@@ -142,8 +229,7 @@ class ResourceTable(Generic[R, P]):
             if resource is None:
                 stored = await self.records.exists(identifier)
                 if stored and access.can_see(await self._ownership.owner(identifier)):
-                    await self.records.delete(identifier)
-                    await self._ownership.release(identifier)
+                    await self._write(identifier, None, None)
                     return
                 if missing_ok:
                     return
@@ -161,5 +247,4 @@ class ResourceTable(Generic[R, P]):
             del self._resources[identifier]
             self._holders.pop(identifier, None)
             self._configured.discard(identifier)
-            await self.records.delete(identifier)
-            await self._ownership.release(identifier)
+            await self._write(identifier, None, None)

@@ -48,7 +48,7 @@ from ..apis.vector_stores import (
 )
 from ..errors import BadRequestError, VectorStoreFileNotFoundError, VectorStoreNotFoundError
 from ..pagination import paginate
-from ..storage.kvstore import KVStore
+from ..storage.kvstore import KVStore, shared_by_replicas
 from ..storage.records import RecordStore
 from .vector_io import MAX_QUERY_CHUNKS, VectorDBsTable
 
@@ -59,6 +59,8 @@ OPENAI_RANKERS = (None, "none", "auto", "default-2024-11-15")
 # OpenAI's 'auto' chunking strategy.
 AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS = 800, 400
 INSERT_BATCH = 256  # chunks embedded and stored at once
+# With replicas, an attach still in progress after this long is taken for one whose replica died.
+RUNNING_GRACE_S = 15 * 60
 INTERRUPTED = "Indexing was interrupted by a server restart; its chunks were removed. Attach the file again."
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
@@ -348,15 +350,19 @@ class OpenAIVectorStores:
 
     async def recover(self) -> None:
         """At start-up: files a crash left in_progress lose their chunks and become failed; every
-        store's counts are recomputed (a crash may have come between a file's write and its count)."""
+        store's counts are recomputed (a crash may have come between a file's write and its count).
+        On a database other replicas share, a file attached less than RUNNING_GRACE_S ago may be
+        being indexed by one of them, and is left as it is."""
         interrupted = 0
+        others_may_run = shared_by_replicas(self.store)
+        cutoff = time.time() - RUNNING_GRACE_S
         stores = set(await self.records.keys())
         for key, record in await self.file_records.items():
             f = record.file
             if f.vector_store_id not in stores:  # a crash came during the store's delete: finish it
                 await self.file_records.delete(key)
                 continue
-            if f.status != "in_progress":
+            if f.status != "in_progress" or (others_may_run and f.created_at > cutoff):
                 continue
             if self.vector_dbs.table.find(f.vector_store_id) is not None:
                 await self.vector_io.delete_document(f.vector_store_id, f.id)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -154,6 +154,13 @@ def install_edges(app: FastAPI, server: ServerConfig, bind_host: str | None) -> 
         app.add_middleware(HostHeaderGuard, allowed=server.allowed_hosts)
 
 
+async def _sync_registries(request: Request) -> None:
+    """Before every request: what other replicas on the same database registered is served here too."""
+    stack = request.app.state.stack
+    if stack is not None:
+        await stack.sync_registries()
+
+
 def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> FastAPI:
     """With a stack, the app serves it; without, the app describes the API (OpenAPI export, tests).
     ``bind_host`` is the address the server listens on; it turns on the Host header check."""
@@ -169,6 +176,7 @@ def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> F
         version=__version__,
         description="Llama Stack v0.2.12 API and OpenAI-compatible routes, served by llamastack.",
         lifespan=lifespan,
+        dependencies=[Depends(_sync_registries)],
     )
     app.state.stack = stack
     app.state.started_at = int(time.time())

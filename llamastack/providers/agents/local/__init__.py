@@ -1,4 +1,5 @@
-"""inline::agents: the agent loop (inference, tools, shields, memory) with sessions kept in sqlite."""
+"""inline::agents: the agent loop (inference, tools, shields, memory); agents, sessions and turns are
+kept in the stack's database."""
 
 from __future__ import annotations
 

@@ -7,7 +7,12 @@ from pydantic import BaseModel, Field
 
 class LocalAgentsConfig(BaseModel):
     db_path: str = Field(
-        default="~/.llamastack/agents.db", description="sqlite file for agents, sessions, turns and steps."
+        default="~/.llamastack/agents.db",
+        description=(
+            "sqlite file for agents, sessions, turns and steps when the provider runs outside a stack. "
+            "In a stack they live in the stack's database (storage / LLAMA_STACK_DATABASE_URL), and "
+            "the records of this file, if set and there (an older version's), are imported once."
+        ),
     )
     rag_mode: Literal["tool", "memory_retrieval"] = Field(
         default="tool",

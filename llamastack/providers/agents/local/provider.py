@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from llamastack.stack.apis import agents as a
@@ -22,7 +23,8 @@ from llamastack.stack.apis.vector_io import RAGDocument, RegisterVectorDbRequest
 from llamastack.stack.datatypes import Api, ProviderDeps, required
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError
 from llamastack.stack.pagination import paginate
-from llamastack.stack.storage.kvstore import SqliteKVStore
+from llamastack.stack.storage.kvstore import SqliteKVStore, shared_by_replicas
+from llamastack.stack.storage.legacy import import_sqlite_file
 
 from .config import LocalAgentsConfig
 from .store import AgentStore, SessionRecord, TurnRecord
@@ -64,7 +66,10 @@ class LocalAgents:
         self.safety = deps.safety
         self.shields = deps.shields
         self.vector_dbs = deps.vector_dbs
-        self.store = AgentStore(SqliteKVStore(config.db_path))
+        # The stack hands every provider its namespace of the stack's database; built on its own
+        # (no stack), the provider keeps a sqlite file at db_path.
+        self._own_kv = deps.store is None
+        self.store = AgentStore(deps.store or SqliteKVStore(config.db_path))
         self.tools = ToolResolver(self.tool_groups)
 
     def rag(self) -> RAGToolRuntime:
@@ -75,13 +80,18 @@ class LocalAgents:
         return self.rag_tool
 
     async def initialize(self) -> None:
-        await self.store.recover()
+        if not self._own_kv and "db_path" in self.config.model_fields_set:
+            # An older version kept agents in this file: bring them into the stack's database once.
+            await import_sqlite_file(Path(self.config.db_path), self.store.kv)
+        # On a database that other replicas share, a turn still running may be one of theirs.
+        await self.store.recover(others_may_run=shared_by_replicas(self.store.kv))
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
 
     async def shutdown(self) -> None:
-        await self.store.kv.close()
+        if self._own_kv:
+            await self.store.kv.close()
 
     # --- agents --------------------------------------------------------------------------------
 

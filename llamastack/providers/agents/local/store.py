@@ -14,15 +14,16 @@ The conversation so far is kept on the session record, as the messages of each t
 re-reading every earlier turn. A turn's part is written after the turn record that it copies, and
 dropped before a resumed turn changes again; a turn without one (still running, or stored before
 the history was kept) is read from its own record, as before. Session writes are read-modify-write
-under one lock, so concurrent turns of a session do not undo each other's changes.
+in one transaction, so concurrent turns of a session (on any replica) do not undo each other's changes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -64,7 +65,6 @@ class AgentStore:
         self.agents: RecordStore[Agent] = RecordStore(kv, Agent, kind="agent")
         self.sessions: RecordStore[SessionRecord] = RecordStore(kv, SessionRecord, kind="session")
         self.turns: RecordStore[TurnRecord] = RecordStore(kv, TurnRecord, kind="turn")
-        self._session_writes = asyncio.Lock()
 
     async def create_agent(self, agent: Agent) -> None:
         await self.owners.claim(agent.agent_id)
@@ -102,11 +102,9 @@ class AgentStore:
         self, agent_id: str, session_id: str, change: Callable[[SessionRecord], object]
     ) -> SessionRecord:
         """Applies `change` to the stored session (read afresh) and writes it back; the result."""
+        # One transaction: concurrent turns (in this process or on another replica) apply in turn.
         key = f"{agent_id}:{session_id}"
-        async with self._session_writes:
-            record = await self.sessions.require(key, lambda: _session_not_found(agent_id, session_id))
-            change(record)
-            return await self.sessions.put(key, record)
+        return await self.sessions.update(key, change, lambda: _session_not_found(agent_id, session_id))
 
     async def _update_history(
         self, agent_id: str, session_id: str, change: Callable[[SessionRecord], object]
@@ -195,23 +193,46 @@ class AgentStore:
             }
         )
 
-    async def recover(self) -> int:
+    async def recover(self, *, others_may_run: bool = False) -> int:
         """At start-up: removes turns a crash interrupted, and turn records no session refers to;
         gives every turn at rest its history part (sessions stored before the history was kept).
-        Returns how many interrupted turns were removed."""
+        Returns how many interrupted turns were removed.
+
+        `others_may_run`: other replicas share the database, so a turn still running may be theirs.
+        Then only turns started more than RUNNING_GRACE ago count as interrupted, records no session
+        refers to yet are left alone, and each session is changed in one transaction that keeps
+        what another replica wrote meanwhile."""
         removed = 0
+        cutoff = datetime.now(UTC) - RUNNING_GRACE
         for key, session in await self.sessions.items():
             kept = []
             history = {}
             for turn_id in session.turn_ids:
                 record = await self.turns.get(f"{session.session_id}:{turn_id}")
-                if record is not None and record.turn.completed_at is None and not record.awaiting:
+                if (
+                    record is not None
+                    and record.turn.completed_at is None
+                    and not record.awaiting
+                    and (not others_may_run or _aware(record.turn.started_at) < cutoff)
+                ):
                     removed += 1
                     continue
                 if record is not None or await self.turns.exists(f"{session.session_id}:{turn_id}"):
                     kept.append(turn_id)  # an unreadable turn stays set aside, not lost
-                if record is not None:
+                if record is not None and (record.turn.completed_at is not None or record.awaiting):
                     history[turn_id] = record.messages
+            if others_may_run:
+                gone = set(session.turn_ids) - set(kept)
+
+                def change(s: SessionRecord, gone: set[str] = gone, history: dict = history) -> None:
+                    s.turn_ids = [t for t in s.turn_ids if t not in gone]
+                    s.history = {**history, **s.history}
+                    for turn_id in gone:
+                        s.history.pop(turn_id, None)
+
+                with contextlib.suppress(NotFoundError):
+                    await self.sessions.update(key, change, functools.partial(NotFoundError, key))
+                continue
             if kept != session.turn_ids or history != session.history:
                 await self.sessions.put(
                     key, session.model_copy(update={"turn_ids": kept, "history": history})
@@ -222,6 +243,14 @@ class AgentStore:
         if removed:
             log.warning("Removed %d agent turn(s) interrupted by a server stop.", removed)
         return removed
+
+
+# With replicas, a turn running this long is taken for one whose replica died.
+RUNNING_GRACE = timedelta(minutes=15)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _agent_not_found(agent_id: str) -> NotFoundError:

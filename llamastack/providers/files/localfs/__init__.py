@@ -1,4 +1,5 @@
-"""inline::localfs: uploaded files on the local disk, their metadata in a sqlite file beside them."""
+"""inline::localfs: uploaded files on the local disk (or a directory shared by replicas), their
+metadata in the stack's database."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 async def get_provider_impl(config: LocalFSFilesConfig, deps: ProviderDeps) -> LocalFSFiles:
     from .provider import LocalFSFiles
 
-    impl = LocalFSFiles(config)
+    impl = LocalFSFiles(config, deps.store)
     await impl.initialize()
     return impl
 

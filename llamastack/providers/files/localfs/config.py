@@ -15,7 +15,10 @@ def _default_storage_dir() -> str:
 class LocalFSFilesConfig(BaseModel):
     storage_dir: str = Field(
         default_factory=_default_storage_dir,
-        description="Folder for the files' content (one file per id) and their metadata (files.db).",
+        description=(
+            "Folder for the files' content (one file per id); replicas share it (their metadata is in "
+            "the stack's database)."
+        ),
     )
     max_file_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1, description="Largest upload accepted; larger ones get 413."

@@ -1,4 +1,6 @@
-"""Files on the local disk: content as `<storage_dir>/<file id>`, metadata in `<storage_dir>/files.db`.
+"""Files on the local disk: content as `<storage_dir>/<file id>`, metadata in the stack's database
+(or, for a provider built outside a stack, `<storage_dir>/files.db`). Replicas that share the folder
+and the database serve each other's files.
 
 An upload streams into a temporary file in the same folder and becomes visible only once complete:
 the temporary file is synced and renamed to its id, then the metadata is written. A failed or
@@ -23,7 +25,8 @@ from typing import BinaryIO
 
 from llamastack.stack.apis.files import OpenAIFilePurpose, StoredFile
 from llamastack.stack.errors import OpenAIFileNotFoundError, PayloadTooLargeError, StackError
-from llamastack.stack.storage.kvstore import SqliteKVStore
+from llamastack.stack.storage.kvstore import KVStore, SqliteKVStore
+from llamastack.stack.storage.legacy import import_sqlite_file
 from llamastack.stack.storage.records import RecordStore
 
 from .config import LocalFSFilesConfig
@@ -136,16 +139,21 @@ class _Upload:
 
 
 class LocalFSFiles:
-    def __init__(self, config: LocalFSFilesConfig) -> None:
+    def __init__(self, config: LocalFSFilesConfig, store: KVStore | None = None) -> None:
         self.config = config
         self.root = Path(config.storage_dir).expanduser()
         self.max_file_bytes = config.max_file_bytes
-        self.store: SqliteKVStore
+        self._given_store = store
+        self.store: KVStore
         self.records: RecordStore[StoredFile]
 
     async def initialize(self) -> None:
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
-        self.store = SqliteKVStore(self.root / "files.db")
+        self.store = self._given_store or SqliteKVStore(self.root / "files.db")
+        if self._given_store is not None:
+            # An older version kept the metadata beside the content: import it once, before the
+            # clean-up below would take those files' content for leftovers.
+            await import_sqlite_file(self.root / "files.db", self.store)
         self.records = RecordStore(self.store, StoredFile, kind="file")
         await self.list_all()  # logs records that no longer validate, once, at start-up
         known = set(await self.records.keys())  # unreadable records keep their content until deleted
@@ -169,7 +177,8 @@ class LocalFSFiles:
         return found
 
     async def shutdown(self) -> None:
-        await self.store.close()
+        if self._given_store is None:  # the stack closes its own database
+            await self.store.close()
 
     async def health(self) -> dict[str, str]:
         ok = await asyncio.to_thread(os.access, self.root, os.W_OK)

