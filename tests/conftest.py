@@ -67,6 +67,7 @@ def start_server(
     env: dict[str, str] | None = None,
     host: str | None = "127.0.0.1",
     extra_args: tuple[str, ...] = (),
+    python: str = sys.executable,
 ) -> RunningServer:
     """Starts `llama-stack run` as a subprocess and waits for /v1/health; fails fast if it dies.
     ``host=None`` leaves the bind address to the run config."""
@@ -77,7 +78,7 @@ def start_server(
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-m",
                 "llamastack.cli.main",
                 "run",

@@ -50,6 +50,8 @@ class ProviderSpec:
     api_dependencies: tuple[Api, ...] = ()
     optional_api_dependencies: tuple[Api, ...] = field(default=())
     serves_rag_tool: bool = False  # a tool_runtime provider implementing RAGToolRuntime
+    # Why a container image leaves this provider out unless asked (`llama-stack build --include`).
+    image_cost: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,1 @@
+"""`llama-stack build`: environments and container images for a distribution."""

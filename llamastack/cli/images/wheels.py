@@ -1,0 +1,76 @@
+"""Wheels a build installs: this package's own, and those of packages published as source only."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .spec import BuildError
+
+# What a wheel of this project is made from; anything else in the checkout stays out.
+_SOURCE_ITEMS = ("pyproject.toml", "README.md", "llamastack")
+
+
+def source_root() -> Path:
+    """The checkout this package runs from (an installed wheel has no pyproject.toml beside it)."""
+    import llamastack
+
+    root = Path(llamastack.__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        raise BuildError(
+            "Building needs the llamastack source checkout (pyproject.toml); this one runs from an "
+            f"installed package at {root}. Clone the repository and run `pip install -e .` there."
+        )
+    return root
+
+
+def build_own_wheel(out_dir: Path) -> Path:
+    """A wheel of the checkout as it is now (uncommitted edits included), built from a clean copy."""
+    root = source_root()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("llamastack-*.whl"):
+        old.unlink()
+    with tempfile.TemporaryDirectory(prefix="llamastack-src-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        for item in _SOURCE_ITEMS:
+            path = root / item
+            if path.is_dir():
+                shutil.copytree(path, src / item, ignore=ignore)
+            elif path.is_file():
+                shutil.copy2(path, src / item)
+        _pip(
+            ["wheel", "--no-deps", "--no-build-isolation", "-w", str(out_dir), str(src)], "building our wheel"
+        )
+    wheels = sorted(out_dir.glob("llamastack-*.whl"))
+    if not wheels:
+        raise BuildError(f"pip built no llamastack wheel in {out_dir}.")
+    return wheels[-1]
+
+
+def prebuild(requirements: list[str], out_dir: Path) -> list[Path]:
+    """Wheels for the requirements published as source only (pip's wheel cache answers repeats)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from llamastack.providers.registry import SOURCE_ONLY_PACKAGES
+
+    source_only = {canonicalize_name(n) for n in SOURCE_ONLY_PACKAGES}
+    wanted = [r for r in requirements if canonicalize_name(Requirement(r).name) in source_only]
+    if not wanted:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    before = set(out_dir.glob("*.whl"))
+    _pip(["wheel", "--no-deps", "-w", str(out_dir), *wanted], f"building wheels for {', '.join(wanted)}")
+    return sorted(set(out_dir.glob("*.whl")) | before)
+
+
+def _pip(args: list[str], what: str) -> None:
+    print(f"==> {what}", file=sys.stderr, flush=True)
+    done = subprocess.run([sys.executable, "-m", "pip", *args, "--quiet"], check=False)
+    if done.returncode != 0:
+        raise BuildError(f"pip failed while {what} (exit {done.returncode}); its output is above.")
