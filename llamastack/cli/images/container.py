@@ -34,7 +34,7 @@ RUN if ls /usr/local/share/ca-certificates/llamastack/*.crt >/dev/null 2>&1; the
       update-ca-certificates >/dev/null; fi \\
  && if [ -n "{system_packages}" ]; then apt-get update -qq \\
       && apt-get install -y -qq --no-install-recommends {system_packages} >/dev/null \\
-      && rm -rf /var/lib/apt/lists/*; fi \\
+      && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb; fi \\
  && groupadd --system --gid 10001 llamastack \\
  && useradd --system --uid 10001 --gid llamastack --home-dir {state_dir} --no-create-home llamastack \\
  && mkdir -p {state_dir} && chown llamastack:llamastack {state_dir}

