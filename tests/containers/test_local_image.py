@@ -157,7 +157,10 @@ def test_serves_chat_embeddings_and_an_agent_turn_that_survive_a_restart(served:
     container, base_url, key = served
     assert httpx.get(f"{base_url}/v1/models", timeout=10).status_code == 401  # keys are required
     client = LlamaStackClient(base_url=base_url, api_key=key)
-    question = [{"role": "user", "content": "What is the capital of France?"}]
+    question = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
     chat = client.inference.chat_completion(model_id=CHAT_MODEL, messages=question, sampling_params=GREEDY)
     assert "Paris" in chat.completion_message.content
     vectors = client.inference.embeddings(model_id=EMBEDDING_MODEL, contents=["hello", "world"]).embeddings
@@ -168,7 +171,7 @@ def test_serves_chat_embeddings_and_an_agent_turn_that_survive_a_restart(served:
     ).agent_id
     session_id = client.agents.session.create(agent_id=agent_id, session_name="kept").session_id
     turn = client.agents.turn.create(
-        agent_id=agent_id, session_id=session_id, messages=question, stream=False
+        agent_id=agent_id, session_id=session_id, messages=question[1:], stream=False
     )
     assert turn.output_message.content
 

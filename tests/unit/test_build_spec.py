@@ -140,3 +140,14 @@ def test_images_bind_every_interface_only_with_keys_or_the_switch() -> None:
     assert choose_host(False, {EXPOSE_SWITCH: "true"}) == ("0.0.0.0", None)
     assert choose_host(False, {"LLAMA_STACK_HOST": "127.0.0.1"}) == ("127.0.0.1", None)
     assert choose_host(False, {"LLAMA_STACK_HOST": "0.0.0.0"})[0] is None
+
+
+def test_a_context_dir_that_is_not_a_build_context_is_left_alone(tmp_path: Path) -> None:
+    from llamastack.cli.images.container import BaseImage, write_context
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BuildError, match="not a build context"):
+        write_context(from_distribution("local"), tmp_path, base=BaseImage("3.11.2", True))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    with pytest.raises(BuildError, match="run the build with Python 3.9"):
+        write_context(from_distribution("local"), tmp_path / "new", base=BaseImage("3.9.2", True))

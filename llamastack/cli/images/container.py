@@ -139,6 +139,13 @@ def write_context(
             f"{python_version.rsplit('.', 1)[0]}, or give --base-image python:{here}-slim."
         )
     if context.exists():
+        ours = (context / "Dockerfile").is_file() and (context / "Dockerfile").read_text().startswith(
+            _DOCKERFILE.splitlines()[0]
+        )
+        if any(context.iterdir()) and not ours:
+            raise BuildError(
+                f"--context-dir {context} is not empty and not a build context; give a new folder."
+            )
         shutil.rmtree(context)
     (context / "certs").mkdir(parents=True)
     for cert in _cert_files(ca_certs or []):
