@@ -7,6 +7,7 @@ cannot run one skips these tests and says why; in CI (CI=true) a failed set-up f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -84,9 +85,14 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def image(engine: Any, checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("context")
+
+
+@pytest.fixture(scope="module")
+def image(engine: Any, checkout: Path, context: Path) -> Any:
     started = time.perf_counter()
-    out = _build(checkout, tmp_path_factory.mktemp("context"))
+    out = _build(checkout, context)
     TIMES["cold build (s)"] = time.perf_counter() - started
     assert out.returncode == 0, out.stdout + out.stderr[-6000:]
     assert f"llama-stack run --image-type container {TAG}" in out.stdout
@@ -109,7 +115,7 @@ def test_without_keys_or_the_switch_it_refuses_to_serve_every_interface(engine: 
         result = container.wait(timeout=120)
         logs = container.logs().decode()
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     assert result["StatusCode"] == 2, logs
     assert "LLAMA_STACK_API_KEYS" in logs and "LLAMA_STACK_EXPOSE_WITHOUT_AUTH" in logs
 
@@ -132,7 +138,7 @@ def served(engine: Any, image: Any) -> Iterator[tuple[Any, str, str]]:
         _wait_healthy(container, base_url)
         yield container, base_url, key
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
         volume.remove(force=True)
 
 
@@ -191,13 +197,60 @@ def test_serves_chat_embeddings_and_an_agent_turn_that_survive_a_restart(served:
     assert container.attrs["State"]["Health"]["Status"] == "healthy"
 
 
-def test_a_one_line_code_change_rebuilds_in_seconds(
-    image: Any, checkout: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_llama_stack_run_serves_the_image_on_loopback(engine: Any, image: Any, tmp_path: Path) -> None:
+    import docker.errors
+
+    port = free_port()
+    before = {c.id for c in engine.containers.list(all=True)}
+    log = (tmp_path / "run.log").open("w+b")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llamastack.cli.main",
+            "run",
+            "--image-type",
+            "container",
+            TAG,
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        log.seek(0)
+        assert process.poll() is None, log.read().decode(errors="replace")[-4000:]
+        # Published on loopback, so it serves without keys, as `llama-stack run` does.
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+        # The command's container removes itself when stopped; its named volume stays, by design.
+        for container in engine.containers.list(all=True):
+            if container.id in before:
+                continue
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.volumes.get("llamastack-local-test-data").remove(force=True)
+
+
+def test_a_one_line_code_change_rebuilds_in_seconds(image: Any, checkout: Path, context: Path) -> None:
     app = checkout / "llamastack" / "stack" / "server" / "app.py"
     app.write_text(app.read_text() + "\n# rebuilt\n")
     started = time.perf_counter()
-    out = _build(checkout, tmp_path_factory.mktemp("context-again"))
+    out = _build(checkout, context)  # the same folder, as the default ~/.llamastack/builds/NAME is
     TIMES["rebuild after a one-line change (s)"] = time.perf_counter() - started
     assert out.returncode == 0, out.stderr[-6000:]
     # Every step before this package's own layer came from the cache (FROM lines start a stage).

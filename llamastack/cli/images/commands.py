@@ -149,7 +149,10 @@ def run_container(args: argparse.Namespace) -> int:
         # Published on this machine's loopback only: the same exposure as `llama-stack run`.
         env.setdefault("LLAMA_STACK_EXPOSE_WITHOUT_AUTH", "true")
     port = args.port or 8321
-    name = tag.split(":")[0].rsplit("/", 1)[-1].removeprefix("llamastack-")
+    repo, _, version = tag.rpartition(":")
+    name = repo.rsplit("/", 1)[-1].removeprefix("llamastack-")
+    # One state volume per image name; tags other than latest get their own.
+    volume = f"llamastack-{name}-data" if version == "latest" else f"llamastack-{name}-{version}-data"
     container = client.containers.run(
         tag,
         detach=True,
@@ -157,9 +160,9 @@ def run_container(args: argparse.Namespace) -> int:
         remove=True,
         environment=env,
         ports={"8321/tcp": (host, port)},
-        volumes={f"llamastack-{name}-data": {"bind": "/data", "mode": "rw"}},
+        volumes={volume: {"bind": "/data", "mode": "rw"}},
     )
-    print(f"==> container {container.short_id} of {tag}, on http://{host}:{port}", file=sys.stderr)
+    print(f"==> container {container.short_id} of {tag} on http://{host}:{port}, state in volume {volume}")
     try:
         for line in container.logs(stream=True, follow=True):
             sys.stderr.write(line.decode(errors="replace"))

