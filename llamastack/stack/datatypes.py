@@ -52,6 +52,8 @@ class ProviderSpec:
     optional_api_dependencies: tuple[Api, ...] = field(default=())
     serves_rag_tool: bool = False  # a tool_runtime provider implementing RAGToolRuntime
     serves_mcp_endpoints: bool = False  # a tool_runtime provider reaching MCP servers by URL
+    # Why a container image leaves this provider out unless asked (`llama-stack build --include`).
+    image_cost: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

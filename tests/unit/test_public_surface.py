@@ -15,6 +15,7 @@ PROVIDER = ["get_provider_impl"]
 SURFACE: dict[str, list[str]] = {
     "llamastack": [],
     "llamastack.cli": [],
+    "llamastack.cli.images": [],
     "llamastack.distributions": ["DISTRIBUTIONS_DIR", "available", "describe"],
     "llamastack.providers": [],
     "llamastack.providers.agents": [],

@@ -1,0 +1,3 @@
+"""`llama-stack build`: environments and container images for a distribution."""
+
+__all__: list[str] = []
