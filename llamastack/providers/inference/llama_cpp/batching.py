@@ -70,6 +70,8 @@ class Sequence:
     last: int = -1  # the token sampled last, fed in the next step
     n_out: int = 0
     reused: int = 0  # prompt tokens taken from a cached prefix
+    lender: Sequence | None = None  # a running sequence whose prompt prefix this one will copy
+    share: int = 0  # tokens of prefix shared with the lender
     text: str = ""
     out: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None
@@ -221,27 +223,43 @@ class BatchScheduler:
         reuse = {i: min(_common_prefix(self._slots[i].cached, seq.tokens), len(seq.tokens) - 1) for i in free}
         slot = max(free, key=lambda i: (reuse[i], -self._slots[i].used_at))
         keep = reuse[slot]
-        # A running sequence may hold a longer prefix (n > 1, parallel agents): copy its stream.
-        donor, donor_keep = -1, keep
-        for i, s in enumerate(self._slots):
-            if s.seq is not None:
-                shared = min(_common_prefix(s.cached, seq.tokens), len(seq.tokens) - 1)
-                if shared > donor_keep:
-                    donor, donor_keep = i, shared
-        state = self._slots[slot]
-        if donor >= 0 and donor_keep - keep >= _MIN_COPY:
-            lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            # Across KV streams llama.cpp copies whole sequences only; the tail is cut afterwards.
-            lc.llama_memory_seq_cp(self._mem, donor, slot, -1, -1)
-            state.cached = list(self._slots[donor].cached)
-            keep = donor_keep
         if not lc.llama_memory_seq_rm(self._mem, slot, keep, -1):
             lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
             keep = 0
+        state = self._slots[slot]
         del state.cached[keep:]
         state.seq = seq
         seq.slot, seq.fed, seq.reused = slot, keep, keep
+        # A running sequence whose prompt starts the same way (n > 1 choices, agents sharing a system
+        # prompt) can lend its KV: this one waits for that prefix to be computed, then copies it.
+        for other in self._active:
+            shared = min(_common_prefix(other.tokens, seq.tokens), len(seq.tokens) - 1)
+            if shared - keep >= _MIN_COPY and shared > seq.share:
+                seq.lender, seq.share = other, shared
         self._active.append(seq)
+
+    def _borrow(self, seq: Sequence) -> bool:
+        """Takes the lender's prefix once it is computed; False while the sequence must still wait."""
+        lender = seq.lender
+        assert lender is not None
+        if lender in self._active and lender.slot >= 0:
+            have = min(_common_prefix(self._slots[lender.slot].cached, seq.tokens), seq.share)
+            if have < seq.share and lender.prefilling:
+                return False
+            if have - seq.fed >= _MIN_COPY:
+                lc, slot = self._lc, seq.slot
+                lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
+                # Across KV streams llama.cpp copies whole sequences only; the tail is cut afterwards.
+                lc.llama_memory_seq_cp(self._mem, lender.slot, slot, -1, -1)
+                if lc.llama_memory_seq_rm(self._mem, slot, have, -1):
+                    self._slots[slot].cached = self._slots[lender.slot].cached[:have]
+                    seq.fed = seq.reused = have
+                else:  # cannot happen for a full copy; start from scratch rather than trust the cache
+                    lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
+                    self._slots[slot].cached = []
+                    seq.fed = seq.reused = 0
+        seq.lender = None
+        return True
 
     def _make_chain(self, seq: Sequence) -> Any:
         lc = self._lc
@@ -318,10 +336,10 @@ class BatchScheduler:
         room = limits.n_batch - len(entries)
         if decoding:
             room = min(room, limits.prefill_chunk)
-        for seq in self._active:
+        for seq in list(self._active):
             if room <= 0:
                 break
-            if not seq.prefilling:
+            if not seq.prefilling or (seq.lender is not None and not self._borrow(seq)):
                 continue
             take = min(room, len(seq.tokens) - seq.fed)
             for k in range(seq.fed, seq.fed + take):
