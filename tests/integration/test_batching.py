@@ -143,7 +143,8 @@ def test_max_parallel_runs_that_many_queues_one_and_turns_the_rest_away(two_para
         retry: list[str | None] = []
 
         def call(i: int) -> None:
-            with httpx.stream("POST", f"{server.base_url}{COMPLETIONS}", json={**body, "stream": True}) as r:
+            url = f"{server.base_url}{COMPLETIONS}"
+            with httpx.stream("POST", url, json={**body, "stream": True}, timeout=180) as r:
                 statuses[i] = r.status_code
                 if r.status_code == 503:
                     retry.append(r.headers.get("retry-after"))

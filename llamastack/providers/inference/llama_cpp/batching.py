@@ -49,6 +49,7 @@ class Limits:
     n_ctx: int  # per sequence
     n_batch: int  # tokens per llama_decode
     prefill_chunk: int  # prompt tokens per step while other sequences are decoding
+    prefix_reuse: bool = True
 
 
 @dataclass(eq=False)
@@ -136,7 +137,7 @@ class BatchScheduler:
         self._eom_id = eom_id
         self._python_tag_id = python_tag_id
         self.tuner = ThreadTuner(n_threads)
-        self._threads = self.tuner.counts[0]
+        self._threads = self.tuner.best
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = limits.n_ctx * limits.max_parallel
         params.n_batch = limits.n_batch
@@ -220,7 +221,8 @@ class BatchScheduler:
         seq.logprobs = [] if seq.sampling.logprobs is not None else None
         free = [i for i, s in enumerate(self._slots) if s.seq is None]
         # The free slot holding the longest prefix of this prompt; else the one unused longest.
-        reuse = {i: min(_common_prefix(self._slots[i].cached, seq.tokens), len(seq.tokens) - 1) for i in free}
+        cap = len(seq.tokens) - 1 if self.limits.prefix_reuse else 0  # the last token must be evaluated
+        reuse = {i: min(_common_prefix(self._slots[i].cached, seq.tokens), cap) for i in free}
         slot = max(free, key=lambda i: (reuse[i], -self._slots[i].used_at))
         keep = reuse[slot]
         if not lc.llama_memory_seq_rm(self._mem, slot, keep, -1):
@@ -233,7 +235,7 @@ class BatchScheduler:
         # A running sequence whose prompt starts the same way (n > 1 choices, agents sharing a system
         # prompt) can lend its KV: this one waits for that prefix to be computed, then copies it.
         for other in self._active:
-            shared = min(_common_prefix(other.tokens, seq.tokens), len(seq.tokens) - 1)
+            shared = min(_common_prefix(other.tokens, seq.tokens), cap)
             if shared - keep >= _MIN_COPY and shared > seq.share:
                 seq.lender, seq.share = other, shared
         self._active.append(seq)

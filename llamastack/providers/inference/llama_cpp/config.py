@@ -38,6 +38,13 @@ class LlamaCppConfig(BaseModel):
         ge=1,
         description="Prompt tokens evaluated per step while other requests stream, so they keep flowing.",
     )
+    prefix_reuse: bool = Field(
+        default=True,
+        description=(
+            "Keep finished requests' KV cache per slot and start a prompt after the longest cached prefix "
+            "(agents resend their system prompt and earlier turns)."
+        ),
+    )
     chat_format: str | None = Field(
         default=None,
         description="A llama.cpp chat format name (e.g. 'chatml'); default: the GGUF's own chat template.",

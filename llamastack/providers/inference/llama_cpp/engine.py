@@ -89,6 +89,7 @@ class LlamaCppModel:
                     n_ctx=config.n_ctx,
                     n_batch=max(config.n_batch, config.max_parallel),
                     prefill_chunk=config.prefill_chunk,
+                    prefix_reuse=config.prefix_reuse,
                 ),
                 config.n_threads,
                 is_eog=lambda t: bool(self._is_eog(self._vocab, t)),

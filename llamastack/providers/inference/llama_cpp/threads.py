@@ -31,7 +31,8 @@ class ThreadTuner:
         cores = os.cpu_count() or 1
         self.fixed = fixed
         self.counts = [fixed] if fixed else sorted({cores, max(1, cores // 2), 1}, reverse=True)
-        self.best = self.counts[0]
+        # Start safe: the fewest threads cannot collapse; the first small step tries more.
+        self.best = self.counts[-1]
         self._clock = clock
         self._avg: dict[tuple[int, int], float] = {}
         self._probe_at = 0.0
