@@ -165,9 +165,40 @@ def test_max_parallel_runs_that_many_queues_one_and_turns_the_rest_away(two_para
         assert sorted(statuses.values()) == [200, 200, 200, 503, 503]
         assert all(h is not None and int(h) >= 1 for h in retry)
         # The first two ran at once; the queued one started only when one of them had finished.
-        order = sorted(started, key=started.__getitem__)
-        assert order == [0, 1, 2]
-        assert started[1] < finished[0]
-        assert started[2] >= min(finished[0], finished[1]) - 0.05
+        # (Arrival order on a loaded machine is not the threads' start order: judge by what happened.)
+        a, b, c = sorted(started, key=started.__getitem__)
+        assert started[b] < finished[a]
+        assert started[c] >= min(finished[a], finished[b]) - 0.05
     finally:
         server.stop()
+
+
+def test_native_batch_routes_answer_each_item_like_a_single_request(http: httpx.Client) -> None:
+    greedy = {"strategy": {"type": "greedy"}, "max_tokens": 12}
+    items = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    r = http.post(
+        "/v1/inference/batch-chat-completion",
+        json={"model_id": CHAT_MODEL, "messages_batch": items, "sampling_params": greedy},
+    )
+    assert r.status_code == 200, r.text
+    batch = [item["completion_message"]["content"] for item in r.json()["batch"]]
+    singles = [
+        http.post(
+            "/v1/inference/chat-completion",
+            json={"model_id": CHAT_MODEL, "messages": m, "sampling_params": greedy},
+        ).json()["completion_message"]["content"]
+        for m in items
+    ]
+    assert batch == singles
+    r = http.post(
+        "/v1/inference/batch-completion",
+        json={
+            "model_id": CHAT_MODEL,
+            "content_batch": ["Once upon a time", "The sky is"],
+            "sampling_params": greedy,
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert [type(item["content"]) for item in r.json()["batch"]] == [str, str]
+    r = http.post("/v1/inference/batch-completion", json={"model_id": CHAT_MODEL, "content_batch": []})
+    assert r.status_code == 400 and "content_batch" in r.json()["detail"]

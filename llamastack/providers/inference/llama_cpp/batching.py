@@ -433,6 +433,14 @@ class BatchScheduler:
         if seq.text or seq.pending_lp:
             self._emit(seq, seq.text)
         self._release(seq)
+        log.debug(
+            "slot %d: %d prompt tokens (%d from cache), %d generated, first token after %.3f s",
+            seq.slot,
+            len(seq.tokens),
+            seq.reused,
+            seq.n_out,
+            seq.first_token_s or 0.0,
+        )
         seq.done(
             GenerationResult(
                 text="".join(seq.out),

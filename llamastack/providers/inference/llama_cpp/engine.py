@@ -8,6 +8,7 @@ thread with call_soon_threadsafe.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -335,7 +336,8 @@ class LlamaCppModel:
                 future.set_result(outcome)
 
         def done(outcome: GenerationResult | BaseException) -> None:  # on the worker thread
-            loop.call_soon_threadsafe(settle, outcome)
+            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown): nobody waits
+                loop.call_soon_threadsafe(settle, outcome)
 
         seq = Sequence(tokens, budget, sampling, stops, grammar, emit, done)
         self._scheduler.submit(seq)
@@ -378,7 +380,8 @@ class LlamaCppModel:
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         def emit(chunk: GenerationChunk) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown)
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
 
         try:
             future, cancel = self._submit(tokens, budget, sampling, stops, grammar, emit)

@@ -73,6 +73,38 @@ async def completion(request: Request, body: n.CompletionRequest) -> Response:
 
 
 @router.post(
+    "/v1/inference/batch-chat-completion",
+    response_model=n.BatchChatCompletionResponse,
+    summary="Generate chat completions for a batch of messages using the specified model.",
+)
+async def batch_chat_completion(request: Request, body: n.BatchChatCompletionRequest) -> Response:
+    inference = _inference(request)
+    shared = body.model_dump(exclude={"messages_batch"}, exclude_none=True)
+    cores = [
+        tn.chat_request_from_native(n.ChatCompletionRequest(**shared, messages=messages))
+        for messages in body.messages_batch
+    ]
+    results = await _all([inference.chat(body.model_id, core) for core in cores])
+    return json_response(n.BatchChatCompletionResponse(batch=[tn.chat_response(r) for r in results]))
+
+
+@router.post(
+    "/v1/inference/batch-completion",
+    response_model=n.BatchCompletionResponse,
+    summary="Generate completions for a batch of content using the specified model.",
+)
+async def batch_completion(request: Request, body: n.BatchCompletionRequest) -> Response:
+    inference = _inference(request)
+    shared = body.model_dump(exclude={"content_batch"}, exclude_none=True)
+    cores = [
+        tn.completion_request_from_native(n.CompletionRequest(**shared, content=content))
+        for content in body.content_batch
+    ]
+    results = await _all([inference.complete(body.model_id, core) for core in cores])
+    return json_response(n.BatchCompletionResponse(batch=[tn.completion_response(r) for r in results]))
+
+
+@router.post(
     "/v1/inference/embeddings",
     response_model=n.EmbeddingsResponse,
     summary="Generate embeddings for content pieces using the specified model.",
