@@ -347,6 +347,10 @@ class BatchScheduler:
             for k in range(seq.fed, seq.fed + take):
                 entries.append((seq, seq.tokens[k], k, k == len(seq.tokens) - 1))
             room -= take
+            if decoding:
+                # Joining a running batch: one prompt per step, in arrival order, so requests that
+                # arrived one after another also start streaming one after another.
+                break
         if not entries:
             return
         assert len(entries) <= limits.n_batch
