@@ -150,7 +150,7 @@ class CompletionRequest(BaseModel):
 
 
 # A batch runs as parallel sequences on engines that batch; the cap keeps one request's work bounded.
-MAX_BATCH = 256
+MAX_BATCH = 64
 
 
 class BatchChatCompletionRequest(BaseModel):
