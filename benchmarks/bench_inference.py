@@ -557,6 +557,7 @@ class LoadResult:
     wall_s: float
     tokens: int
     ttfts: list[float]
+    failed: int = 0  # streams cut off or short
 
     @property
     def tok_s(self) -> float:
@@ -571,7 +572,9 @@ def streaming_load(target: Target, clients: int, max_tokens: int) -> LoadResult:
     def one(i: int) -> None:
         with httpx.Client(base_url=target.base_url, timeout=600) as client:
             gate.wait()
-            samples[i] = chat_stream(client, target, messages(f"{LONG_PROMPT} Story {i}."), max_tokens)
+            # A stream the server cuts off counts as failed below.
+            with contextlib.suppress(httpx.HTTPError):
+                samples[i] = chat_stream(client, target, messages(f"{LONG_PROMPT} Story {i}."), max_tokens)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -581,8 +584,9 @@ def streaming_load(target: Target, clients: int, max_tokens: int) -> LoadResult:
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    done = [s for s in samples if s is not None]
-    return LoadResult(clients, wall, sum(s.tokens for s in done), [s.ttft_s for s in done])
+    done = [s for s in samples if s is not None and s.tokens >= max_tokens]
+    ttfts = [s.ttft_s for s in done] or [float("nan")]
+    return LoadResult(clients, wall, sum(s.tokens for s in done), ttfts, clients - len(done))
 
 
 @dataclass
@@ -620,7 +624,7 @@ def throughput_table(runs: list[TargetRun], args: argparse.Namespace) -> Table:
     for run in runs:
         row = [run.target, run.condition, ms(run.latency_s), f"{run.decode_tok_s:.1f}"]
         for load in run.loads:
-            row.append(f"{load.tok_s:.1f}")
+            row.append(f"{load.tok_s:.1f}" + (f" ({load.failed} cut)" if load.failed else ""))
             row.append(f"{ms(percentile(load.ttfts, 50))}/{ms(percentile(load.ttfts, 95))}")
         row.append(f"{run.loads[-1].tok_s / run.loads[0].tok_s:.2f}x")
         table.add_row(*row)
