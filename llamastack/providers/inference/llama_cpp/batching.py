@@ -286,7 +286,7 @@ class BatchScheduler:
                 s.presence_penalty or 0.0,
             )
             if (repeat, freq, present) != (1.0, 0.0, 0.0):
-                add(lc.llama_sampler_init_penalties(_PENALTY_LAST_N, repeat, freq, present))
+                add(lc.llama_sampler_init_penalties(self.n_vocab, _PENALTY_LAST_N, repeat, freq, present))
             if seq.grammar is not None:
                 add(lc.llama_sampler_init_grammar(self._vocab, seq.grammar.encode(), b"root"))
             if not s.temperature:
