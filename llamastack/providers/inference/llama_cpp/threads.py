@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 
 _ALPHA = 0.3  # weight of the newest step in the running average
-_FIRST_PROBE_S = 1.0
-_MAX_PROBE_S = 30.0
+_FIRST_PROBE_S = 2.0
+_MAX_PROBE_S = 60.0
 _COLLAPSE = 3.0  # a step this many times slower than another count's average switches at once
-_PROBE_TOKENS = 16  # probes run on small steps only: a collapsed large step can take seconds
+_PROBE_TOKENS = 8  # probes run on small steps only: a collapsed large step can take seconds
 
 
 def _bucket(n_tokens: int) -> int:
@@ -50,7 +50,6 @@ class ThreadTuner:
         unknown = [c for c in others if (c, b) not in self._avg]
         self._probing = unknown[0] if unknown else others[int(now) % len(others)]
         self._probe_at = now + self._probe_gap
-        self._probe_gap = min(_MAX_PROBE_S, self._probe_gap * 2)
         return self._probing
 
     def record(self, threads: int, n_tokens: int, seconds: float) -> None:
@@ -60,6 +59,11 @@ class ThreadTuner:
         key = (threads, b)
         old = self._avg.get(key)
         probe, self._probing = threads == self._probing, None
+        if probe:
+            # A probe that collapsed costs its whole step: under contention look again much later.
+            rival = self._avg.get((self.best, b))
+            grow = 4 if rival is not None and seconds > _COLLAPSE * rival else 2
+            self._probe_gap = min(_MAX_PROBE_S, self._probe_gap * grow)
         # A probe's time stands alone: an average from before conditions changed would outvote it.
         self._avg[key] = seconds if old is None or probe else (1 - _ALPHA) * old + _ALPHA * seconds
         known = {c: self._avg[(c, b)] for c in self.counts if (c, b) in self._avg}
