@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _PENALTY_LAST_N = 64  # tokens the repetition penalties look back over (llama-cpp-python's default)
 _MIN_COPY = 96  # shared prefix (tokens) worth copying another slot's KV stream for
+_TOGETHER_S = 0.05  # requests submitted this close together count as one burst
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,19 +339,21 @@ class BatchScheduler:
         room = limits.n_batch - len(entries)
         if decoding:
             room = min(room, limits.prefill_chunk)
+        first: Sequence | None = None
         for seq in list(self._active):
             if room <= 0:
                 break
             if not seq.prefilling or (seq.lender is not None and not self._borrow(seq)):
                 continue
+            if decoding and first is not None and seq.submitted - first.submitted > _TOGETHER_S:
+                # Joining a running batch: requests that arrived one after another start streaming
+                # one after another (a step apart); a burst that arrived together joins together.
+                break
+            first = first or seq
             take = min(room, len(seq.tokens) - seq.fed)
             for k in range(seq.fed, seq.fed + take):
                 entries.append((seq, seq.tokens[k], k, k == len(seq.tokens) - 1))
             room -= take
-            if decoding:
-                # Joining a running batch: one prompt per step, in arrival order, so requests that
-                # arrived one after another also start streaming one after another.
-                break
         if not entries:
             return
         assert len(entries) <= limits.n_batch
