@@ -78,12 +78,15 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout_s:
 
 
 @contextlib.contextmanager
-def running_server(work_dir: Path, threads: int | None = None, timeout_s: float = 120.0) -> Iterator[Server]:
+def running_server(
+    work_dir: Path, threads: int | None = None, timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """Spawn `llama-stack run local` on a free loopback port with its own state dir; always stopped."""
+    extra = env or {}
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work_dir))
     log = work_dir / f"server-{port}.log"
-    env = {**os.environ, "LLAMA_STACK_STATE_DIR": str(state)}
+    env = {**os.environ, "LLAMA_STACK_STATE_DIR": str(state), **extra}
     env.pop("CHROMA_URL", None)  # only the inline stores: no chroma server is started here
     if threads is not None:
         env["LLAMA_CPP_N_THREADS"] = str(threads)
@@ -97,6 +100,10 @@ def running_server(work_dir: Path, threads: int | None = None, timeout_s: float 
         yield Server(base, time.perf_counter() - start, proc)
     finally:
         _stop(proc)
+
+
+wait_healthy = _wait_healthy  # for other servers the benchmarks start (llama-cpp-python's)
+stop_process = _stop
 
 
 def busy_cpu_s() -> float:

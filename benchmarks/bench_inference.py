@@ -7,14 +7,19 @@ One run measures, against a server this script starts itself on a free 127.0.0.1
 2. streamed decode tokens/s (first token to last, time-to-first-token excluded), same three ways;
 3. cold start: spawn -> first 200 from /v1/health, the first embeddings request after it, and
    ``llama-stack --help``;
-4. a concurrency check: several clients sending non-streamed chat requests at once.
+4. a concurrency check: several clients sending non-streamed chat requests at once;
+5. side by side with llama-cpp-python's own server (``python -m llama_cpp.server``, same GGUF, at its
+   best thread count), on an idle machine and with a competing CPU-bound process: single-request
+   latency, decode tok/s, and 1/2/4/8 concurrent streaming clients (aggregate tok/s, TTFT p50/p95);
+6. a multi-turn agent session: TTFT per turn with and without prefix reuse.
 
-Run:  .venv/bin/python benchmarks/bench_inference.py [--iterations 30] [--quick]
+Run:  .venv/bin/python benchmarks/bench_inference.py [--iterations 30] [--quick] [--only throughput]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -30,7 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _server import busy_cpu_s, cli_path, noise_note, own_cpu_s, percentile, running_server
+from _server import (
+    busy_cpu_s,
+    cli_path,
+    free_port,
+    noise_note,
+    own_cpu_s,
+    percentile,
+    running_server,
+    stop_process,
+    wait_healthy,
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -447,6 +462,253 @@ def concurrency_table(runs: list[ClientRun], wall_s: float, requests: int) -> Ta
     return table
 
 
+# --- sections 5-7: throughput side by side with llama-cpp-python's own server ----------------------------
+
+ENGINE_CHAT = "/v1/chat/completions"
+NO_EOS = {"0": -100, "1": -100, "2": -100}  # SmolLM2's special tokens: every answer runs to max_tokens
+
+
+@dataclass
+class Target:
+    """One OpenAI-style chat endpoint under test."""
+
+    name: str
+    base_url: str
+    chat_path: str
+
+
+@contextlib.contextmanager
+def engine_server(work_dir: Path, path: Path, threads: int) -> Iterator[Target]:
+    """`python -m llama_cpp.server` on the same GGUF, as users run it next to a stack."""
+    port = free_port()
+    log = work_dir / f"engine-{port}.log"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1"]
+    cmd += [
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        str(threads),
+        "--n_threads_batch",
+        str(threads),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(proc, f"http://127.0.0.1:{port}/v1/models", log, 120)
+        yield Target(f"llama_cpp.server {threads}t", f"http://127.0.0.1:{port}", ENGINE_CHAT)
+    finally:
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def competitor(on: bool) -> Iterator[None]:
+    """A CPU-bound process competing for the cores (`while True: pass`), or nothing."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def chat_stream(
+    client: httpx.Client, target: Target, msgs: list[dict[str, str]], max_tokens: int
+) -> StreamSample:
+    body = {
+        "model": CHAT_MODEL,
+        "messages": msgs,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "logit_bias": NO_EOS,
+    }
+    clock = _StreamClock()
+    finish = ""
+    for event in _sse_events(client, target.chat_path, body):
+        for choice in event.get("choices") or []:
+            clock.content((choice.get("delta") or {}).get("content") or "")
+            finish = choice.get("finish_reason") or finish
+    return clock.sample(clock.chunks, finish)
+
+
+def chat_once(client: httpx.Client, target: Target, max_tokens: int) -> float:
+    body = {
+        "model": CHAT_MODEL,
+        "messages": messages(SHORT_PROMPT),
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    body["logit_bias"] = NO_EOS
+    start = time.perf_counter()
+    r = client.post(target.chat_path, json=body)
+    r.raise_for_status()
+    return time.perf_counter() - start
+
+
+@dataclass
+class LoadResult:
+    clients: int
+    wall_s: float
+    tokens: int
+    ttfts: list[float]
+    failed: int = 0  # streams cut off or short
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.wall_s
+
+
+def streaming_load(target: Target, clients: int, max_tokens: int) -> LoadResult:
+    """`clients` streaming requests at once, each its own prompt; aggregate tok/s over the wall time."""
+    samples: list[StreamSample | None] = [None] * clients
+    gate = threading.Barrier(clients + 1)
+
+    def one(i: int) -> None:
+        with httpx.Client(base_url=target.base_url, timeout=600) as client:
+            gate.wait()
+            # A stream the server cuts off counts as failed below.
+            with contextlib.suppress(httpx.HTTPError):
+                samples[i] = chat_stream(client, target, messages(f"{LONG_PROMPT} Story {i}."), max_tokens)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    gate.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    done = [s for s in samples if s is not None and s.tokens >= max_tokens]
+    ttfts = [s.ttft_s for s in done] or [float("nan")]
+    return LoadResult(clients, wall, sum(s.tokens for s in done), ttfts, clients - len(done))
+
+
+@dataclass
+class TargetRun:
+    target: str
+    condition: str
+    latency_s: float
+    decode_tok_s: float
+    loads: list[LoadResult]
+
+
+def run_target(target: Target, condition: str, args: argparse.Namespace) -> TargetRun:
+    with httpx.Client(base_url=target.base_url, timeout=600) as client:
+        chat_once(client, target, args.max_tokens)  # warm-up
+        latency = statistics.median(chat_once(client, target, args.max_tokens) for _ in range(args.tp_rounds))
+        rates = [
+            chat_stream(client, target, messages(LONG_PROMPT), args.stream_tokens).tokens_per_s
+            for _ in range(args.tp_rounds)
+        ]
+    loads = [streaming_load(target, c, args.load_tokens) for c in args.load_clients]
+    return TargetRun(target.name, condition, latency, statistics.median(rates), loads)
+
+
+def throughput_table(runs: list[TargetRun], args: argparse.Namespace) -> Table:
+    table = Table(
+        title=f"5. Side by side: latency ({args.max_tokens} tok), decode ({args.stream_tokens} tok), "
+        f"streaming clients ({args.load_tokens} tok each)"
+    )
+    cols = ["server", "machine", "latency ms", "decode tok/s"]
+    for c in args.load_clients:
+        cols += [f"{c}c tok/s", f"{c}c TTFT p50/p95 ms"]
+    cols.append(f"{args.load_clients[-1]}c / 1c")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("server", "machine") else "right")
+    for run in runs:
+        row = [run.target, run.condition, ms(run.latency_s), f"{run.decode_tok_s:.1f}"]
+        for load in run.loads:
+            row.append(f"{load.tok_s:.1f}" + (f" ({load.failed} cut)" if load.failed else ""))
+            row.append(f"{ms(percentile(load.ttfts, 50))}/{ms(percentile(load.ttfts, 95))}")
+        row.append(f"{run.loads[-1].tok_s / run.loads[0].tok_s:.2f}x")
+        table.add_row(*row)
+    table.caption = (
+        "aggregate tok/s = all clients' tokens / wall time from the common start to the last token"
+    )
+    return table
+
+
+def best_engine_threads(work: Path, path: Path, args: argparse.Namespace) -> tuple[int, dict[int, float]]:
+    """llama-cpp-python's server at each thread count on an idle machine: its best decode rate."""
+    rates: dict[int, float] = {}
+    for threads in sorted({1, max(1, (os.cpu_count() or 2) // 2), os.cpu_count() or 1}):
+        with (
+            engine_server(work, path, threads) as target,
+            httpx.Client(base_url=target.base_url, timeout=600) as c,
+        ):
+            chat_stream(c, target, messages(LONG_PROMPT), 16)
+            rates[threads] = statistics.median(
+                chat_stream(c, target, messages(LONG_PROMPT), args.stream_tokens).tokens_per_s
+                for _ in range(args.tp_rounds)
+            )
+    return max(rates, key=rates.__getitem__), rates
+
+
+AGENT_SYSTEM = (
+    "You are a careful travel-planning agent. You help the user plan trips step by step, you ask for "
+    "missing details, you keep answers short, and you always list the options you considered. "
+) * 6
+
+
+def agent_session(target: Target, turns: int, max_tokens: int) -> list[float]:
+    """A multi-turn conversation: each turn resends the system prompt and every earlier turn."""
+    msgs = [{"role": "system", "content": AGENT_SYSTEM}]
+    ttfts = []
+    with httpx.Client(base_url=target.base_url, timeout=600) as client:
+        for k in range(turns):
+            msgs.append({"role": "user", "content": f"Turn {k}: what should I pack for day {k + 1}?"})
+            sample = chat_stream(client, target, msgs, max_tokens)
+            ttfts.append(sample.ttft_s)
+            msgs.append({"role": "assistant", "content": sample.text})
+    return ttfts
+
+
+def prefix_table(sessions: dict[str, list[float]]) -> Table:
+    table = Table(title="6. Multi-turn agent session: TTFT per turn (ms)")
+    table.add_column("server")
+    turns = len(next(iter(sessions.values())))
+    for k in range(turns):
+        table.add_column(f"turn {k + 1}", justify="right")
+    table.add_column("turns 2+ median", justify="right")
+    for name, ttfts in sessions.items():
+        table.add_row(name, *(ms(t) for t in ttfts), ms(statistics.median(ttfts[1:])))
+    table.caption = "turn 1 computes the system prompt; later turns can start after the cached prefix"
+    return table
+
+
+def run_throughput(work: Path, path: Path, args: argparse.Namespace) -> list[Table]:
+    console.print("llama_cpp.server: finding its best thread count ...")
+    best, rates = best_engine_threads(work, path, args)
+    console.print(f"llama_cpp.server decode tok/s by threads: {rates}; best {best}")
+    runs: list[TargetRun] = []
+    sessions: dict[str, list[float]] = {}
+    for contended in (False, True):
+        condition = "competing process" if contended else "idle"
+        with engine_server(work, path, best) as engine, competitor(contended):
+            console.print(f"{engine.name}, {condition} ...")
+            runs.append(run_target(engine, condition, args))
+            if not contended:
+                sessions[engine.name] = agent_session(engine, args.agent_turns, 24)
+        for reuse in (True, False) if not contended else (True,):
+            env = {} if reuse else {"LLAMA_CPP_PREFIX_REUSE": "false"}
+            with running_server(work, args.threads, env=env) as server, competitor(contended):
+                ours = Target(
+                    "llamastack" + ("" if reuse else " (no prefix reuse)"), server.base_url, OPENAI_CHAT
+                )
+                if reuse:
+                    console.print(f"{ours.name}, {condition} ...")
+                    runs.append(run_target(ours, condition, args))
+                if not contended:
+                    sessions[ours.name] = agent_session(ours, args.agent_turns, 24)
+    return [throughput_table(runs, args), prefix_table(sessions)]
+
+
 # --- main -------------------------------------------------------------------------------------------------
 
 
@@ -465,11 +727,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, help="llama.cpp decode threads, in-process and server (default: llama.cpp's)"
     )
+    p.add_argument(
+        "--only",
+        choices=("all", "overhead", "throughput"),
+        default="all",
+        help="sections 1-4 (overhead against in-process llama.cpp), 5-6 (throughput side by side), or all",
+    )
+    p.add_argument("--tp-rounds", type=int, default=3, help="rounds of latency and decode in section 5")
+    p.add_argument("--load-tokens", type=int, default=64, help="tokens per streaming client in section 5")
+    p.add_argument("--load-clients", type=int, nargs="+", default=[1, 2, 4, 8], help="concurrent clients")
+    p.add_argument("--agent-turns", type=int, default=5, help="turns of the agent session in section 6")
     p.add_argument("--quick", action="store_true", help="few iterations, for a smoke run")
     args = p.parse_args(argv)
     if args.quick:
         args.iterations, args.warmup, args.stream_iterations, args.cold_starts, args.help_runs = 3, 1, 1, 1, 1
         args.clients, args.requests_per_client = 2, 1
+        args.tp_rounds, args.load_clients, args.agent_turns, args.load_tokens = 1, [1, 2], 2, 16
     return args
 
 
@@ -508,41 +781,53 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"[bold]bench_inference[/] model={path.name} cpus={os.cpu_count()} python={sys.version.split()[0]}"
     )
+    console.print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     problems: list[str] = []
+    tables: list[Table | None] = []
     busy0, own0, wall0 = busy_cpu_s(), own_cpu_s(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         work = Path(tmp)
-        console.print("timing `llama-stack --help` and cold starts ...")
-        helps = time_help(args.help_runs)
-        starts = [cold_start(work) for _ in range(args.cold_starts)]
-        llm = load_llama(path, args.threads)
-        params = llm.context_params
-        console.print(f"llama.cpp threads: decode={params.n_threads} batch={params.n_threads_batch}")
-        with (
-            running_server(work, args.threads) as server,
-            httpx.Client(base_url=server.base_url, timeout=300) as client,
-        ):
-            console.print(f"server at {server.base_url}; non-streamed runs ...")
-            latency, found = run_latency(llm, client, args)
-            problems += found
-            console.print("streamed runs ...")
-            stream, found = run_stream(llm, client, args)
-            problems += found
-            conc = None
-            if args.clients > 0:
-                console.print("concurrency check ...")
-                runs, wall = concurrency(
-                    server.base_url, args.clients, args.requests_per_client, args.max_tokens
-                )
-                conc = concurrency_table(runs, wall, args.requests_per_client)
-        llm.close()
+        if args.only in ("all", "overhead"):
+            tables += overhead_sections(work, path, args, problems)
+        if args.only in ("all", "throughput"):
+            tables += run_throughput(work, path, args)
     console.print(noise_note(busy0, own0, wall0))
-    for table in (latency, stream, startup_table(starts, helps), conc):
+    console.print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    for table in tables:
         if table is not None:
             console.print(table)
     for problem in problems:
         console.print(f"[bold red]WARNING[/] {problem}")
     return 1 if problems else 0
+
+
+def overhead_sections(
+    work: Path, path: Path, args: argparse.Namespace, problems: list[str]
+) -> list[Table | None]:
+    """Sections 1-4: what the server adds on top of llama.cpp in-process, cold start, a concurrency check."""
+    console.print("timing `llama-stack --help` and cold starts ...")
+    helps = time_help(args.help_runs)
+    starts = [cold_start(work) for _ in range(args.cold_starts)]
+    llm = load_llama(path, args.threads)
+    params = llm.context_params
+    console.print(f"llama.cpp threads: decode={params.n_threads} batch={params.n_threads_batch}")
+    with (
+        running_server(work, args.threads) as server,
+        httpx.Client(base_url=server.base_url, timeout=300) as client,
+    ):
+        console.print(f"server at {server.base_url}; non-streamed runs ...")
+        latency, found = run_latency(llm, client, args)
+        problems += found
+        console.print("streamed runs ...")
+        stream, found = run_stream(llm, client, args)
+        problems += found
+        conc = None
+        if args.clients > 0:
+            console.print("concurrency check ...")
+            runs, wall = concurrency(server.base_url, args.clients, args.requests_per_client, args.max_tokens)
+            conc = concurrency_table(runs, wall, args.requests_per_client)
+    llm.close()
+    return [latency, stream, startup_table(starts, helps), conc]
 
 
 if __name__ == "__main__":

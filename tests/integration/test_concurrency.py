@@ -102,7 +102,9 @@ def test_client_that_disconnects_mid_stream_frees_the_model(base_url: str) -> No
 
 
 def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
-    server: RunningServer = start_server(tmp_path / "busy", env={"LLAMA_CPP_MAX_QUEUED_REQUESTS": "1"})
+    # One request at a time (no batching): one generating, one waiting, the rest turned away.
+    env = {"LLAMA_CPP_MAX_QUEUED_REQUESTS": "1", "LLAMA_CPP_MAX_PARALLEL": "1"}
+    server: RunningServer = start_server(tmp_path / "busy", env=env)
     try:
         statuses: list[int] = []
         headers: list[str | None] = []

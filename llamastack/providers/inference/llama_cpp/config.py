@@ -12,15 +12,39 @@ class LlamaCppConfig(BaseModel):
     n_threads: int | None = Field(
         default=None,
         ge=1,
+        le=256,
         description=(
-            "CPU threads for decoding; default: half the cores (llama.cpp's default), which leaves a core "
-            "for the HTTP side and avoids spinning threads competing with it."
+            "CPU threads per decode step; default: adaptive, all cores while that is fastest, fewer when "
+            "another process competes for them (llama.cpp's threads spin and collapse then)."
         ),
     )
     n_threads_batch: int | None = Field(
-        default=None, ge=1, description="CPU threads for prompt evaluation; default: all cores."
+        default=None,
+        ge=1,
+        description="Unused: prompt chunks share each decode step, and n_threads.",
     )
-    n_batch: int = Field(default=512, ge=1, description="Prompt tokens evaluated per batch.")
+    n_batch: int = Field(default=512, ge=1, le=8192, description="Tokens evaluated per decode step, at most.")
+    max_parallel: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description=(
+            "Requests per model decoded together in one batch; each holds n_ctx tokens of KV cache. "
+            "More wait in the queue."
+        ),
+    )
+    prefill_chunk: int = Field(
+        default=128,
+        ge=1,
+        description="Prompt tokens evaluated per step while other requests stream, so they keep flowing.",
+    )
+    prefix_reuse: bool = Field(
+        default=True,
+        description=(
+            "Keep finished requests' KV cache per slot and start a prompt after the longest cached prefix "
+            "(agents resend their system prompt and earlier turns)."
+        ),
+    )
     chat_format: str | None = Field(
         default=None,
         description="A llama.cpp chat format name (e.g. 'chatml'); default: the GGUF's own chat template.",
@@ -33,4 +57,8 @@ class LlamaCppConfig(BaseModel):
 
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:
-        return {"n_ctx": "${env.LLAMA_CPP_N_CTX:=4096}", "n_threads": "${env.LLAMA_CPP_N_THREADS:=}"}
+        return {
+            "n_ctx": "${env.LLAMA_CPP_N_CTX:=4096}",
+            "n_threads": "${env.LLAMA_CPP_N_THREADS:=}",
+            "max_parallel": "${env.LLAMA_CPP_MAX_PARALLEL:=8}",
+        }

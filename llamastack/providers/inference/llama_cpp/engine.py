@@ -1,81 +1,42 @@
-"""One loaded GGUF model: prompt rendering, a fair FIFO queue, and generation in a worker thread.
+"""One loaded GGUF model: prompt rendering, a fair FIFO queue, and generation by its batch scheduler.
 
-llama.cpp contexts are not thread-safe, so each model runs one generation at a time on its own
-thread. Requests wait in arrival order (asyncio.Lock is FIFO); a full queue answers 503. The event
-loop never blocks: tokens cross from the worker thread with call_soon_threadsafe.
+Up to ``max_parallel`` requests decode together (batching.py); more wait in arrival order, and a full
+queue answers 503 with Retry-After. The event loop never blocks: tokens cross from the scheduler's
+thread with call_soon_threadsafe.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
+import contextlib
 import json
 import logging
 import math
-import random
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from llamastack.stack.apis.inference.core import (
     ChatMessage,
     GenerationChunk,
     GenerationResult,
     SamplingOptions,
-    TokenLogprob,
-    Usage,
 )
 from llamastack.stack.errors import BadRequestError, ContextLengthExceededError, ServerBusyError
 
 from ...utils.gbnf import check_grammar
+from .batching import BatchScheduler, Limits, Sequence, _hold_back  # noqa: F401 (tests use _hold_back)
 from .config import LlamaCppConfig
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
-_GRAMMAR_CACHE = 64  # compiled grammars kept per model (agents and tools repeat theirs)
-
-
-class _LogprobRecorder:
-    """A logits processor that keeps the raw logits of the step; they become logprobs once sampled."""
-
-    def __init__(self) -> None:
-        self.logits: np.ndarray | None = None
-
-    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        self.logits = np.array(scores, dtype=np.float32, copy=True)
-        return scores
-
-    def logprob(self, token: int, top_n: int, piece: Callable[[int], str]) -> TokenLogprob:
-        logits = self.logits
-        assert logits is not None
-        shifted = logits - logits.max()
-        logz = float(np.log(np.exp(shifted).sum()))
-        lp = shifted - logz
-        top: list[tuple[str, float]] = []
-        if top_n > 0:
-            idx = np.argpartition(-lp, top_n)[:top_n]
-            idx = idx[np.argsort(-lp[idx])]
-            top = [(piece(int(i)), float(lp[i])) for i in idx]
-        return TokenLogprob(token=piece(token), logprob=float(lp[token]), top=top)
-
-
-class _LogitBias:
-    """A logits processor adding OpenAI's logit_bias (token id -> bias) to every step's logits."""
-
-    def __init__(self, bias: dict[int, float]) -> None:
-        self.ids = np.fromiter(bias.keys(), dtype=np.int64)
-        self.values = np.fromiter(bias.values(), dtype=np.float32)
-
-    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        scores[self.ids] += self.values
-        return scores
+_GRAMMAR_CACHE = 64  # checked grammars kept per model (agents and tools repeat theirs)
+_TOKENIZER_CTX = 64
 
 
 # llama-cpp-python's JSON-schema converter lets string characters include raw control characters
@@ -97,34 +58,19 @@ class RenderedChat:
     stops: list[str]
 
 
-def _hold_back(text: str, stops: list[str]) -> int:
-    """Length of the longest tail of ``text`` that could still grow into a stop sequence."""
-    keep = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:k]):
-                keep = max(keep, k)
-                break
-    return keep
-
-
 class LlamaCppModel:
     def __init__(self, path: Path, config: LlamaCppConfig) -> None:
         import llama_cpp
 
         self.path = path
         self.config = config
+        # This Llama object tokenizes, renders and detokenizes; generation runs in the scheduler's own
+        # multi-sequence context, so its context is kept minimal.
         self.llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=config.n_ctx,
-            n_threads=config.n_threads,
-            n_threads_batch=config.n_threads_batch,
-            n_batch=config.n_batch,
-            verbose=False,
+            model_path=str(path), n_ctx=_TOKENIZER_CTX, n_batch=_TOKENIZER_CTX, n_threads=1, verbose=False
         )
-        self.n_ctx = self.llm.n_ctx()
         self.n_vocab = self.llm.n_vocab()
-        self._grammars: dict[tuple[str | None, str | None], Any] = {}
+        self._grammars: dict[tuple[str | None, str | None], str] = {}
         self._vocab = self.llm._model.vocab
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._eom_id = self._single_token("<|eom_id|>")
@@ -132,10 +78,30 @@ class LlamaCppModel:
         # parser needs to see it (code-interpreter calls are recognised by it).
         self._python_tag_id = self._single_token("<|python_tag|>")
         self._formatter = self._make_formatter(llama_cpp)
-        self._lock = asyncio.Lock()
-        self._waiting = 0
-        self._recent_s: float | None = None  # seconds one request holds the model, recently
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-cpp-{path.stem}")
+        self._max_parallel = config.max_parallel
+        self._running = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._recent_s: float | None = None  # seconds one request holds its place, recently
+        try:
+            self._scheduler = BatchScheduler(
+                self.llm,
+                Limits(
+                    max_parallel=config.max_parallel,
+                    n_ctx=config.n_ctx,
+                    n_batch=max(config.n_batch, config.max_parallel),
+                    prefill_chunk=config.prefill_chunk,
+                    prefix_reuse=config.prefix_reuse,
+                ),
+                config.n_threads,
+                is_eog=lambda t: bool(self._is_eog(self._vocab, t)),
+                eom_id=self._eom_id,
+                python_tag_id=self._python_tag_id,
+                name=path.stem,
+            )
+        except BaseException:
+            self.llm.close()
+            raise
+        self.n_ctx = config.n_ctx
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -180,7 +146,7 @@ class LlamaCppModel:
         }
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._scheduler.close()
         self.llm.close()
 
     # --- prompts ------------------------------------------------------------------------------
@@ -269,12 +235,11 @@ class LlamaCppModel:
                 )
         return text
 
-    def _probed_grammar(self, text: str, from_schema: bool) -> Any:
+    def _probed_grammar(self, text: str, from_schema: bool) -> str:
         """llama.cpp's own parser is asked too, on the event loop (it reads the model's vocabulary):
         it answers a grammar it rejects with a null sampler that llama-cpp-python would use and
         crash on."""
         import llama_cpp
-        from llama_cpp import LlamaGrammar
 
         probe = llama_cpp.llama_sampler_init_grammar(self._vocab, text.encode(), b"root")
         if not probe:
@@ -284,9 +249,9 @@ class LlamaCppModel:
                 "of this model's vocabulary); check it against llama.cpp's GBNF syntax."
             )
         llama_cpp.llama_sampler_free(probe)
-        return LlamaGrammar.from_string(text, verbose=False)
+        return text  # each sequence builds its own grammar sampler from it (they hold parse state)
 
-    async def grammar_for(self, json_schema: dict[str, Any] | None, gbnf: str | None) -> Any:
+    async def grammar_for(self, json_schema: dict[str, Any] | None, gbnf: str | None) -> str | None:
         """A grammar llama.cpp can use, or a 400: client grammars never reach it unchecked. Compiled
         grammars are cached (agents and tools repeat theirs); the cache is only touched on the loop."""
         if json_schema is None and gbnf is None:
@@ -302,105 +267,23 @@ class LlamaCppModel:
                 self._grammars.pop(next(iter(self._grammars)))
         return grammar
 
-    # --- generation (worker thread) -------------------------------------------------------------
-
-    def _generate(
-        self,
-        tokens: list[int],
-        budget: int,
-        sampling: SamplingOptions,
-        stops: list[str],
-        grammar: Any,
-        emit: Callable[[GenerationChunk], None] | None,
-        cancel: threading.Event,
-    ) -> GenerationResult:
-        from llama_cpp import LogitsProcessorList
-
-        llm = self.llm
-        # llama.cpp seeds are 32-bit; OpenAI's are 64-bit.
-        llm.set_seed(sampling.seed & 0x7FFFFFFF if sampling.seed is not None else random.getrandbits(31))
-        recorder = _LogprobRecorder() if sampling.logprobs is not None else None
-        processors: list[Any] = [_LogitBias(sampling.logit_bias)] if sampling.logit_bias else []
-        if recorder is not None:
-            processors.append(recorder)
-        greedy = not sampling.temperature
-        stream = llm.generate(
-            tokens,
-            temp=0.0 if greedy else float(sampling.temperature or 0.0),
-            top_k=sampling.top_k or 0,
-            top_p=sampling.top_p or 1.0,
-            min_p=0.0,
-            repeat_penalty=sampling.repetition_penalty or 1.0,
-            frequency_penalty=sampling.frequency_penalty or 0.0,
-            presence_penalty=sampling.presence_penalty or 0.0,
-            logits_processor=LogitsProcessorList(processors) if processors else None,
-            grammar=grammar,
-        )
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        piece = self._piece
-        text = ""  # generated text not yet emitted (held back for stop sequences)
-        out: list[str] = []
-        logprobs: list[TokenLogprob] | None = [] if recorder is not None else None
-        pending_lp: list[TokenLogprob] = []
-        finish = "length"
-        end_of_message = False
-        n = 0
-        for token in stream:
-            if cancel.is_set():
-                log.info("Generation cancelled after %d tokens: the client went away.", n)
-                finish = "stop"
-                break
-            if self._is_eog(self._vocab, token):
-                finish, end_of_message = "stop", token == self._eom_id
-                break
-            n += 1
-            if recorder is not None:
-                pending_lp.append(recorder.logprob(token, sampling.logprobs or 0, piece))
-            text += decoder.decode(llm.detokenize([token], special=token == self._python_tag_id))
-            if stops:
-                hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-                if hit >= 0:
-                    text = text[:hit]
-                    finish = "stop"
-                    break
-                ready = len(text) - _hold_back(text, stops)
-            else:
-                ready = len(text)
-            if ready > 0:
-                chunk, text = text[:ready], text[ready:]
-                out.append(chunk)
-                if logprobs is not None:
-                    logprobs.extend(pending_lp)
-                if emit is not None:
-                    emit(GenerationChunk(text=chunk, logprobs=pending_lp or None))
-                pending_lp = []
-            if n >= budget:
-                break
-        text += decoder.decode(b"", final=True)
-        if text:
-            out.append(text)
-            if emit is not None:
-                emit(GenerationChunk(text=text, logprobs=pending_lp or None))
-        if logprobs is not None:
-            logprobs.extend(pending_lp)
-        return GenerationResult(
-            text="".join(out),
-            finish_reason=finish,  # type: ignore[arg-type]
-            usage=Usage(prompt_tokens=len(tokens), completion_tokens=n),
-            end_of_message=end_of_message,
-            logprobs=logprobs,
-        )
-
-    def _piece(self, token: int) -> str:
-        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
-
     # --- the async face -----------------------------------------------------------------------
 
+    @property
+    def _waiting(self) -> int:
+        return len(self._waiters)
+
     def retry_after_s(self) -> int:
-        """How long a new request would wait: the running one and each queued one, at the recent pace."""
-        return max(1, math.ceil((self._waiting + 1) * (self._recent_s or 1.0)))
+        """How long a new request would wait: the queue ahead of it drains max_parallel at a time, at
+        the recent pace of one request."""
+        rounds = self._waiting // self._max_parallel + 1
+        return max(1, math.ceil(rounds * (self._recent_s or 1.0)))
 
     async def _enter_queue(self, model_id: str) -> None:
+        """A place among the max_parallel running sequences, in arrival order, or 503 if too many wait."""
+        if self._running < self._max_parallel and not self._waiters:
+            self._running += 1
+            return
         if self._waiting >= self.config.max_queued_requests:
             wait = self.retry_after_s()
             raise ServerBusyError(
@@ -408,25 +291,57 @@ class LlamaCppModel:
                 f"try again in {wait} s.",
                 retry_after_s=wait,
             )
-        self._waiting += 1
+        turn = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
         try:
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
+            await turn  # the place is handed over by _leave_queue
+        except asyncio.CancelledError:
+            if turn in self._waiters:
+                self._waiters.remove(turn)
+            elif turn.done() and not turn.cancelled():
+                self._leave_queue()  # handed a place just as the caller left: pass it on
+            raise
 
-    def _finished(self, started: float) -> None:
-        # An exponential average of how long one request holds the model, for Retry-After.
-        took = time.monotonic() - started
-        self._recent_s = took if self._recent_s is None else 0.7 * self._recent_s + 0.3 * took
-        self._lock.release()
+    def _leave_queue(self) -> None:
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._running -= 1
 
-    def _start(self, *args: Any) -> asyncio.Future[GenerationResult]:
+    def _submit(
+        self,
+        tokens: list[int],
+        budget: int,
+        sampling: SamplingOptions,
+        stops: list[str],
+        grammar: str | None,
+        emit: Callable[[GenerationChunk], None] | None,
+    ) -> tuple[asyncio.Future[GenerationResult], threading.Event]:
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[GenerationResult] = loop.create_future()
         started = time.monotonic()
-        future = loop.run_in_executor(self._executor, self._generate, *args)
-        # The lock is released when the thread is done, even if the caller has gone away.
-        future.add_done_callback(lambda _: self._finished(started))
-        return future
+
+        def settle(outcome: GenerationResult | BaseException) -> None:  # on the loop
+            took = time.monotonic() - started
+            # An exponential average of how long one request holds its place, for Retry-After.
+            self._recent_s = took if self._recent_s is None else 0.7 * self._recent_s + 0.3 * took
+            self._leave_queue()
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        def done(outcome: GenerationResult | BaseException) -> None:  # on the worker thread
+            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown): nobody waits
+                loop.call_soon_threadsafe(settle, outcome)
+
+        seq = Sequence(tokens, budget, sampling, stops, grammar, emit, done)
+        self._scheduler.submit(seq)
+        return future, seq.cancel
 
     async def generate(
         self,
@@ -439,11 +354,10 @@ class LlamaCppModel:
         model_id: str,
     ) -> GenerationResult:
         await self._enter_queue(model_id)
-        cancel = threading.Event()
         try:
-            future = self._start(tokens, budget, sampling, stops, grammar, None, cancel)
+            future, cancel = self._submit(tokens, budget, sampling, stops, grammar, None)
         except BaseException:
-            self._lock.release()
+            self._leave_queue()
             raise
         try:
             return await asyncio.shield(future)
@@ -464,15 +378,15 @@ class LlamaCppModel:
         await self._enter_queue(model_id)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
 
         def emit(chunk: GenerationChunk) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown)
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
 
         try:
-            future = self._start(tokens, budget, sampling, stops, grammar, emit, cancel)
+            future, cancel = self._submit(tokens, budget, sampling, stops, grammar, emit)
         except BaseException:
-            self._lock.release()
+            self._leave_queue()
             raise
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:

@@ -149,6 +149,30 @@ class CompletionRequest(BaseModel):
     logprobs: LogProbConfig | None = None
 
 
+# A batch runs as parallel sequences on engines that batch; the cap keeps one request's work bounded.
+MAX_BATCH = 64
+
+
+class BatchChatCompletionRequest(BaseModel):
+    model_id: str
+    messages_batch: list[Annotated[list[Message], Field(min_length=1)]] = Field(
+        min_length=1, max_length=MAX_BATCH
+    )
+    sampling_params: SamplingParams | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_config: ToolConfig | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: LogProbConfig | None = None
+
+
+class BatchCompletionRequest(BaseModel):
+    model_id: str
+    content_batch: list[InterleavedContent] = Field(min_length=1, max_length=MAX_BATCH)
+    sampling_params: SamplingParams | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: LogProbConfig | None = None
+
+
 class EmbeddingsRequest(BaseModel):
     model_id: str
     contents: list[str] | list[InterleavedContentItem] = Field(min_length=1)
@@ -171,6 +195,10 @@ class ChatCompletionResponse(BaseModel):
     metrics: list[MetricInResponse] | None = None
     completion_message: CompletionMessage
     logprobs: list[TokenLogProbs] | None = None
+
+
+class BatchChatCompletionResponse(BaseModel):
+    batch: list[ChatCompletionResponse]
 
 
 class TextDelta(BaseModel):
@@ -229,6 +257,10 @@ class CompletionResponseStreamChunk(BaseModel):
     delta: str
     stop_reason: StopReason | None = None
     logprobs: list[TokenLogProbs] | None = None
+
+
+class BatchCompletionResponse(BaseModel):
+    batch: list[CompletionResponse]
 
 
 class EmbeddingsResponse(BaseModel):

@@ -125,7 +125,10 @@ class OpenaiChatCompletionRequest(BaseModel):
     max_completion_tokens: JsonInt | None = Field(default=None, ge=1)
     max_tokens: JsonInt | None = Field(default=None, ge=1)
     n: JsonInt | None = Field(
-        default=None, ge=1, le=16, description="How many choices to generate (one after another)."
+        default=None,
+        ge=1,
+        le=16,
+        description="How many choices to generate (decoded together by engines that batch).",
     )
     parallel_tool_calls: JsonBool | None = None
     presence_penalty: JsonFloat | None = Field(default=None, ge=-2.0, le=2.0)
@@ -157,7 +160,10 @@ class OpenaiCompletionRequest(BaseModel):
     logprobs: JsonBool | JsonInt | None = None
     max_tokens: JsonInt | None = Field(default=None, ge=0)
     n: JsonInt | None = Field(
-        default=None, ge=1, le=16, description="How many choices to generate (one after another)."
+        default=None,
+        ge=1,
+        le=16,
+        description="How many choices to generate (decoded together by engines that batch).",
     )
     presence_penalty: JsonFloat | None = Field(default=None, ge=-2.0, le=2.0)
     seed: JsonInt | None = Field(default=None, ge=-(2**63), le=2**63 - 1)

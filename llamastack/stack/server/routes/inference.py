@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import sys
@@ -72,6 +73,38 @@ async def completion(request: Request, body: n.CompletionRequest) -> Response:
 
 
 @router.post(
+    "/v1/inference/batch-chat-completion",
+    response_model=n.BatchChatCompletionResponse,
+    summary="Generate chat completions for a batch of messages using the specified model.",
+)
+async def batch_chat_completion(request: Request, body: n.BatchChatCompletionRequest) -> Response:
+    inference = _inference(request)
+    shared = body.model_dump(exclude={"messages_batch"}, exclude_none=True)
+    cores = [
+        tn.chat_request_from_native(n.ChatCompletionRequest(**shared, messages=messages))
+        for messages in body.messages_batch
+    ]
+    results = await _all([inference.chat(body.model_id, core) for core in cores])
+    return json_response(n.BatchChatCompletionResponse(batch=[tn.chat_response(r) for r in results]))
+
+
+@router.post(
+    "/v1/inference/batch-completion",
+    response_model=n.BatchCompletionResponse,
+    summary="Generate completions for a batch of content using the specified model.",
+)
+async def batch_completion(request: Request, body: n.BatchCompletionRequest) -> Response:
+    inference = _inference(request)
+    shared = body.model_dump(exclude={"content_batch"}, exclude_none=True)
+    cores = [
+        tn.completion_request_from_native(n.CompletionRequest(**shared, content=content))
+        for content in body.content_batch
+    ]
+    results = await _all([inference.complete(body.model_id, core) for core in cores])
+    return json_response(n.BatchCompletionResponse(batch=[tn.completion_response(r) for r in results]))
+
+
+@router.post(
     "/v1/inference/embeddings",
     response_model=n.EmbeddingsResponse,
     summary="Generate embeddings for content pieces using the specified model.",
@@ -111,20 +144,59 @@ def _nth(request: R, i: int) -> R:
     )
 
 
+async def _all(coros: list[Awaitable[C]]) -> list[C]:
+    """n > 1 choices at once (engines that batch decode them together); one failing cancels the rest."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+
+
+async def _close(stream: object) -> None:
+    closer = getattr(stream, "aclose", None)
+    if closer is not None:
+        await closer()
+
+
 async def _choices(
     first: AsyncIterator[object], rest: Callable[[int], AsyncIterator[object]], n: int
 ) -> AsyncIterator[tuple[int, object | None]]:
-    """n > 1 choices, generated one after another: (i, None) starts choice i, then its chunks."""
-    for i in range(n):
-        stream = first if i == 0 else rest(i)
-        yield i, None
+    """n > 1 choices generated at once, their chunks interleaved: (i, None) starts choice i, then
+    (i, chunk) carries its chunks."""
+    streams = [first, *(rest(i) for i in range(1, n))]
+    queue: asyncio.Queue[tuple[int, object | None] | BaseException | None] = asyncio.Queue()
+
+    async def pump(i: int) -> None:
         try:
-            async for chunk in stream:
-                yield i, chunk
-        finally:
-            closer = getattr(stream, "aclose", None)
-            if closer is not None:
-                await closer()
+            await queue.put((i, None))
+            async for chunk in streams[i]:
+                await queue.put((i, chunk))
+            await queue.put(None)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            await queue.put(exc)
+
+    tasks = [asyncio.ensure_future(pump(i)) for i in range(n)]
+    try:
+        running = n
+        while running:
+            item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for stream in streams:
+            await _close(stream)
 
 
 async def _stored_when_done(
@@ -175,7 +247,7 @@ async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionR
             chunks = cast("AsyncIterator[GenerationChunk]", source)
             return sse_response([builder.first()], chunks, builder.chunks, done_marker=done)
         return sse_response([], source, builder.indexed, done_marker=done)
-    results = [await inference.chat(body.model, _nth(core, i)) for i in range(n)]
+    results = await _all([inference.chat(body.model, _nth(core, i)) for i in range(n)])
     completion = to.chat_completion(results, body.model)
     if keep is not None:
         await keep.save(completion, body.messages)
@@ -232,7 +304,7 @@ async def openai_completion(request: Request, body: o.OpenaiCompletionRequest) -
             return sse_response([], stream, builder.chunks, done_marker=done)
         choices = _choices(stream, lambda i: inference.complete_stream(body.model, _nth(core, i)), n)
         return sse_response([], choices, builder.indexed, done_marker=done)
-    results = [await inference.complete(body.model, _nth(core, i)) for i in range(n)]
+    results = await _all([inference.complete(body.model, _nth(core, i)) for i in range(n)])
     return json_response(to.completion(results, body.model, core.prompt if body.echo else None))
 
 

@@ -1,0 +1,60 @@
+"""The llama.cpp provider's thread count: all cores while fastest, fewer under contention, back again."""
+
+from __future__ import annotations
+
+from llamastack.providers.inference.llama_cpp.threads import ThreadTuner
+
+
+class _Machine:
+    """Step times per thread count, and a clock the steps advance."""
+
+    def __init__(self, tuner_counts: tuple[int, int] = (2, 1)) -> None:
+        self.now = 0.0
+        self.cost = {2: 0.007, 1: 0.011}
+        self.tuner = ThreadTuner(None, clock=lambda: self.now)
+        self.tuner.counts = list(tuner_counts)
+        self.tuner.best = tuner_counts[-1]
+        self.used: list[int] = []
+
+    def run(self, steps: int, n_tokens: int = 4) -> None:
+        for _ in range(steps):
+            threads = self.tuner.choose(n_tokens)
+            self.tuner.record(threads, n_tokens, self.cost[threads])
+            self.now += self.cost[threads]
+            self.used.append(threads)
+
+
+def test_idle_machine_settles_on_all_threads() -> None:
+    m = _Machine()
+    m.run(300)
+    assert m.tuner.best == 2
+    assert m.used[-100:].count(2) >= 99
+
+
+def test_contention_falls_back_at_once_and_probes_rarely() -> None:
+    m = _Machine()
+    m.run(300)
+    m.cost = {2: 0.8, 1: 0.03}  # two spinning threads collapse when a process competes
+    m.run(2)
+    assert m.tuner.best == 1
+    m.used.clear()
+    m.run(3000)  # about 90 s of decoding
+    assert m.used.count(2) <= 12  # a probe now and then (the pause between them grows to 60 s)
+
+
+def test_the_idle_machine_gets_all_threads_back() -> None:
+    m = _Machine()
+    m.run(100)
+    m.cost = {2: 0.8, 1: 0.03}
+    m.run(500)
+    m.cost = {2: 0.007, 1: 0.011}
+    m.run(12000)  # 60 s and more: the next probe finds two threads fast again
+    assert m.tuner.best == 2
+
+
+def test_large_steps_never_probe_and_a_fixed_count_is_kept() -> None:
+    m = _Machine()
+    m.run(50, n_tokens=512)
+    assert set(m.used) == {1}  # probes run on small steps only; the safe count until then
+    fixed = ThreadTuner(3)
+    assert fixed.choose(1) == 3 and fixed.choose(512) == 3
