@@ -137,13 +137,16 @@ class SentenceTransformersInference:
         from .numpy_bert import TooLongError
 
         encoder = self._encoders[model.identifier]
+
+        def encode() -> tuple[list[list[float]], int]:
+            vectors, tokens = encoder.encode(texts, batch_size=self.config.batch_size, truncation=truncate)
+            return vectors.tolist(), tokens  # in the worker too: the event loop only gets floats
+
         try:
-            vectors, tokens = await asyncio.to_thread(
-                encoder.encode, texts, batch_size=self.config.batch_size, truncation=truncate
-            )
+            embeddings, tokens = await asyncio.to_thread(encode)
         except TooLongError as exc:
             raise BadRequestError(f"{exc}; set text_truncation to 'end' or 'start', or shorten it.") from None
-        return EmbeddingResult(embeddings=vectors.tolist(), prompt_tokens=tokens)
+        return EmbeddingResult(embeddings=embeddings, prompt_tokens=tokens)
 
     # Only embedding models are registered here, so the router never sends generation; these say so
     # if a caller ever does.
