@@ -33,5 +33,8 @@ class SentenceTransformersConfig(BaseModel):
         return {
             "backend": "${env.EMBEDDING_BACKEND:=auto}",
             "quantize": "${env.EMBEDDING_QUANTIZE:=none}",
-            "cache_dir": "${env.LLAMA_STACK_STATE_DIR:=~/.llamastack/distributions/local}/embeddings",
+            "cache_dir": (
+                "${env.EMBEDDING_CACHE_DIR:=${env.LLAMA_STACK_STATE_DIR:=~/.llamastack/distributions/local}"
+                "/embeddings}"
+            ),
         }

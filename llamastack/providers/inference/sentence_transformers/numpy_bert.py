@@ -5,6 +5,8 @@ Why not torch: importing torch + sentence-transformers takes ~10 s on a 2-core m
 numpy's BLAS does as fast. Reads the folder's own files (config.json, tokenizer.json,
 model.safetensors, 1_Pooling/config.json, modules.json) and reproduces the
 Transformer -> Pooling -> Normalize pipeline; a test compares it with sentence-transformers.
+`BertFolder` is that reading, tokenizing, batching and pooling, shared with the onnxruntime encoder
+(onnx_bert.py, the default), which tests compare with this one.
 """
 
 from __future__ import annotations
