@@ -2,10 +2,12 @@
 
 The graph is written here with the `onnx` helper API, in the fused form onnxruntime's transformer
 optimizer would produce: one `Attention` (QKV product, masked softmax, context) per layer, the residual
-adds folded into `SkipLayerNormalization`, the FFN's bias and exact GELU in `BiasGelu`. Building it
-takes well under a second, so the fp32 graph is built at load time and never written to disk. The
-opt-in int8 graph (dynamic quantization of the weight products) takes seconds to make and is cached
-under the configured directory, keyed by the weights file and the versions that shape it.
+adds folded into `SkipLayerNormalization`, the FFN's bias and exact GELU in `BiasGelu`. The same
+tokenizer, length-sorted batches and pooling as the numpy encoder (BertFolder), which tests compare
+it with. Building the graph takes about a second (importing onnx is most of it), so it is built at
+the first start and cached under the configured directory as an .onnx file, keyed by the weights
+file and the versions that shape it; later starts only read it. The opt-in int8 graph (dynamic
+quantization of the weight products, onnxruntime's own quantizer) takes seconds and is cached beside.
 """
 
 from __future__ import annotations
@@ -62,9 +64,6 @@ class OnnxBertEncoder(BertFolder):
         # Worker threads sleep between runs instead of spinning: a spinning pool costs a shared
         # 2-core machine far more (other processes' time) than the microseconds it saves per run.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        threads = os.environ.get("EMBEDDING_THREADS")
-        if threads:
-            options.intra_op_num_threads = int(threads)
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         # The first run of each shape allocates; one tiny run now keeps that out of the first request.
         self._forward([[self.cls_id, self.sep_id]])
