@@ -89,22 +89,24 @@ class OnnxBertEncoder(BertFolder):
             with tempfile.TemporaryDirectory(prefix="llamastack-int8-") as tmp:
                 return self._quantized(fp32, Path(tmp) / "int8.onnx")
         key = self._cache_key()
-        path = cache_dir / f"{key}.{'int8' if self.quantize == 'int8' else 'fp32'}.onnx"
+        fp32_path, int8_path = cache_dir / f"{key}.fp32.onnx", cache_dir / f"{key}.int8.onnx"
+        path = int8_path if self.quantize == "int8" else fp32_path
         if path.is_file():
             return path.read_bytes()
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        fp32 = self._build().SerializeToString()
-        if self.quantize == "int8":
-            return self._quantized(fp32, path)
-        _write_atomically(path, fp32)
-        log.info(
-            "Built the onnx graph of %s in %.1f s (cached as %s)",
-            self.folder,
-            time.perf_counter() - started,
-            path,
-        )
-        return fp32
+        if fp32_path.is_file():  # int8 is made from the cached fp32 graph
+            fp32 = fp32_path.read_bytes()
+        else:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            fp32 = self._build().SerializeToString()
+            _write_atomically(fp32_path, fp32)
+            log.info(
+                "Built the onnx graph of %s in %.1f s (cached as %s)",
+                self.folder,
+                time.perf_counter() - started,
+                fp32_path,
+            )
+        return self._quantized(fp32, int8_path) if self.quantize == "int8" else fp32
 
     def _quantized(self, fp32: bytes, path: Path) -> bytes:
         log.info("Quantizing %s to int8 into %s (once per cache; takes a few seconds) ...", self.folder, path)
