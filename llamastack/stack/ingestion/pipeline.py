@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,27 +67,33 @@ async def insert_documents(
     batch_size: int,
 ) -> None:
     """Loads, chunks and stores RAG documents. Every document is prepared before any is stored: a
-    bad one fails the whole insert with nothing written. Re-inserting a document replaces it."""
+    bad one fails the whole insert with nothing written. Re-inserting a document replaces it; the
+    documents stay out of queries until all of them are written."""
     ids = [d.document_id for d in documents]
     if len(set(ids)) != len(ids):
         raise BadRequestError("documents: every document_id must be unique within one insert.")
     started = time.perf_counter()
     prepared = [(d, await document_chunks(d, chunking, limits)) for d in documents]
-    total = sum(len(chunks) for _, chunks in prepared)
-    done = 0
-    for n, (document, chunks) in enumerate(prepared, 1):
-        await replace_document(vector_io, vector_db_id, document.document_id, chunks, batch_size=batch_size)
-        done += len(chunks)
-        if n == len(prepared) or n % 50 == 0:
-            log.info(
-                "Indexed %d/%d documents into '%s' (%d/%d chunks, %.1f s)",
-                n,
-                len(prepared),
-                vector_db_id,
-                done,
-                total,
-                time.perf_counter() - started,
-            )
+    chunks = [chunk for _, pieces in prepared for chunk in pieces]
+    with ExitStack() as hidden:
+        for document_id in ids:
+            hidden.enter_context(vector_io.hidden_while_written(vector_db_id, document_id))
+        for document_id in ids:
+            await vector_io.delete_document(vector_db_id, document_id)
+        # Batches run across documents: many small documents still make full embedding batches and
+        # one store write per batch, not one per document.
+        for start in range(0, len(chunks), batch_size):
+            await vector_io.insert_chunks(vector_db_id, chunks[start : start + batch_size])
+            done = min(start + batch_size, len(chunks))
+            if done == len(chunks) or (start // batch_size) % 20 == 19:
+                log.info(
+                    "Indexed %d/%d chunks of %d documents into '%s' (%.1f s)",
+                    done,
+                    len(chunks),
+                    len(prepared),
+                    vector_db_id,
+                    time.perf_counter() - started,
+                )
 
 
 async def read_document(document: RAGDocument, limits: DocumentLimits) -> LoadedDocument:

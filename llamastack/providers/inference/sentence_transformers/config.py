@@ -6,12 +6,25 @@ from pydantic import BaseModel, Field
 
 
 class SentenceTransformersConfig(BaseModel):
-    backend: Literal["auto", "numpy", "torch"] = Field(
+    backend: Literal["auto", "onnx", "numpy", "torch"] = Field(
         default="auto",
         description=(
-            "numpy: a built-in BERT encoder (fast start, no torch); torch: the sentence-transformers "
-            "library (any architecture); auto: numpy when the folder is a BERT-family model."
+            "onnx: the BERT graph on onnxruntime, built from the folder's weights (fastest, no torch); "
+            "numpy: a built-in BERT encoder in numpy; torch: the sentence-transformers library (any "
+            "architecture); auto: onnx for BERT-family folders when onnxruntime is installed, else "
+            "numpy, else torch."
         ),
+    )
+    quantize: Literal["none", "int8"] = Field(
+        default="none",
+        description=(
+            "int8: the onnx backend runs the weight products in int8 (about twice as fast on CPUs, "
+            "embeddings within ~0.01 cosine of fp32); made once and cached in cache_dir."
+        ),
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        description="Where derived model files (the int8 graph) are kept; none: rebuilt at every start.",
     )
     batch_size: int = Field(default=32, ge=1, le=1024)
     device: str = Field(
@@ -24,4 +37,11 @@ class SentenceTransformersConfig(BaseModel):
 
     @classmethod
     def sample_run_config(cls) -> dict[str, Any]:
-        return {"backend": "${env.EMBEDDING_BACKEND:=auto}"}
+        return {
+            "backend": "${env.EMBEDDING_BACKEND:=auto}",
+            "quantize": "${env.EMBEDDING_QUANTIZE:=none}",
+            "cache_dir": (
+                "${env.EMBEDDING_CACHE_DIR:=${env.LLAMA_STACK_STATE_DIR:=~/.llamastack/distributions/local}"
+                "/embeddings}"
+            ),
+        }

@@ -5,6 +5,8 @@ Why not torch: importing torch + sentence-transformers takes ~10 s on a 2-core m
 numpy's BLAS does as fast. Reads the folder's own files (config.json, tokenizer.json,
 model.safetensors, 1_Pooling/config.json, modules.json) and reproduces the
 Transformer -> Pooling -> Normalize pipeline; a test compares it with sentence-transformers.
+`BertFolder` is that reading, tokenizing, batching and pooling, shared with the onnxruntime encoder
+(onnx_bert.py, the default), which tests compare with this one.
 """
 
 from __future__ import annotations
@@ -46,10 +48,14 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
     return (x - mean) / np.sqrt(var + eps) * w + b
 
 
-class NumpyBertEncoder:
+class BertFolder:
+    """What every BERT encoder here shares: the folder's configuration and tokenizer, length-sorted
+    batching and pooling. Subclasses load the weights and run `_hidden` (the last hidden states)."""
+
     def __init__(self, folder: Path) -> None:
-        from safetensors.numpy import load_file
         from tokenizers import Tokenizer
+
+        self.folder = folder
 
         cfg = self._json(folder / "config.json")
         if cfg.get("model_type") not in ("bert",) or cfg.get("hidden_act", "gelu") != "gelu":
@@ -85,42 +91,8 @@ class NumpyBertEncoder:
             raise UnsupportedFolder("the tokenizer has no [CLS] or [SEP] token")
         self.cls_id: int = cls_id
         self.sep_id: int = sep_id
-
-        w = load_file(str(weights_file))
-        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
-
-        def get(name: str) -> np.ndarray:
-            return w[prefix + name]
-
-        self.word = get("embeddings.word_embeddings.weight")
-        self.position = get("embeddings.position_embeddings.weight")
-        self.token_type = get("embeddings.token_type_embeddings.weight")[0]
-        self.emb_ln = (get("embeddings.LayerNorm.weight"), get("embeddings.LayerNorm.bias"))
-        self.layers = []
-        for i in range(int(cfg["num_hidden_layers"])):
-            p = f"encoder.layer.{i}."
-            # One fused QKV product per layer; weights transposed once here, not per call.
-            qkv_w = np.concatenate(
-                [get(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")], axis=0
-            ).T.copy()
-            qkv_b = np.concatenate([get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
-            self.layers.append(
-                (
-                    qkv_w,
-                    qkv_b,
-                    get(p + "attention.output.dense.weight").T.copy(),
-                    get(p + "attention.output.dense.bias"),
-                    (
-                        get(p + "attention.output.LayerNorm.weight"),
-                        get(p + "attention.output.LayerNorm.bias"),
-                    ),
-                    get(p + "intermediate.dense.weight").T.copy(),
-                    get(p + "intermediate.dense.bias"),
-                    get(p + "output.dense.weight").T.copy(),
-                    get(p + "output.dense.bias"),
-                    (get(p + "output.LayerNorm.weight"), get(p + "output.LayerNorm.bias")),
-                )
-            )
+        self.weights_file = weights_file
+        self.layer_count = int(cfg["num_hidden_layers"])
 
     @staticmethod
     def _json(path: Path, default: object = None) -> Any:
@@ -146,6 +118,10 @@ class NumpyBertEncoder:
             out.append(ids)
         return out
 
+    def _hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Last hidden states (n, length, hidden) of padded token ids and their 0/1 float mask."""
+        raise NotImplementedError
+
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         n, length = len(batch), max(len(ids) for ids in batch)
         ids = np.zeros((n, length), dtype=np.int64)
@@ -153,23 +129,7 @@ class NumpyBertEncoder:
         for i, row in enumerate(batch):
             ids[i, : len(row)] = row
             mask[i, : len(row)] = 1.0
-        hidden = self.dimension
-        # Linear layers run as one 2-D product over all tokens of the batch (one BLAS call each).
-        x = (self.word[ids] + self.position[:length] + self.token_type).reshape(n * length, hidden)
-        x = _layer_norm(x, *self.emb_ln, self.eps)
-        heads, d = self.heads, hidden // self.heads
-        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
-        scale = np.float32(1.0 / np.sqrt(d))
-        for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, out_w, out_b, ln2 in self.layers:
-            qkv = (x @ qkv_w + qkv_b).reshape(n, length, 3, heads, d).transpose(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
-            scores = np.exp(scores - scores.max(-1, keepdims=True))
-            scores /= scores.sum(-1, keepdims=True)
-            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n * length, hidden)
-            x = _layer_norm(ctx @ o_w + o_b + x, *ln1, self.eps)
-            x = _layer_norm(_gelu(x @ i_w + i_b) @ out_w + out_b + x, *ln2, self.eps)
-        x = x.reshape(n, length, hidden)
+        x = self._hidden(ids, mask)
         if self.pooling == "cls":
             pooled = x[:, 0]
         elif self.pooling == "max":
@@ -191,3 +151,65 @@ class NumpyBertEncoder:
             idx = order[start : start + batch_size]
             out[idx] = self._forward([token_ids[i] for i in idx])
         return out, sum(len(t) for t in token_ids)
+
+
+class NumpyBertEncoder(BertFolder):
+    def __init__(self, folder: Path) -> None:
+        from safetensors.numpy import load_file
+
+        super().__init__(folder)
+        w = load_file(str(self.weights_file))
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
+
+        def get(name: str) -> np.ndarray:
+            return w[prefix + name]
+
+        self.word = get("embeddings.word_embeddings.weight")
+        self.position = get("embeddings.position_embeddings.weight")
+        self.token_type = get("embeddings.token_type_embeddings.weight")[0]
+        self.emb_ln = (get("embeddings.LayerNorm.weight"), get("embeddings.LayerNorm.bias"))
+        self.layers = []
+        for i in range(self.layer_count):
+            p = f"encoder.layer.{i}."
+            # One fused QKV product per layer; weights transposed once here, not per call.
+            qkv_w = np.concatenate(
+                [get(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")], axis=0
+            ).T.copy()
+            qkv_b = np.concatenate([get(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+            self.layers.append(
+                (
+                    qkv_w,
+                    qkv_b,
+                    get(p + "attention.output.dense.weight").T.copy(),
+                    get(p + "attention.output.dense.bias"),
+                    (
+                        get(p + "attention.output.LayerNorm.weight"),
+                        get(p + "attention.output.LayerNorm.bias"),
+                    ),
+                    get(p + "intermediate.dense.weight").T.copy(),
+                    get(p + "intermediate.dense.bias"),
+                    get(p + "output.dense.weight").T.copy(),
+                    get(p + "output.dense.bias"),
+                    (get(p + "output.LayerNorm.weight"), get(p + "output.LayerNorm.bias")),
+                )
+            )
+
+    def _hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        n, length = ids.shape
+        hidden = self.dimension
+        # Linear layers run as one 2-D product over all tokens of the batch (one BLAS call each).
+        x = (self.word[ids] + self.position[:length] + self.token_type).reshape(n * length, hidden)
+        x = _layer_norm(x, *self.emb_ln, self.eps)
+        heads, d = self.heads, hidden // self.heads
+        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+        scale = np.float32(1.0 / np.sqrt(d))
+        for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, out_w, out_b, ln2 in self.layers:
+            qkv = (x @ qkv_w + qkv_b).reshape(n, length, 3, heads, d).transpose(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n * length, hidden)
+            x = _layer_norm(ctx @ o_w + o_b + x, *ln1, self.eps)
+            x = _layer_norm(_gelu(x @ i_w + i_b) @ out_w + out_b + x, *ln2, self.eps)
+        return x.reshape(n, length, hidden)

@@ -73,13 +73,34 @@ class SentenceTransformersInference:
         self._encoders.clear()
 
     def _load(self, folder: Path) -> Any:
-        if self.config.backend in ("auto", "numpy"):
+        backend = self.config.backend
+        if self.config.quantize == "int8" and backend not in ("auto", "onnx"):
+            raise BadRequestError(f"quantize: int8 needs the onnx backend (backend is '{backend}').")
+        if backend in ("auto", "onnx"):
+            from .numpy_bert import UnsupportedFolder
+            from .onnx_bert import OnnxBertEncoder, onnx_available
+
+            if not onnx_available():
+                if backend == "onnx" or self.config.quantize == "int8":
+                    raise BadRequestError(
+                        "The onnx embedding backend needs onnxruntime and onnx: "
+                        "pip install 'llamastack[local]'."
+                    )
+            else:
+                cache = Path(self.config.cache_dir).expanduser() if self.config.cache_dir else None
+                try:
+                    return OnnxBertEncoder(folder, quantize=self.config.quantize, cache_dir=cache)
+                except UnsupportedFolder as exc:
+                    if backend == "onnx" or self.config.quantize == "int8":
+                        raise BadRequestError(f"The onnx backend cannot run '{folder}': {exc}.") from None
+                    log.info("Not using the onnx backend for %s (%s)", folder, exc)
+        if backend in ("auto", "numpy"):
             from .numpy_bert import NumpyBertEncoder, UnsupportedFolder
 
             try:
                 return NumpyBertEncoder(folder)
             except UnsupportedFolder as exc:
-                if self.config.backend == "numpy":
+                if backend == "numpy":
                     raise BadRequestError(f"The numpy backend cannot run '{folder}': {exc}.") from None
                 log.info("Using the torch backend for %s (%s)", folder, exc)
         if not (folder / "config.json").is_file():
@@ -124,13 +145,16 @@ class SentenceTransformersInference:
         from .numpy_bert import TooLongError
 
         encoder = self._encoders[model.identifier]
+
+        def encode() -> tuple[list[list[float]], int]:
+            vectors, tokens = encoder.encode(texts, batch_size=self.config.batch_size, truncation=truncate)
+            return vectors.tolist(), tokens  # in the worker too: the event loop only gets floats
+
         try:
-            vectors, tokens = await asyncio.to_thread(
-                encoder.encode, texts, batch_size=self.config.batch_size, truncation=truncate
-            )
+            embeddings, tokens = await asyncio.to_thread(encode)
         except TooLongError as exc:
             raise BadRequestError(f"{exc}; set text_truncation to 'end' or 'start', or shorten it.") from None
-        return EmbeddingResult(embeddings=vectors.tolist(), prompt_tokens=tokens)
+        return EmbeddingResult(embeddings=embeddings, prompt_tokens=tokens)
 
     # Only embedding models are registered here, so the router never sends generation; these say so
     # if a caller ever does.
