@@ -12,6 +12,7 @@ their turns, files, vector store files and chunks. Nothing lost, nothing duplica
 and exit status 1 on any FAIL.
 
     .venv/bin/python benchmarks/bench_load.py [--duration 180] [--quick] [--workers 6] [--engine local|remote]
+        [--saturate]
 """
 
 from __future__ import annotations
@@ -388,6 +389,12 @@ def main() -> None:
         default="local",
         help="local: llama.cpp in each replica; remote: one shared llama_cpp.server",
     )
+    parser.add_argument(
+        "--saturate",
+        action="store_true",
+        help="local engine: each replica's llama.cpp decodes 1 request at a time with 1 waiting, so extra"
+        " requests must get 503 + Retry-After",
+    )
     args = parser.parse_args()
     duration = 30.0 if args.quick else args.duration
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -409,6 +416,8 @@ def main() -> None:
             "CHROMA_URL": chroma_url,
             "LLAMA_CPP_N_THREADS": "1",
         }
+        if args.saturate:
+            env |= {"LLAMA_CPP_MAX_PARALLEL": "1", "LLAMA_CPP_MAX_QUEUED_REQUESTS": "1"}
         distribution, model = "local", LOCAL_MODEL
         if args.engine == "remote":
             port = free_port()
