@@ -57,7 +57,7 @@ class Tally:
     transport_errors: Counter[str] = field(default_factory=Counter)
     # What was created (acknowledged with 200), to count against the stores afterwards.
     sessions: dict[str, tuple[str, str]] = field(default_factory=dict)  # session -> (agent, replica)
-    turns: Counter[str] = field(default_factory=Counter)  # session -> acknowledged turns
+    turns: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # session -> turn ids
     files: list[str] = field(default_factory=list)
     attached: list[str] = field(default_factory=list)
 
@@ -187,7 +187,7 @@ async def worker(
                     json={"stream": False, "messages": [{"role": "user", "content": f"Turn {i}: hello."}]},
                 )
                 if r is not None and r.status_code == 200:
-                    tally.turns[session_id] += 1
+                    tally.turns[session_id].append(str(r.json()["turn_id"]))
             elif kind == "file_upload":
                 token = uuid.uuid4().hex
                 r = await call(
@@ -269,23 +269,27 @@ async def verify(tally: Tally, replicas: list[str], store_id: str, seed_file: st
     results: list[tuple[bool, str]] = []
     async with httpx.AsyncClient(timeout=120) as client:
         # Each session read through the replica that did not create it.
-        lost = dup = 0
+        lost = dup = extra = unfinished = 0
         for session_id, (agent_id, home) in tally.sessions.items():
             other = replicas[1] if home == replicas[0] else replicas[0]
             r = await client.get(f"{other}/v1/agents/{agent_id}/session/{session_id}")
-            turns = r.json().get("turns", []) if r.status_code == 200 else None
-            if turns is None:
-                lost += 1
+            if r.status_code != 200:
+                lost += len(tally.turns[session_id]) or 1
                 continue
-            ids = [t["turn_id"] for t in turns]
-            dup += len(ids) - len(set(ids))
-            lost += max(0, tally.turns[session_id] - len(set(ids)))
-            dup += max(0, len(set(ids)) - tally.turns[session_id])
+            turns = r.json().get("turns", [])
+            ids = Counter(str(t["turn_id"]) for t in turns)
+            acked = set(tally.turns[session_id])
+            dup += sum(c - 1 for c in ids.values())
+            lost += len(acked - set(ids))
+            strays = [t for t in turns if t["turn_id"] not in acked]
+            extra += len(strays)
+            unfinished += sum(1 for t in strays if not t.get("completed_at"))
+        acked_total = sum(len(t) for t in tally.turns.values())
         results.append(
             (
-                lost == 0 and dup == 0,
-                f"sessions {len(tally.sessions)}, turns {sum(tally.turns.values())}"
-                f" acknowledged: {lost} lost, {dup} extra or duplicated",
+                lost == 0 and dup == 0 and extra == 0,
+                f"sessions {len(tally.sessions)}, turns {acked_total} acknowledged: {lost} lost, {dup} "
+                f"duplicated, {extra} stored that were not acknowledged ({unfinished} of them unfinished)",
             )
         )
         for base in replicas:
