@@ -141,3 +141,53 @@ def test_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert all(w >= max(1, int(one_request_s)) for w in waits), (waits, one_request_s)
     finally:
         server.stop()
+
+
+def test_agent_turn_refused_by_a_busy_engine_leaves_no_turn_behind(tmp_path: Path) -> None:
+    # A client retrying after Retry-After must not find the refused turn in its session's history.
+    env = {"LLAMA_CPP_MAX_QUEUED_REQUESTS": "1", "LLAMA_CPP_MAX_PARALLEL": "1"}
+    server: RunningServer = start_server(tmp_path / "busy-agent", env=env)
+    try:
+        url = server.base_url
+        agent = httpx.post(
+            f"{url}/v1/agents",
+            json={"agent_config": {"model": CHAT_MODEL, "instructions": "Answer briefly."}},
+            timeout=30,
+        ).json()["agent_id"]
+        session = httpx.post(
+            f"{url}/v1/agents/{agent}/session", json={"session_name": "busy"}, timeout=30
+        ).json()["session_id"]
+        body = {"model": CHAT_MODEL, "prompt": "Once upon a time", "max_tokens": 120, "temperature": 0}
+        body["logit_bias"] = {"0": -100, "1": -100, "2": -100}  # all 120 tokens, every time
+        fillers = [
+            threading.Thread(
+                target=lambda: httpx.post(f"{url}/v1/openai/v1/completions", json=body, timeout=120)
+            )
+            for _ in range(2)
+        ]
+        for t in fillers:  # one generating, one queued: the engine is full
+            t.start()
+            time.sleep(0.2)
+        turn = httpx.post(
+            f"{url}/v1/agents/{agent}/session/{session}/turn",
+            json={"messages": [{"role": "user", "content": "Hello"}], "stream": False},
+            timeout=120,
+        )
+        for t in fillers:
+            t.join(timeout=120)
+        assert turn.status_code == 503, turn.text
+        assert turn.headers.get("retry-after")
+        stored = httpx.get(f"{url}/v1/agents/{agent}/session/{session}", timeout=30)
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["turns"] == []
+        # The retry is served and is the session's only turn.
+        retry = httpx.post(
+            f"{url}/v1/agents/{agent}/session/{session}/turn",
+            json={"messages": [{"role": "user", "content": "Hello"}], "stream": False},
+            timeout=120,
+        )
+        assert retry.status_code == 200, retry.text
+        turns = httpx.get(f"{url}/v1/agents/{agent}/session/{session}", timeout=30).json()["turns"]
+        assert [t["turn_id"] for t in turns] == [retry.json()["turn_id"]]
+    finally:
+        server.stop()

@@ -196,7 +196,22 @@ class LocalAgents:
             stored.vector_db_id = vector_db_id or stored.vector_db_id
 
         session = await self.store.update_session(agent_id, session_id, add_turn)
-        return TurnRunner(self, agent, session, record, tools, request.tool_config, first=True).run()
+        events = TurnRunner(self, agent, session, record, tools, request.tool_config, first=True).run()
+        return self._withdrawn_if_refused(agent_id, record, events)
+
+    async def _withdrawn_if_refused(
+        self, agent_id: str, record: TurnRecord, events: AsyncIterator[a.AgentTurnResponseStreamChunk]
+    ) -> AsyncIterator[a.AgentTurnResponseStreamChunk]:
+        """A turn the engine refused (busy: 429/503) before the model said anything is taken back, so a
+        client retrying after Retry-After finds no stray turn in the session's history."""
+        try:
+            async for event in events:
+                yield event
+        except StackError as exc:
+            answered = any(step.step_type == a.StepType.inference for step in record.turn.steps)
+            if exc.status_code in (429, 503) and not answered:
+                await self.store.withdraw_turn(agent_id, record.turn.session_id, record.turn.turn_id)
+            raise
 
     async def resume_turn(
         self, agent_id: str, session_id: str, turn_id: str, request: a.ResumeAgentTurnRequest

@@ -136,6 +136,17 @@ class AgentStore:
     async def put_turn(self, record: TurnRecord) -> None:
         await self.turns.put(f"{record.turn.session_id}:{record.turn.turn_id}", record)
 
+    async def withdraw_turn(self, agent_id: str, session_id: str, turn_id: str) -> None:
+        """Takes back a turn that never ran: the session stops naming it, then its record goes (a crash
+        in between leaves a stray record, which `recover` removes)."""
+
+        def drop(stored: SessionRecord) -> None:
+            stored.turn_ids = [t for t in stored.turn_ids if t != turn_id]
+            stored.history.pop(turn_id, None)
+
+        await self._update_history(agent_id, session_id, drop)
+        await self.turns.delete(f"{session_id}:{turn_id}")
+
     async def get_turn(self, session_id: str, turn_id: str) -> TurnRecord:
         return await self.turns.require(
             f"{session_id}:{turn_id}",
