@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="TYPES",
-        help="Keep providers that images leave out for their size (e.g. inline::chromadb).",
+        help="Keep providers or packages that images leave out for their size (e.g. inline::chromadb, "
+        "onnxruntime).",
     )
     build.add_argument("--base-image", default="python:3.11-slim", help="container: the FROM image.")
     build.add_argument(

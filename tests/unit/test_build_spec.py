@@ -66,6 +66,28 @@ def test_container_builds_leave_costly_providers_out_unless_included() -> None:
     assert "chromadb-client" in names and "chromadb" not in names
 
 
+def test_container_builds_leave_optional_packages_out_unless_included() -> None:
+    # The image's size budget: embeddings fall back to the numpy encoder without onnxruntime.
+    venv = _names(
+        [
+            ln.split("#")[0]
+            for ln in llama_stack("build", "--distro", "local", "--print-deps").stdout.splitlines()
+        ]
+    )
+    assert {"onnxruntime", "onnx"} <= venv
+    out = llama_stack("build", "--distro", "local", "--print-deps", "--image-type", "container")
+    assert out.returncode == 0, out.stderr
+    names = _names([line.split("#")[0] for line in out.stdout.splitlines()])
+    assert "onnxruntime" not in names and "onnx" not in names
+    assert "--include onnxruntime" in out.stderr
+    kept = llama_stack(
+        "build", "--distro", "local", "--print-deps", "--image-type", "container", "--include", "onnxruntime",
+    )  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    names = _names([line.split("#")[0] for line in kept.stdout.splitlines()])
+    assert "onnxruntime" in names and "onnx" not in names
+
+
 def test_the_local_extra_installs_what_the_local_distribution_needs() -> None:
     """pyproject's `local` extra (what scripts/install uses) covers the registry's derived list."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

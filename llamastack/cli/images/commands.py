@@ -34,10 +34,12 @@ def _split(values: list[str]) -> set[str]:
 
 def _for_image(spec: BuildSpec, args: argparse.Namespace) -> BuildSpec:
     """Drops what --without names and, for images, the costly providers --include does not keep."""
-    from llamastack.providers.registry import PROVIDERS
+    from llamastack.providers.registry import IMAGE_OPTIONAL_PACKAGES, PROVIDERS
 
     named = {p.provider_type for p in spec.providers}
     for flag, types in (("--without", _split(args.without)), ("--include", _split(args.include))):
+        if flag == "--include":
+            types = types - set(IMAGE_OPTIONAL_PACKAGES)  # optional packages may be named too
         unknown = types - named
         if unknown:
             raise BuildError(
@@ -55,7 +57,22 @@ def _for_image(spec: BuildSpec, args: argparse.Namespace) -> BuildSpec:
                     f"--include {provider.provider_type} keeps it.",
                     file=sys.stderr,
                 )
-    return spec.without(dropped) if dropped else spec
+    spec = spec.without(dropped) if dropped else spec
+    if args.image_type == "container":
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
+        wanted = {canonicalize_name(Requirement(r).name) for r in spec.packages()}
+        kept = _split(args.include)
+        optional = {n for n in IMAGE_OPTIONAL_PACKAGES if canonicalize_name(n) in wanted} - kept
+        for name in sorted(optional):
+            print(
+                f"note: leaving {name} out of the image ({IMAGE_OPTIONAL_PACKAGES[name]}); --include {name} "
+                "keeps it.",
+                file=sys.stderr,
+            )
+        spec = spec.leaving_out(optional) if optional else spec
+    return spec
 
 
 def build(args: argparse.Namespace) -> int:

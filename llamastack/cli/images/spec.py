@@ -34,12 +34,24 @@ class BuildSpec:
     run_config: dict[str, Any] | None  # the parsed run.yaml, env references unexpanded
     source: str  # what the build was made from, for messages
     extra_packages: list[str] = field(default_factory=list)  # a build.yaml's additional_pip_packages
+    left_out: frozenset[str] = frozenset()  # canonical names of packages the build leaves out
 
     def without(self, provider_types: set[str]) -> BuildSpec:
         """This build minus some provider types: their entries leave the run config too."""
         providers = [p for p in self.providers if p.provider_type not in provider_types]
         run_config = _drop_providers(self.run_config, provider_types) if self.run_config else None
-        return BuildSpec(self.name, providers, run_config, self.source, list(self.extra_packages))
+        return BuildSpec(
+            self.name, providers, run_config, self.source, list(self.extra_packages), self.left_out
+        )
+
+    def leaving_out(self, names: set[str]) -> BuildSpec:
+        """This build without some optional packages (their providers run without them)."""
+        from packaging.utils import canonicalize_name
+
+        left_out = self.left_out | {canonicalize_name(n) for n in names}
+        return BuildSpec(
+            self.name, self.providers, self.run_config, self.source, list(self.extra_packages), left_out
+        )
 
     def packages(self) -> list[str]:
         """The provider packages, merged per project (see `merge_requirements`), plus extras."""
@@ -52,7 +64,13 @@ class BuildSpec:
             assert spec is not None  # checked when the spec was made
             wanted.extend((req, ref.provider_type) for req in spec.pip_packages)
         wanted.extend((req, "additional_pip_packages") for req in self.extra_packages)
-        return merge_requirements(wanted)
+        merged = merge_requirements(wanted)
+        if not self.left_out:
+            return merged
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
+        return [r for r in merged if canonicalize_name(Requirement(r).name) not in self.left_out]
 
     def model_packages(self) -> list[str]:
         """Packages holding the default model weights the run config names (``pkg://module/...``)."""
