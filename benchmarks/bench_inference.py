@@ -696,7 +696,7 @@ def run_throughput(work: Path, path: Path, args: argparse.Namespace) -> list[Tab
             if not contended:
                 sessions[engine.name] = agent_session(engine, args.agent_turns, 24)
         for reuse in (True, False) if not contended else (True,):
-            env = {} if reuse else {"LLAMA_CPP_PREFIX_REUSE": "false"}
+            env = {"LLAMA_CPP_PREFIX_REUSE": "true" if reuse else "false"}
             with running_server(work, args.threads, env=env) as server, competitor(contended):
                 ours = Target(
                     "llamastack" + ("" if reuse else " (no prefix reuse)"), server.base_url, OPENAI_CHAT

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -111,9 +112,19 @@ def test_n_choices_stream_interleaved_with_their_indexes(base_url: str) -> None:
     assert usage is not None and usage["completion_tokens"] == 24
 
 
-def test_a_reused_prompt_prefix_gives_the_same_output(base_url: str) -> None:
-    """A later turn of a conversation starts from the cached KV of the earlier one; what it generates
-    is what a fresh computation gives (greedy)."""
+@pytest.fixture(scope="module")
+def reuse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = start_server(tmp_path_factory.mktemp("prefix-reuse"), env={"LLAMA_CPP_PREFIX_REUSE": "true"})
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+
+
+def test_a_reused_prompt_prefix_gives_the_same_output(reuse_url: str) -> None:
+    """A later turn of a conversation starts from the cached KV of the earlier one (prefix reuse is
+    opt-in); on this short conversation what it generates is what a fresh computation gives (greedy)."""
+    base_url = reuse_url
     system = "You are a helpful assistant who answers in one sentence. " * 8
     turn = [{"role": "system", "content": system}, {"role": "user", "content": "Name a colour."}]
     body = {"model": CHAT_MODEL, "max_tokens": 16, "temperature": 0, "messages": turn}

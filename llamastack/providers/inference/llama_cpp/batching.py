@@ -50,7 +50,7 @@ class Limits:
     n_ctx: int  # per sequence
     n_batch: int  # tokens per llama_decode
     prefill_chunk: int  # prompt tokens per step while other sequences are decoding
-    prefix_reuse: bool = True
+    prefix_reuse: bool = False
 
 
 @dataclass(eq=False)

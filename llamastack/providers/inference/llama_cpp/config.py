@@ -38,11 +38,14 @@ class LlamaCppConfig(BaseModel):
         ge=1,
         description="Prompt tokens evaluated per step while other requests stream, so they keep flowing.",
     )
+    # Off by default: a prefix computed in another batch shape is not bit-identical (llama.cpp picks
+    # kernels by batch size), and SmolLM2's greedy output was seen to diverge from a fresh run.
     prefix_reuse: bool = Field(
-        default=True,
+        default=False,
         description=(
             "Keep finished requests' KV cache per slot and start a prompt after the longest cached prefix "
-            "(agents resend their system prompt and earlier turns)."
+            "(agents resend their system prompt and earlier turns). Faster; greedy outputs may differ "
+            "slightly from a fresh computation."
         ),
     )
     chat_format: str | None = Field(
