@@ -135,7 +135,13 @@ async def test_inspect_routes_and_providers(client: httpx.AsyncClient) -> None:
             "api": "inference",
             "provider_id": "st",
             "provider_type": "inline::sentence-transformers",
-            "config": {"backend": "auto", "batch_size": 32, "device": "cpu"},
+            "config": {
+                "backend": "auto",
+                "quantize": "none",
+                "cache_dir": None,
+                "batch_size": 32,
+                "device": "cpu",
+            },
             "health": {"status": "OK"},
         }
     ]
