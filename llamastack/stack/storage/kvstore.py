@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
@@ -64,6 +65,22 @@ class KVStore(Protocol):
         ...
 
 
+def _enable_wal(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """Switches to WAL. On a new file, processes opening it together may get "database is locked" at
+    once (changing the journal mode does not wait on the busy timeout), so this retries a while."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 class _SqliteDB:
     """One sqlite connection, shared by every namespaced view of it."""
 
@@ -76,7 +93,7 @@ class _SqliteDB:
         self.tx_lock = asyncio.Lock()
         # timeout: another process holding the write lock is waited for, not an error.
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(self.conn)
         # Every commit reaches the disk before the call returns: an acknowledged write survives a
         # crash of the process (and of the machine), whatever the build's default is.
         self.conn.execute("PRAGMA synchronous=FULL")
