@@ -5,6 +5,10 @@ and it is taken in once it answers; a registered model the engine stopped servin
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -153,6 +157,30 @@ def test_refresh_refuses_what_it_cannot_do(discovery: RunningServer) -> None:
     assert refused.status_code == 400, refused.text
     detail = refused.json()["detail"]
     assert "remote::openai-compatible" in detail and "no-such-model" in detail and ENGINE_MODEL in detail
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llamastack.cli.main", "model", "refresh", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_the_cli_asks_the_server(discovery: RunningServer) -> None:
+    out = _cli("--url", discovery.base_url, "--provider", "manual", "--json")
+    assert out.returncode == 0, out.stderr
+    [result] = json.loads(out.stdout)
+    assert result["provider_id"] == "manual" and result["served"] == [ENGINE_MODEL]
+    table = _cli("--url", discovery.base_url, "--provider", "manual")
+    assert table.returncode == 0 and "manual" in table.stdout and ENGINE_MODEL in table.stdout
+    unknown = _cli("--url", discovery.base_url, "--provider", "nope")
+    assert unknown.returncode == 1 and "404" in unknown.stderr and "nope" in unknown.stderr
+    nobody = _cli("--url", f"http://127.0.0.1:{free_port()}")
+    assert nobody.returncode == 1 and "Could not reach the server" in nobody.stderr
+    assert "Traceback" not in unknown.stderr + nobody.stderr
 
 
 def test_an_engine_down_at_start_is_taken_in_once_it_answers_and_its_changes_followed(
