@@ -19,6 +19,9 @@ from llamastack.stack.config import parse_run_config
 from llamastack.stack.resolver import Stack, build_stack
 from llamastack.stack.server.app import create_app
 
+# The stacks are built in the fixtures' (session) loop, and the engine connections belong to it.
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
 KEY, ADMIN = "key-one-1111", "admin-key-0000"
 
 
