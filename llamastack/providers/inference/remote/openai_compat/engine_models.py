@@ -74,7 +74,9 @@ class EngineModels:
         return self.config.refresh_interval_s
 
     async def list_served_models(self) -> dict[str, dict[str, Any]]:
-        listed = await self._list_models(retries=False)
+        # With the adapter's retries and longer wait: a busy engine (llama_cpp.server answers one
+        # request at a time) is not taken for a gone one.
+        listed = await self._list_models()
         served: dict[str, dict[str, Any]] = {}
         for name, entry in listed.items():
             context = entry.get("max_model_len")  # vLLM says how long its context is
