@@ -14,6 +14,13 @@ from ._commands import _fail, _table
 DEFAULT_URL = "http://127.0.0.1:8321"
 
 
+def _plain(text: str) -> str:
+    """Server text shown as is (rich would read "[...]" as markup)."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
 def refresh(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
@@ -33,10 +40,10 @@ def refresh(args: argparse.Namespace) -> int:
             detail = json.loads(exc.read()).get("detail") or exc.reason
         except ValueError:
             detail = exc.reason
-        return _fail(f"{base} answered HTTP {exc.code}: {detail}")
+        return _fail(_plain(f"{base} answered HTTP {exc.code}: {detail}"))
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return _fail(f"Could not reach the server at {base} ({reason}); is it running? (--url)")
+        return _fail(_plain(f"Could not reach the server at {base} ({reason}); is it running? (--url)"))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -50,6 +57,7 @@ def refresh(args: argparse.Namespace) -> int:
             ]
             for r in results
         ]
+        rows = [[_plain(cell) for cell in row] for row in rows]
         _table(f"Engine models at {base}", ["Provider", "Status", "Added", "Removed", "Engine serves"], rows)
     return 0 if all(r["status"] == "OK" for r in results) else 1
 
