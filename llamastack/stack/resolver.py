@@ -25,6 +25,7 @@ from .outbound import OutboundPolicy
 from .routing.chat_completions import ChatCompletionStore
 from .routing.files import FilesRouter
 from .routing.inference import InferenceRouter
+from .routing.model_discovery import ModelDiscovery
 from .routing.models import ModelsTable
 from .routing.responses import ResponsesRouter
 from .routing.responses_tools import ResponseTools
@@ -60,6 +61,7 @@ class Stack:
     providers: dict[Api, dict[str, ProviderInstance]] = field(default_factory=dict)
     inference: InferenceRouter | None = None
     models: ModelsTable | None = None
+    model_discovery: ModelDiscovery | None = None
     chat_completions: ChatCompletionStore | None = None
     responses: ResponsesRouter | None = None
     safety: SafetyRouter | None = None
@@ -119,6 +121,8 @@ class Stack:
         return everything.limited_to(apis)
 
     async def shutdown(self) -> None:
+        if self.model_discovery is not None:
+            await self.model_discovery.stop()
         for instance in self.provider_list():
             stop = getattr(instance.impl, "shutdown", None)
             if stop is not None:
@@ -277,6 +281,8 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
     ]
     await _load_configured(models.table, "model", entries)
     stack.models = models
+    stack.model_discovery = ModelDiscovery(models)
+    await stack.model_discovery.start()  # the engines' own models, where refresh_models is on
     stack.inference = InferenceRouter(models)
     stack.chat_completions = ChatCompletionStore(
         stack.store, enabled=stack.run_config.inference_store.enabled
