@@ -77,7 +77,7 @@ async def _wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, Response]) -> Response:
+async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, Response]) -> Response:
     # The whole body is read first, so from here on receive() only reports the disconnect. The work
     # runs in this task; the watcher cancels it when the client leaves (as asyncio.timeout does).
     await request.body()
@@ -127,7 +127,7 @@ _ANSWER_ONLY = (
 )
 
 
-def _answer_only(path: str) -> bool:
+def answer_only(path: str) -> bool:
     # Agent turns too: a dropped turn should stop its generation, as a dropped chat does.
     return path.startswith(_ANSWER_ONLY) or path.endswith(("/turn", "/resume", "/search"))
 
@@ -135,12 +135,12 @@ def _answer_only(path: str) -> bool:
 class StackRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        cancellable = _answer_only(self.path)
+        cancellable = answer_only(self.path)
 
         async def route_handler(request: Request) -> Response:
             request = StrictJSONRequest(request.scope, request.receive, request._send)
             if not cancellable or _reads_body_itself(request):
                 return await handler(request)
-            return await _cancel_on_disconnect(request, handler(request))
+            return await cancel_on_disconnect(request, handler(request))
 
         return route_handler

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from ...apis.common import Order, TextContentItem, content_has_image
 from ...apis.inference import native as n
@@ -351,3 +352,12 @@ async def openai_embeddings(request: Request, body: o.OpenaiEmbeddingsRequest) -
             ),
         )
     )
+
+
+# The routes server/direct.py dispatches without FastAPI's request handling: path -> (body, function).
+DIRECT_ROUTES: dict[str, tuple[type[BaseModel], Callable[[Request, Any], Awaitable[Response]]]] = {
+    "/v1/inference/chat-completion": (n.ChatCompletionRequest, chat_completion),
+    "/v1/inference/completion": (n.CompletionRequest, completion),
+    "/v1/openai/v1/chat/completions": (o.OpenaiChatCompletionRequest, openai_chat_completion),
+    "/v1/openai/v1/completions": (o.OpenaiCompletionRequest, openai_completion),
+}
