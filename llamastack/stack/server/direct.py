@@ -14,6 +14,7 @@ unchanged.
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .route import StrictJSONRequest, answer_only, cancel_on_disconnect
 
 Endpoint = Callable[[Request, Any], Awaitable[Response]]
-Handler = Callable[[Request, Exception], Awaitable[Response]]
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
 class DirectRoutes:
@@ -83,7 +84,8 @@ class DirectRoutes:
             handler = self._handler(exc)
             if handler is None:
                 raise
-            response = await handler(request, exc)
+            answer = handler(request, exc)
+            response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
 
     def _handler(self, exc: Exception) -> Handler | None:
@@ -98,7 +100,7 @@ class DirectRoutes:
 def _json_body(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
     return False
 
 

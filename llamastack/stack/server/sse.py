@@ -130,8 +130,8 @@ def sse_response(
 
     async def frames() -> AsyncIterator[bytes]:
         try:
-            for event in head:
-                yield data_frame(event)
+            for first in head:
+                yield data_frame(first)
             async for item in source:
                 for event in convert(item):
                     yield data_frame(event)
