@@ -35,7 +35,7 @@ from .routing.tool_runtime import ToolRuntimeRouter
 from .routing.vector_io import VectorDBsTable, VectorIORouter
 from .routing.vector_stores import OpenAIVectorStores
 from .storage import open_storage
-from .storage.kvstore import KVStore
+from .storage.kvstore import KVStore, SqliteKVStore
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class Stack:
     files: FilesRouter | None = None
     agents: Agents | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    _synced_at: int | None = field(default=None, init=False, repr=False)  # sqlite data_version
 
     def tables(self) -> list[ResourceTable[Any, Any]]:
         """The resource registries this stack serves."""
@@ -87,12 +88,19 @@ class Stack:
 
     async def sync_registries(self) -> None:
         """Takes in what other replicas registered or unregistered since this one last looked: one
-        read of the registries' versions, and a reload of those that changed."""
+        read of the registries' versions, and a reload of those that changed. On sqlite, only when
+        another connection has committed anything since the last look (this replica's own writes
+        keep its view current as they are made)."""
         tables = self.tables()
-        if tables:
-            versions = dict(await self.store.items_with_prefix(VERSION_PREFIX))
-            for table in tables:
-                await table.sync(versions.get(table.version_key))
+        if not tables:
+            return
+        marker = self.store.data_version_now() if isinstance(self.store, SqliteKVStore) else None
+        if marker is not None and marker == self._synced_at:
+            return
+        versions = dict(await self.store.items_with_prefix(VERSION_PREFIX))
+        for table in tables:
+            await table.sync(versions.get(table.version_key))
+        self._synced_at = marker
 
     def provider_list(self) -> list[ProviderInstance]:
         return [p for by_id in self.providers.values() for p in by_id.values()]
