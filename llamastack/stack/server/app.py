@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -167,9 +169,15 @@ def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stack = app.state.stack
+        warming = asyncio.create_task(stack.warm_up()) if stack is not None else None
         yield
-        if app.state.stack is not None:
-            await app.state.stack.shutdown()
+        if warming is not None and not warming.done():
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
+        if stack is not None:
+            await stack.shutdown()
 
     app = FastAPI(
         title="Llama Stack Specification",

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from pathlib import Path
 
 
+def _import_http_side() -> None:
+    """Imports what serving needs beyond the stack; any failure shows when it is imported again."""
+    try:
+        import uvicorn.lifespan.on  # noqa: F401
+        import uvicorn.protocols.http.auto  # noqa: F401
+
+        from . import app  # noqa: F401
+    except Exception:  # pragma: no cover - reported by the import that follows in the main thread
+        logging.getLogger("llamastack").debug("Importing the HTTP side ahead failed", exc_info=True)
+
+
 def serve(config_path: Path, *, host: str | None, port: int | None, access_log: bool) -> int:
     started = time.perf_counter()
+    # httpx imports its command-line tool (rich, click, pygments) whenever they are installed; the
+    # server never runs it, and it is a tenth of the start's imports.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("llamastack")
 
@@ -20,23 +35,36 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
     port = port or run_config.server.port
 
     async def main() -> None:
-        import uvicorn
-
         from ..resolver import build_stack
-        from .app import create_app
-        from .hosts import describe_exposure
 
         log.info(
             "Starting '%s' from %s (state in %s)", run_config.image_name, config_path, run_config.state_path
         )
-        stack = await build_stack(run_config)
+        # The HTTP side (FastAPI, every route, uvicorn) is imported while the stack is built: most of
+        # that time the engines load in their own threads and this thread only waits.
+        http_side = asyncio.create_task(asyncio.to_thread(_import_http_side))
+        try:
+            stack = await build_stack(run_config)
+        finally:
+            await http_side
+        import uvicorn
+
+        from .app import create_app
+        from .hosts import describe_exposure
+
         for model in stack.models.table.list() if stack.models else []:
             log.info(
                 "Serving %s model '%s' via %s", model.model_type.value, model.identifier, model.provider_id
             )
         app = create_app(stack, bind_host=host)
         config = uvicorn.Config(
-            app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5
+            app,
+            host=host,
+            port=port,
+            access_log=access_log,
+            log_level="info",
+            timeout_graceful_shutdown=5,
+            ws="none",  # no websocket routes: websockets need not load
         )
         server = uvicorn.Server(config)
         auth = run_config.server.auth

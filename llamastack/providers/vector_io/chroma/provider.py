@@ -54,15 +54,15 @@ class ChromaVectorIO:
         )
 
     async def initialize(self) -> None:
-        if isinstance(self.config, ChromaInlineConfig):
-            # Importing chromadb and opening its files takes a second on a small machine, and nothing
-            # needs them to answer the first requests: it goes on beside the start (and after it); the
-            # first use of a vector db waits for it. A chroma server is reached at once, so that a
-            # wrong URL stops the start.
-            self._opening = asyncio.create_task(self._open())
-            self._opening.add_done_callback(self._log_failure)
-        else:
-            await self._open()
+        # Importing chromadb and opening its files takes about half a second of CPU, which the start
+        # need not wait for: the inline store opens at its first use or when the server, once up,
+        # warms its providers. A chroma server is reached at once, so that a wrong URL stops the start.
+        if isinstance(self.config, ChromaRemoteConfig):
+            await self._opened()
+
+    async def warm_up(self) -> None:
+        """Opens the store in the background (called once the server answers)."""
+        await self._opened()
 
     async def _open(self) -> None:
         self.client = await asyncio.to_thread(self._connect)
@@ -75,8 +75,11 @@ class ChromaVectorIO:
             log.error("chroma could not be opened in %s: %s", getattr(self.config, "db_path", ""), exc)
 
     async def _opened(self) -> None:
-        if self._opening is not None:
-            await asyncio.shield(self._opening)  # a caller that goes away does not stop the opening
+        failed = self._opening is not None and self._opening.done() and self._opening.exception() is not None
+        if self._opening is None or failed:  # a failed opening is tried again at the next use
+            self._opening = asyncio.create_task(self._open())
+            self._opening.add_done_callback(self._log_failure)
+        await asyncio.shield(self._opening)  # a caller that goes away does not stop the opening
 
     def _connect(self) -> Any:
         import chromadb
