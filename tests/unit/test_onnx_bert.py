@@ -186,7 +186,9 @@ def test_a_damaged_cached_graph_is_rebuilt(damage: str, tmp_path: Path, fp32: On
     OnnxBertEncoder(FOLDER, cache_dir=tmp_path)
     (graph,) = tmp_path.glob("*.fp32.onnx")
     good = graph.read_bytes()
-    graph.write_bytes({"garbage": b"not a graph" * 100, "truncated": good[: len(good) // 2], "empty": b""}[damage])
+    graph.write_bytes(
+        {"garbage": b"not a graph" * 100, "truncated": good[: len(good) // 2], "empty": b""}[damage]
+    )
     encoder = OnnxBertEncoder(FOLDER, cache_dir=tmp_path)  # not an error: made again from the weights
     assert np.allclose(encoder.encode(TEXTS[:2])[0], fp32.encode(TEXTS[:2])[0], atol=1e-6)
     assert graph.read_bytes() == good

@@ -12,7 +12,7 @@ from pathlib import Path
 def _import_http_side() -> None:
     """Imports what serving needs beyond the stack; any failure shows when it is imported again."""
     try:
-        import uvicorn.lifespan.on  # noqa: F401
+        import uvicorn.lifespan.on
         import uvicorn.protocols.http.auto  # noqa: F401
 
         from . import app  # noqa: F401
@@ -24,7 +24,7 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
     started = time.perf_counter()
     # httpx imports its command-line tool (rich, click, pygments) whenever they are installed; the
     # server never runs it, and it is a tenth of the start's imports.
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("llamastack")
 

@@ -227,7 +227,9 @@ class BatchScheduler:
                 return
             self._grown = ctx
             self._wake.notify()
-        log.debug("KV cache for %d sequences in %.2f s", self.limits.max_parallel, time.perf_counter() - started)
+        log.debug(
+            "KV cache for %d sequences in %.2f s", self.limits.max_parallel, time.perf_counter() - started
+        )
 
     def submit(self, seq: Sequence) -> None:
         with self._wake:

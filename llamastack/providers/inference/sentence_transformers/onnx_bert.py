@@ -128,7 +128,9 @@ class OnnxBertEncoder(BertFolder):
                 cache_dir.mkdir(parents=True, exist_ok=True)
                 _write_atomically(fp32_path, fp32)
             except OSError as exc:  # an unwritable cache costs the build at every start, not the start
-                log.warning("Could not keep the onnx graph in %s (%s); set EMBEDDING_CACHE_DIR", cache_dir, exc)
+                log.warning(
+                    "Could not keep the onnx graph in %s (%s); set EMBEDDING_CACHE_DIR", cache_dir, exc
+                )
                 return self._uncached(fp32)
             log.info(
                 "Built the onnx graph of %s in %.1f s (cached as %s)",

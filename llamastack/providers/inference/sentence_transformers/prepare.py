@@ -43,7 +43,9 @@ def prepare(run_config: RunConfig) -> list[Path]:
                 continue
             try:
                 folder = resolve_model_path(model.provider_model_id or model.model_id, expect_dir=True)
-                OnnxBertEncoder(folder, quantize=config.quantize, cache_dir=Path(config.cache_dir).expanduser())
+                OnnxBertEncoder(
+                    folder, quantize=config.quantize, cache_dir=Path(config.cache_dir).expanduser()
+                )
             except (StackError, UnsupportedFolder) as exc:
                 log.warning("Not preparing '%s': %s", model.model_id, getattr(exc, "detail", exc))
                 continue
