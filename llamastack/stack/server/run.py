@@ -7,23 +7,33 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..config import ServerConfig
 
 
-def _import_http_side() -> None:
-    """Imports what serving needs beyond the stack; any failure shows when it is imported again."""
+def _build_http_side(server: ServerConfig, host: str) -> FastAPI | None:
+    """The application without its stack, and uvicorn imported; None if that failed (the main thread
+    then builds it and reports the error)."""
     try:
         import uvicorn.lifespan.on
         import uvicorn.protocols.http.auto  # noqa: F401
 
-        from . import app  # noqa: F401
-    except Exception:  # pragma: no cover - reported by the import that follows in the main thread
-        logging.getLogger("llamastack").debug("Importing the HTTP side ahead failed", exc_info=True)
+        from .app import build_app
+
+        return build_app(server, bind_host=host)
+    except Exception:  # pragma: no cover - reported when the main thread does the same
+        logging.getLogger("llamastack").debug("Building the HTTP side ahead failed", exc_info=True)
+        return None
 
 
 def serve(config_path: Path, *, host: str | None, port: int | None, access_log: bool) -> int:
     started = time.perf_counter()
     # httpx imports its command-line tool (rich, click, pygments) whenever they are installed; the
-    # server never runs it, and it is a tenth of the start's imports.
+    # server never runs it, and importing it costs the start tens of milliseconds.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("llamastack")
@@ -40,23 +50,24 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
         log.info(
             "Starting '%s' from %s (state in %s)", run_config.image_name, config_path, run_config.state_path
         )
-        # The HTTP side (FastAPI, every route, uvicorn) is imported while the stack is built: most of
-        # that time the engines load in their own threads and this thread only waits.
-        http_side = asyncio.create_task(asyncio.to_thread(_import_http_side))
+        # The HTTP side (FastAPI, every route, uvicorn) is built while the stack is: most of that time
+        # the engines load in their own threads and this thread only waits.
+        http_side = asyncio.create_task(asyncio.to_thread(_build_http_side, run_config.server, host))
         try:
             stack = await build_stack(run_config)
         finally:
-            await http_side
+            prepared = await http_side
         import uvicorn
 
-        from .app import create_app
+        from .app import attach_stack, build_app
         from .hosts import describe_exposure
 
         for model in stack.models.table.list() if stack.models else []:
             log.info(
                 "Serving %s model '%s' via %s", model.model_type.value, model.identifier, model.provider_id
             )
-        app = create_app(stack, bind_host=host)
+        app = prepared or build_app(run_config.server, bind_host=host)
+        attach_stack(app, stack)
         config = uvicorn.Config(
             app,
             host=host,

@@ -22,8 +22,10 @@ Everything reaching the native library is checked here first: token ids (vocabul
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import logging
+import os
 import random
 import threading
 import time
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 _PENALTY_LAST_N = 64  # tokens the repetition penalties look back over (llama-cpp-python's default)
 _MIN_COPY = 96  # shared prefix (tokens) worth copying another slot's KV stream for
 _TOGETHER_S = 0.05  # requests submitted this close together count as one burst
+_GROW_NICE = 10  # the thread that makes the full KV cache runs at this nice value
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +215,10 @@ class BatchScheduler:
             self._grower.start()
 
     def _grow(self) -> None:
+        # Faulting in the KV cache is half a second of CPU that nothing waits for: it yields to the
+        # server's other threads (the first requests after start), here at a lower priority.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _GROW_NICE)
         started = time.perf_counter()
         try:
             ctx = self._new_context(self.limits.max_parallel)
