@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -75,6 +77,9 @@ class Stack:
     agents: Agents | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     _synced_at: int | None = field(default=None, init=False, repr=False)  # sqlite data_version
+    # The run config's models, loading (each engine in its own thread) while the other APIs are built;
+    # build_stack waits for them before it returns.
+    models_loading: asyncio.Task[None] | None = None
 
     def tables(self) -> list[ResourceTable[Any, Any]]:
         """The resource registries this stack serves."""
@@ -101,6 +106,17 @@ class Stack:
         for table in tables:
             await table.sync(versions.get(table.version_key))
         self._synced_at = marker
+
+    async def warm_up(self) -> None:
+        """Once the server answers: the providers' deferred start-up work (e.g. opening a store), so
+        that their first use does not wait for it. Failures are logged; the first use reports them."""
+        for instance in self.provider_list():
+            warm = getattr(instance.impl, "warm_up", None)
+            if warm is not None:
+                try:
+                    await warm()
+                except Exception as exc:
+                    log.warning("Provider %s could not warm up: %s", instance.provider_id, exc)
 
     def provider_list(self) -> list[ProviderInstance]:
         return [p for by_id in self.providers.values() for p in by_id.values()]
@@ -169,10 +185,21 @@ def _api_order(run_config: RunConfig) -> list[Api]:
                 configured = {_api(name) for name in run_config.providers}
                 deps.update(d for d in spec.optional_api_dependencies if d in configured)
         graph[api] = deps
+    sorter = TopologicalSorter(graph)
     try:
-        return list(TopologicalSorter(graph).static_order())
+        sorter.prepare()
     except CycleError as exc:
         raise ConfigError(f"Provider dependencies form a cycle: {exc.args[1]}") from None
+    # Of the APIs ready to build, those that wait for the models go last: the others (and their
+    # providers' own start-up, e.g. the code interpreter's sandbox check) then overlap the loading.
+    order: list[Api] = []
+    ready: list[Api] = []
+    while sorter.is_active():
+        ready.extend(sorter.get_ready())
+        ready.sort(key=lambda a: a in _AFTER_MODELS)
+        order.append(ready.pop(0))
+        sorter.done(order[-1])
+    return order
 
 
 async def _instantiate(api: Api, provider_id: str, entry: ProviderConfig, stack: Stack) -> ProviderInstance:
@@ -235,13 +262,28 @@ async def build_stack(run_config: RunConfig) -> Stack:
             stack.providers[api] = instances
             builder = _ROUTER_BUILDERS.get(api)
             if builder is not None and instances:
+                if api in _AFTER_MODELS:
+                    await _models_loaded(stack)
                 await builder(stack, instances)
+        await _models_loaded(stack)
+        if stack.model_discovery is not None:
+            # The engines' own models, where refresh_models is on: after the run config's models,
+            # so an engine model one of them already maps is not added a second time.
+            await stack.model_discovery.start()
         if stack.inference is not None:
             await _build_responses(stack)
     except BaseException:
+        if stack.models_loading is not None:  # engines load in threads: let them finish before closing
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await stack.models_loading
         await stack.shutdown()
         raise
     return stack
+
+
+async def _models_loaded(stack: Stack) -> None:
+    if stack.models_loading is not None:
+        await stack.models_loading
 
 
 def _impls(instances: dict[str, ProviderInstance]) -> dict[str, Any]:
@@ -287,10 +329,11 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
         )
         for m in stack.run_config.models
     ]
-    await _load_configured(models.table, "model", entries)
+    # Loading the engines is most of a start; the other APIs are built meanwhile (none of their
+    # providers needs a model before its router is built, see _AFTER_MODELS).
+    stack.models_loading = asyncio.create_task(_load_configured(models.table, "model", entries))
     stack.models = models
     stack.model_discovery = ModelDiscovery(models)
-    await stack.model_discovery.start()  # the engines' own models, where refresh_models is on
     stack.inference = InferenceRouter(models)
     stack.chat_completions = ChatCompletionStore(
         stack.store, enabled=stack.run_config.inference_store.enabled
@@ -388,6 +431,9 @@ async def _build_agents(stack: Stack, instances: dict[str, ProviderInstance]) ->
         raise ConfigError("Only one agents provider can run at a time.")
     stack.agents = next(iter(instances.values())).impl
 
+
+# Builders that read the models table: shields are checked against their model when registered.
+_AFTER_MODELS = {Api.safety}
 
 # Per API, what to build once its providers exist: the router other APIs and the routes use.
 _ROUTER_BUILDERS = {

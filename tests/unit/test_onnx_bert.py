@@ -131,3 +131,72 @@ async def test_int8_needs_the_onnx_backend(cache: Path) -> None:
     )
     with pytest.raises(BadRequestError, match="int8 needs the onnx backend"):
         await provider.register_model(_model())
+
+
+# --- the graph cache ---------------------------------------------------------------------------------------
+
+
+def test_local_distribution_keeps_graphs_in_the_per_user_cache(tmp_path: Path) -> None:
+    # Not under the state dir: a server with a fresh state dir reads the graph the install prepared.
+    from llamastack.distributions import available
+    from llamastack.providers.inference.sentence_transformers.config import default_cache_dir
+    from llamastack.stack.config import load_run_config
+
+    state = tmp_path / "state"
+    for env in (
+        {"LLAMA_STACK_STATE_DIR": str(state)},
+        {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "LLAMA_STACK_STATE_DIR": str(state)},
+        {"EMBEDDING_CACHE_DIR": str(tmp_path / "mine"), "LLAMA_STACK_STATE_DIR": str(state)},
+    ):
+        entry = next(
+            p
+            for p in load_run_config(available()["local"], env).providers["inference"]
+            if p.provider_type == "inline::sentence-transformers"
+        )
+        configured = Path(SentenceTransformersConfig.model_validate(entry.config).cache_dir or "")
+        assert configured.expanduser() == default_cache_dir(env)
+        assert not configured.expanduser().is_relative_to(state)
+
+
+async def test_a_prepared_graph_is_read_not_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llamastack.distributions import available
+    from llamastack.providers.inference.sentence_transformers.prepare import prepare
+    from llamastack.stack.config import load_run_config
+
+    cache = tmp_path / "cache"
+    run_config = load_run_config(
+        available()["local"], {"EMBEDDING_CACHE_DIR": str(cache), "LLAMA_STACK_STATE_DIR": str(tmp_path)}
+    )
+    assert prepare(run_config) == [FOLDER]
+    assert len(list(cache.glob("*.fp32.onnx"))) == 1
+
+    def no_build(self: OnnxBertEncoder) -> None:
+        raise AssertionError("the graph was built again")
+
+    monkeypatch.setattr(OnnxBertEncoder, "_build", no_build)
+    provider = SentenceTransformersInference(SentenceTransformersConfig(cache_dir=str(cache)))
+    model = await provider.register_model(_model())
+    embeddings = (await provider.embed(model, TEXTS[:2])).embeddings
+    reference, _ = NumpyBertEncoder(FOLDER).encode(TEXTS[:2])
+    assert np.abs(np.array(embeddings) - reference).max() < 1e-4
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_damaged_cached_graph_is_rebuilt(damage: str, tmp_path: Path, fp32: OnnxBertEncoder) -> None:
+    OnnxBertEncoder(FOLDER, cache_dir=tmp_path)
+    (graph,) = tmp_path.glob("*.fp32.onnx")
+    good = graph.read_bytes()
+    graph.write_bytes(
+        {"garbage": b"not a graph" * 100, "truncated": good[: len(good) // 2], "empty": b""}[damage]
+    )
+    encoder = OnnxBertEncoder(FOLDER, cache_dir=tmp_path)  # not an error: made again from the weights
+    assert np.allclose(encoder.encode(TEXTS[:2])[0], fp32.encode(TEXTS[:2])[0], atol=1e-6)
+    assert graph.read_bytes() == good
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_unwritable_cache_costs_the_build_not_the_start(tmp_path: Path, fp32: OnnxBertEncoder) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("in the way of the cache dir")
+    encoder = OnnxBertEncoder(FOLDER, cache_dir=blocked / "embeddings")
+    assert np.allclose(encoder.encode(TEXTS[:2])[0], fp32.encode(TEXTS[:2])[0], atol=1e-6)

@@ -30,6 +30,7 @@ class ModelsTable:
             register_hook=_register_with_provider,
             unregister_hook=_unregister_with_provider,
             not_found=ModelNotFoundError,
+            load_together=True,
         )
 
     def get(self, model_id: str) -> Model:

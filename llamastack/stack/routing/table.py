@@ -55,8 +55,12 @@ class ResourceTable(Generic[R, P]):
         register_hook: Callable[[P, R], Awaitable[R]],
         unregister_hook: Callable[[P, R], Awaitable[None]],
         not_found: Callable[[str], NotFoundError],
+        load_together: bool = False,
     ) -> None:
         self.kind = kind
+        # The run config's resources are registered at once (models: each load waits on its engine,
+        # in its own thread, so the start takes the longest load rather than their sum).
+        self._load_together = load_together
         self.resource_class = resource_class
         self.store = store
         self.records: RecordStore[R] = RecordStore(store, resource_class, kind=kind)
@@ -133,10 +137,17 @@ class ResourceTable(Generic[R, P]):
     async def load(self, configured: Sequence[R]) -> None:
         """At start-up: register the run config's resources, then the stored ones."""
         self._seen_version = await self.store.get(self.version_key)  # read first: later changes re-sync
-        for resource in configured:
-            registered = await self._register_hook(self.owner(resource), resource)
-            self._resources[registered.identifier] = registered
-            self._configured.add(registered.identifier)
+        if self._load_together:
+            outcomes = await asyncio.gather(
+                *(self._register_hook(self.owner(r), r) for r in configured), return_exceptions=True
+            )
+        else:
+            outcomes = [await self._register_hook(self.owner(r), r) for r in configured]
+        for outcome in outcomes:  # in the run config's order, after every load has ended
+            if isinstance(outcome, BaseException):
+                raise outcome
+            self._resources[outcome.identifier] = outcome
+            self._configured.add(outcome.identifier)
         holders = await self._ownership.all()
         for resource in await self.records.list():
             ident = resource.identifier

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -169,15 +171,55 @@ async def _sync_registries(request: Request) -> None:
         await stack.sync_registries()
 
 
+_ROUTERS: tuple[APIRouter, ...] = (
+    inspect.router,
+    inspect.providers_router,
+    models.router,
+    inference.router,
+    responses.router,
+    safety.router,
+    vector_io.router,
+    vector_stores.router,
+    tools.router,
+    agents.router,
+    files.router,
+)
+
+# The providers' deferred start-up work waits this long after the server is up: the first requests
+# (a client's health check, its first chat or embeddings) are answered before it competes with them.
+WARM_UP_AFTER_S = 1.0
+
+
+async def _warm_up_later(stack: Stack) -> None:
+    await asyncio.sleep(WARM_UP_AFTER_S)
+    await stack.warm_up()
+
+
 def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> FastAPI:
     """With a stack, the app serves it; without, the app describes the API (OpenAPI export, tests).
     ``bind_host`` is the address the server listens on; it turns on the Host header check."""
+    app = build_app(stack.run_config.server if stack is not None else None, bind_host=bind_host)
+    if stack is not None:
+        attach_stack(app, stack)
+    return app
+
+
+def build_app(server: ServerConfig | None = None, *, bind_host: str | None = None) -> FastAPI:
+    """The application before its stack exists: every route, the error map and, with ``server``, the
+    edges (API keys, CORS, the Host check). The server builds it while the engines load, then gives it
+    the stack (``attach_stack``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stack = app.state.stack
+        warming = asyncio.create_task(_warm_up_later(stack)) if stack is not None else None
         yield
-        if app.state.stack is not None:
-            await app.state.stack.shutdown()
+        if warming is not None and not warming.done():
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
+        if stack is not None:
+            await stack.shutdown()
 
     app = FastAPI(
         title="Llama Stack Specification",
@@ -186,29 +228,61 @@ def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> F
         lifespan=lifespan,
         dependencies=[Depends(_sync_registries)],
     )
-    app.state.stack = stack
+    app.state.stack = None
     app.state.started_at = int(time.time())
-    routers = (
-        inspect.router,
-        inspect.providers_router,
-        models.router,
-        inference.router,
-        responses.router,
-        safety.router,
-        vector_io.router,
-        vector_stores.router,
-        tools.router,
-        agents.router,
-        files.router,
-    )
-    for module_router in routers:
+    for module_router in _ROUTERS:
         app.include_router(module_router)
     install_error_handlers(app)
     install_openapi(app)
-    if stack is not None:
-        install_edges(app, stack.run_config.server, bind_host)
-    app.state.api_routes = _api_routes(routers, stack)
+    if server is not None:
+        install_edges(app, server, bind_host)
+    app.state.api_routes = _api_routes(_ROUTERS, None)
+    _prepare_routing(app)
     return app
+
+
+def attach_stack(app: FastAPI, stack: Stack) -> None:
+    """The stack the app serves (before the server starts)."""
+    app.state.stack = stack
+    app.state.started_at = int(time.time())
+    app.state.api_routes = _api_routes(_ROUTERS, stack)
+
+
+def _prepare_routing(app: FastAPI) -> None:
+    """Recent FastAPI versions prepare each included route (its dependencies and response fields) when
+    a request is first matched against it: tens of milliseconds that would fall on the first requests
+    after start. One request for a path no route has, straight to the router, prepares all of them; so
+    is the middleware stack, which Starlette builds at the first request."""
+    app.middleware_stack = app.build_middleware_stack()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/-",
+        "raw_path": b"/-",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "server": ("127.0.0.1", 0),
+        "client": ("127.0.0.1", 0),
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: object) -> None:
+        return None
+
+    walk = app.router(scope, receive, send)  # runs to its 404 without waiting on anything
+    try:
+        walk.send(None)
+    except StopIteration:
+        return
+    except Exception:  # an optimisation only: routes are prepared at their first request instead
+        log.debug("Preparing the routes ahead failed", exc_info=True)
+    walk.close()
 
 
 def _api_routes(routers: tuple[APIRouter, ...], stack: Stack | None) -> list[tuple[str, str, list[str]]]:

@@ -4,13 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..config import ServerConfig
+
+
+def _build_http_side(server: ServerConfig, host: str) -> FastAPI | None:
+    """The application without its stack, and uvicorn imported; None if that failed (the main thread
+    then builds it and reports the error)."""
+    try:
+        import uvicorn.lifespan.on
+        import uvicorn.protocols.http.auto  # noqa: F401
+
+        from .app import build_app
+
+        return build_app(server, bind_host=host)
+    except Exception:  # pragma: no cover - reported when the main thread does the same
+        logging.getLogger("llamastack").debug("Building the HTTP side ahead failed", exc_info=True)
+        return None
 
 
 def serve(config_path: Path, *, host: str | None, port: int | None, access_log: bool) -> int:
     started = time.perf_counter()
+    # httpx imports its command-line tool (rich, click, pygments) whenever they are installed; the
+    # server never runs it, and importing it costs the start tens of milliseconds.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("llamastack")
 
@@ -21,23 +46,37 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
     port = port or run_config.server.port
 
     async def main() -> None:
-        import uvicorn
-
         from ..resolver import build_stack
-        from .app import create_app
-        from .hosts import describe_exposure
 
         log.info(
             "Starting '%s' from %s (state in %s)", run_config.image_name, config_path, run_config.state_path
         )
-        stack = await build_stack(run_config)
+        # The HTTP side (FastAPI, every route, uvicorn) is built while the stack is: most of that time
+        # the engines load in their own threads and this thread only waits.
+        http_side = asyncio.create_task(asyncio.to_thread(_build_http_side, run_config.server, host))
+        try:
+            stack = await build_stack(run_config)
+        finally:
+            prepared = await http_side
+        import uvicorn
+
+        from .app import attach_stack, build_app
+        from .hosts import describe_exposure
+
         for model in stack.models.table.list() if stack.models else []:
             log.info(
                 "Serving %s model '%s' via %s", model.model_type.value, model.identifier, model.provider_id
             )
-        app = create_app(stack, bind_host=host)
+        app = prepared or build_app(run_config.server, bind_host=host)
+        attach_stack(app, stack)
         config = uvicorn.Config(
-            app, host=host, port=port, access_log=access_log, log_level="info", timeout_graceful_shutdown=5
+            app,
+            host=host,
+            port=port,
+            access_log=access_log,
+            log_level="info",
+            timeout_graceful_shutdown=5,
+            ws="none",  # no websocket routes: websockets need not load
         )
         server = uvicorn.Server(config)
         auth = run_config.server.auth

@@ -9,6 +9,12 @@ later prompt sharing that prefix (an agent's system prompt and earlier turns) st
 Each sequence has its own KV stream (``kv_unified=False``): a sequence's cells then sit exactly where
 they would if it ran alone, so greedy outputs do not depend on what else is in the batch.
 
+The context starts with one slot: reserving KV for ``max_parallel`` sequences of ``n_ctx`` tokens means
+faulting in (llama.cpp clears it) hundreds of MB, about half a second of CPU, which a server should not
+spend before it answers. ``grow`` makes the full context in another thread; between two steps the
+worker moves each slot's KV stream into it (the same cells at the same positions, so outputs do not
+change) and carries on with ``max_parallel`` slots. Requests beyond the slots there are wait until then.
+
 Everything reaching the native library is checked here first: token ids (vocabulary), positions
 (per-sequence context), sequence ids (slots), batch size (allocated), logits indices (outputs).
 """
@@ -16,7 +22,10 @@ Everything reaching the native library is checked here first: token ids (vocabul
 from __future__ import annotations
 
 import codecs
+import contextlib
+import ctypes
 import logging
+import os
 import random
 import threading
 import time
@@ -43,6 +52,7 @@ log = logging.getLogger(__name__)
 _PENALTY_LAST_N = 64  # tokens the repetition penalties look back over (llama-cpp-python's default)
 _MIN_COPY = 96  # shared prefix (tokens) worth copying another slot's KV stream for
 _TOGETHER_S = 0.05  # requests submitted this close together count as one burst
+_GROW_NICE = 10  # the thread that makes the full KV cache runs at this nice value
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,23 @@ class _Slot:
     used_at: float = 0.0
 
 
+# A sequence's saved state (llama_state_seq_get_data) is an 8-byte header, the context's number of KV
+# streams, then one section per stream: a cell count and the cells. It loads only into a context with
+# as many streams, into the stream of the sequence it is loaded as; the cells themselves do not depend
+# on the layout. So a sequence moves from the one-slot context into the full one as the same section
+# followed by empty ones (what it is checked against after loading: every cell, at its position).
+_STATE_HEADER = 8
+
+
+def _restreamed(blob: bytes, n_stream: int, to_streams: int) -> bytes | None:
+    """The saved state of one sequence of an ``n_stream`` context as that of a ``to_streams`` one, or
+    None if it is not laid out as expected (then it is not moved)."""
+    start = _STATE_HEADER
+    if n_stream != 1 or len(blob) < start + 8 or int.from_bytes(blob[start : start + 4], "little") != 1:
+        return None
+    return blob[:start] + to_streams.to_bytes(4, "little") + blob[start + 4 :] + bytes(4 * (to_streams - 1))
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -129,28 +156,14 @@ class BatchScheduler:
         self._python_tag_id = python_tag_id
         self.tuner = ThreadTuner(n_threads)
         self._threads = self.tuner.best
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = limits.n_ctx * limits.max_parallel
-        params.n_batch = limits.n_batch
-        params.n_ubatch = limits.n_batch  # one micro-batch per decode: a failed decode leaves no KV behind
-        params.n_seq_max = limits.max_parallel
-        params.kv_unified = False
-        params.n_threads = self._threads
-        params.n_threads_batch = self._threads
-        ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
-        if not ctx:
-            raise RuntimeError(
-                f"llama.cpp could not create a context for {limits.max_parallel} sequences of "
-                f"{limits.n_ctx} tokens; lower max_parallel or n_ctx."
-            )
-        self._ctx = ctx
-        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(ctx))
-        if self.n_ctx_seq < limits.n_ctx:
-            llama_cpp.llama_free(ctx)
-            raise RuntimeError(f"llama.cpp gave {self.n_ctx_seq} tokens per sequence, not {limits.n_ctx}.")
-        self._mem = llama_cpp.llama_get_memory(ctx)
+        self._ctx = self._new_context(1)
+        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self._ctx))
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(limits.n_batch, 0, 1)
-        self._slots = [_Slot() for _ in range(limits.max_parallel)]
+        self._slots = [_Slot()]
+        self._grower: threading.Thread | None = None
+        self._grown: Any = None  # the full context, made by the grower, adopted by the worker
+        self._adopt_when_idle = False
         self._incoming: deque[Sequence] = deque()
         self._active: list[Sequence] = []
         self._wake = threading.Condition()
@@ -159,7 +172,61 @@ class BatchScheduler:
         self._thread = threading.Thread(target=self._run, name=f"llama-cpp-{name}", daemon=True)
         self._thread.start()
 
+    def _new_context(self, sequences: int) -> Any:
+        lc, limits = self._lc, self.limits
+        params = lc.llama_context_default_params()
+        params.n_ctx = limits.n_ctx * sequences
+        params.n_batch = limits.n_batch
+        params.n_ubatch = limits.n_batch  # one micro-batch per decode: a failed decode leaves no KV behind
+        params.n_seq_max = sequences
+        params.kv_unified = False
+        params.n_threads = self._threads
+        params.n_threads_batch = self._threads
+        ctx = lc.llama_init_from_model(self.llm._model.model, params)
+        if not ctx:
+            raise RuntimeError(
+                f"llama.cpp could not create a context for {sequences} sequences of "
+                f"{limits.n_ctx} tokens; lower max_parallel or n_ctx."
+            )
+        n_ctx_seq = int(lc.llama_n_ctx_seq(ctx))
+        if n_ctx_seq < limits.n_ctx:
+            lc.llama_free(ctx)
+            raise RuntimeError(f"llama.cpp gave {n_ctx_seq} tokens per sequence, not {limits.n_ctx}.")
+        return ctx
+
     # --- any thread -------------------------------------------------------------------------------
+
+    def grow(self) -> None:
+        """Starts making the context of ``max_parallel`` slots; the worker adopts it when it is made."""
+        with self._wake:
+            if self._grower is not None or len(self._slots) >= self.limits.max_parallel or self._stopping:
+                return
+            self._grower = threading.Thread(target=self._grow, name=f"{self._thread.name}-grow", daemon=True)
+            self._grower.start()
+
+    def _grow(self) -> None:
+        # Faulting in the KV cache is half a second of CPU that nothing waits for: it yields to the
+        # server's other threads (the first requests after start), here at a lower priority.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _GROW_NICE)
+        started = time.perf_counter()
+        try:
+            ctx = self._new_context(self.limits.max_parallel)
+            if self._lc.llama_n_ctx_seq(ctx) != self.n_ctx_seq:  # slots must move over cell for cell
+                self._lc.llama_free(ctx)
+                raise RuntimeError("llama.cpp sized the sequences of the full context differently")
+        except RuntimeError as exc:
+            log.error("Serving one request at a time: %s", exc)
+            return
+        with self._wake:
+            if self._stopping:
+                self._lc.llama_free(ctx)
+                return
+            self._grown = ctx
+            self._wake.notify()
+        log.debug(
+            "KV cache for %d sequences in %.2f s", self.limits.max_parallel, time.perf_counter() - started
+        )
 
     def submit(self, seq: Sequence) -> None:
         with self._wake:
@@ -173,20 +240,32 @@ class BatchScheduler:
             self._stopping = True
             self._wake.notify()
         self._thread.join()
+        if self._grower is not None:
+            self._grower.join()
         lc = self._lc
         lc.llama_batch_free(self._batch)
         lc.llama_free(self._ctx)
+        if self._grown is not None:
+            lc.llama_free(self._grown)
+            self._grown = None
 
     # --- the worker thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._stopping and not self._incoming and not self._active:
+                while not self._stopping and not self._incoming and not self._active and self._grown is None:
                     self._wake.wait()
                 if self._stopping:
                     break
-                while self._incoming and len(self._active) < self.limits.max_parallel:
+                grown = None
+                if self._grown is not None and (not self._active or not self._adopt_when_idle):
+                    grown, self._grown = self._grown, None
+            if grown is not None and not self._adopt(grown):  # outside the lock: submit() never waits
+                with self._wake:
+                    self._grown, self._adopt_when_idle = grown, True
+            with self._wake:
+                while self._incoming and len(self._active) < len(self._slots):
                     self._admit(self._incoming.popleft())
             try:
                 self._step()
@@ -196,6 +275,35 @@ class BatchScheduler:
                     self._drop(seq, exc)
         for seq in [*self._active, *self._incoming]:
             self._drop(seq, RuntimeError("The model was unloaded."))
+
+    def _adopt(self, new: Any) -> bool:
+        """Moves every slot's KV stream into the full context (worker thread, between steps); False if a
+        running sequence's could not be moved (then it is tried again when no request runs)."""
+        lc, old = self._lc, self._ctx
+        new_mem = lc.llama_get_memory(new)
+        for i, state in enumerate(self._slots):
+            lc.llama_memory_seq_rm(new_mem, i, -1, -1)
+            if not state.cached:
+                continue
+            size = lc.llama_state_seq_get_size(old, i)
+            data = (ctypes.c_uint8 * size)()
+            written = lc.llama_state_seq_get_data(old, data, size, i)
+            blob = _restreamed(bytes(data)[:written], len(self._slots), self.limits.max_parallel)
+            if blob is not None:
+                src = (ctypes.c_uint8 * len(blob)).from_buffer_copy(blob)
+                read = lc.llama_state_seq_set_data(new, src, len(blob), i)
+                if read == len(blob) and lc.llama_memory_seq_pos_max(new_mem, i) == len(state.cached) - 1:
+                    continue
+            lc.llama_memory_seq_rm(new_mem, i, -1, -1)
+            if state.seq is not None:
+                log.warning("Could not move slot %d into the full KV cache; trying again when idle", i)
+                return False
+            state.cached.clear()  # only the cached prefix of a finished request is lost
+        lc.llama_set_n_threads(new, self._threads, self._threads)
+        self._ctx, self._mem = new, new_mem
+        self._slots += [_Slot() for _ in range(self.limits.max_parallel - len(self._slots))]
+        lc.llama_free(old)
+        return True
 
     def _admit(self, seq: Sequence) -> None:
         lc = self._lc

@@ -60,7 +60,9 @@ class RenderedChat:
 
 
 class LlamaCppModel:
-    def __init__(self, path: Path, config: LlamaCppConfig) -> None:
+    def __init__(self, path: Path, config: LlamaCppConfig, *, grow: bool = True) -> None:
+        """``grow``: start making the KV cache of every slot now (the model serves one request at a
+        time until it is made, about half a second later; see batching.py)."""
         import llama_cpp
 
         self.path = path
@@ -103,6 +105,8 @@ class LlamaCppModel:
             self.llm.close()
             raise
         self.n_ctx = config.n_ctx
+        if grow:
+            self._scheduler.grow()
 
     # --- set-up -------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ class LlamaCppInference(LocalGeneration):
         self._by_path: dict[Path, LlamaCppModel] = {}
         self._refs: dict[Path, set[str]] = {}
         self._models: dict[str, LlamaCppModel] = {}
+        self._loading: dict[Path, asyncio.Lock] = {}
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
@@ -43,13 +44,15 @@ class LlamaCppInference(LocalGeneration):
         if model.model_type != ModelType.llm:
             raise BadRequestError("inline::llama-cpp serves llm models only; use an embeddings provider.")
         path = resolve_model_path(model.provider_resource_id or model.identifier)
-        engine = self._by_path.get(path)
-        if engine is None:
-            try:
-                engine = await asyncio.to_thread(LlamaCppModel, path, self.config)
-            except (ValueError, RuntimeError) as exc:
-                raise BadRequestError(f"Could not load GGUF model '{path}': {exc}") from None
-            self._by_path[path] = engine
+        # Models are registered concurrently at start-up; two names for one file share one load.
+        async with self._loading.setdefault(path, asyncio.Lock()):
+            engine = self._by_path.get(path)
+            if engine is None:
+                try:
+                    engine = await asyncio.to_thread(LlamaCppModel, path, self.config)
+                except (ValueError, RuntimeError) as exc:
+                    raise BadRequestError(f"Could not load GGUF model '{path}': {exc}") from None
+                self._by_path[path] = engine
         self._refs.setdefault(path, set()).add(model.identifier)
         self._models[model.identifier] = engine
         return model.model_copy(update={"metadata": {**model.metadata, **engine.metadata}})

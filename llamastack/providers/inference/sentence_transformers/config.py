@@ -1,8 +1,20 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The per-user cache of derived model files, shared by every state dir (the run configs' default):
+    EMBEDDING_CACHE_DIR, else $XDG_CACHE_HOME/llamastack/embeddings, else ~/.cache/llamastack/embeddings."""
+    env = os.environ if env is None else env
+    if env.get("EMBEDDING_CACHE_DIR"):
+        return Path(env["EMBEDDING_CACHE_DIR"]).expanduser()
+    return Path(env.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "llamastack" / "embeddings"
 
 
 class SentenceTransformersConfig(BaseModel):
@@ -24,7 +36,10 @@ class SentenceTransformersConfig(BaseModel):
     )
     cache_dir: str | None = Field(
         default=None,
-        description="Where derived model files (the int8 graph) are kept; none: rebuilt at every start.",
+        description=(
+            "Where derived model files (the onnx graphs) are kept, keyed by the weights and library "
+            "versions; none: rebuilt at every start."
+        ),
     )
     batch_size: int = Field(default=32, ge=1, le=1024)
     device: str = Field(
@@ -40,8 +55,5 @@ class SentenceTransformersConfig(BaseModel):
         return {
             "backend": "${env.EMBEDDING_BACKEND:=auto}",
             "quantize": "${env.EMBEDDING_QUANTIZE:=none}",
-            "cache_dir": (
-                "${env.EMBEDDING_CACHE_DIR:=${env.LLAMA_STACK_STATE_DIR:=~/.llamastack/distributions/local}"
-                "/embeddings}"
-            ),
+            "cache_dir": "${env.EMBEDDING_CACHE_DIR:=${env.XDG_CACHE_HOME:=~/.cache}/llamastack/embeddings}",
         }

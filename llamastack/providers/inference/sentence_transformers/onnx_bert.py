@@ -4,10 +4,12 @@ The graph is written here with the `onnx` helper API, in the fused form onnxrunt
 optimizer would produce: one `Attention` (QKV product, masked softmax, context) per layer, the residual
 adds folded into `SkipLayerNormalization`, the FFN's bias and exact GELU in `BiasGelu`. The same
 tokenizer, length-sorted batches and pooling as the numpy encoder (BertFolder), which tests compare
-it with. Building the graph takes about a second (importing onnx is most of it), so it is built at
-the first start and cached under the configured directory as an .onnx file, keyed by the weights
-file and the versions that shape it; later starts only read it. The opt-in int8 graph (dynamic
-quantization of the weight products, onnxruntime's own quantizer) takes seconds and is cached beside.
+it with. Building the graph takes over a second (importing onnx is much of it), so it is kept in the
+configured directory as an .onnx file, keyed by the weights file and the versions that shape it:
+by default the per-user cache, which the install fills (prepare.py), so that starts only read it; a
+server that finds none builds it, and a cached file that does not load is built again. The opt-in
+int8 graph (dynamic quantization of the weight products, onnxruntime's own quantizer) takes seconds
+and is cached beside.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "none"
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     """Written beside, then renamed: a concurrent start never reads half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -53,20 +64,22 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 class OnnxBertEncoder(BertFolder):
     def __init__(self, folder: Path, *, quantize: Quantize = "none", cache_dir: Path | None = None) -> None:
-        import onnxruntime as ort
-
         super().__init__(folder)
         self.quantize = quantize
         started = time.perf_counter()
-        model = self._model_bytes(cache_dir)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Worker threads sleep between runs instead of spinning: a spinning pool costs a shared
-        # 2-core machine far more (other processes' time) than the microseconds it saves per run.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        # The first run of each shape allocates; one tiny run now keeps that out of the first request.
-        self._forward([[self.cls_id, self.sep_id]])
+        self._from_cache: Path | None = None  # the cached file the graph came from, if any
+        try:
+            self._start(self._graph_source(cache_dir))
+        except Exception as exc:  # onnxruntime and onnx raise their own kinds for an unreadable graph
+            cached = self._from_cache
+            if cached is None or cache_dir is None:
+                raise
+            # A cached file that does not load (cut short, overwritten, from another build of the
+            # libraries) is made again from the weights rather than failing the start.
+            log.warning("The cached onnx graph %s does not load (%s); rebuilding it", cached, exc)
+            self._forget(cache_dir)
+            self._from_cache = None
+            self._start(self._graph_source(cache_dir))
         log.info(
             "onnxruntime BERT encoder (%s) for %s ready in %.2f s",
             "int8" if quantize == "int8" else "fp32",
@@ -74,32 +87,52 @@ class OnnxBertEncoder(BertFolder):
             time.perf_counter() - started,
         )
 
+    def _start(self, model: bytes | str) -> None:
+        """The onnxruntime session over the graph, warmed up and checked."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Worker threads sleep between runs instead of spinning: a spinning pool costs a shared
+        # 2-core machine far more (other processes' time) than the microseconds it saves per run.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        # The first run of each shape allocates; one short run now keeps that out of the first request,
+        # and shows that the graph is the one of this folder.
+        out = self._forward([[self.cls_id, *([self.sep_id] * 14), self.sep_id]])
+        if out.shape != (1, self.dimension) or not np.isfinite(out).all():
+            raise ValueError(f"the graph gives {out.shape[1:]} values, not {self.dimension}")
+
     def _hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {"input_ids": ids, "attention_mask": mask.astype(np.int32)})
         return np.asarray(out[0])
 
     # --- the graph -----------------------------------------------------------------------------------
 
-    def _model_bytes(self, cache_dir: Path | None) -> bytes:
-        """The serialized graph: from the cache when there, else built (and kept there)."""
+    def _graph_source(self, cache_dir: Path | None) -> bytes | str:
+        """The serialized graph, or the path of its cached file (onnxruntime reads a file in half the
+        time it takes to load the same bytes); built (and kept in the cache) when not there."""
         if cache_dir is None:  # nowhere to keep it: made again at every start
-            fp32 = self._build().SerializeToString()
-            if self.quantize != "int8":
-                return fp32
-            with tempfile.TemporaryDirectory(prefix="llamastack-int8-") as tmp:
-                return self._quantized(fp32, Path(tmp) / "int8.onnx")
-        key = self._cache_key()
-        fp32_path, int8_path = cache_dir / f"{key}.fp32.onnx", cache_dir / f"{key}.int8.onnx"
+            return self._uncached(self._build().SerializeToString())
+        fp32_path, int8_path = self._cache_files(cache_dir)
         path = int8_path if self.quantize == "int8" else fp32_path
         if path.is_file():
-            return path.read_bytes()
+            self._from_cache = path
+            return str(path)
         if fp32_path.is_file():  # int8 is made from the cached fp32 graph
+            self._from_cache = fp32_path
             fp32 = fp32_path.read_bytes()
         else:
-            cache_dir.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             fp32 = self._build().SerializeToString()
-            _write_atomically(fp32_path, fp32)
+            try:
+                cache_dir.mkdir(parents=True, exist_ok=True)
+                _write_atomically(fp32_path, fp32)
+            except OSError as exc:  # an unwritable cache costs the build at every start, not the start
+                log.warning(
+                    "Could not keep the onnx graph in %s (%s); set EMBEDDING_CACHE_DIR", cache_dir, exc
+                )
+                return self._uncached(fp32)
             log.info(
                 "Built the onnx graph of %s in %.1f s (cached as %s)",
                 self.folder,
@@ -107,6 +140,20 @@ class OnnxBertEncoder(BertFolder):
                 fp32_path,
             )
         return self._quantized(fp32, int8_path) if self.quantize == "int8" else fp32
+
+    def _uncached(self, fp32: bytes) -> bytes:
+        if self.quantize != "int8":
+            return fp32
+        with tempfile.TemporaryDirectory(prefix="llamastack-int8-") as tmp:
+            return self._quantized(fp32, Path(tmp) / "int8.onnx")
+
+    def _cache_files(self, cache_dir: Path) -> tuple[Path, Path]:
+        key = self._cache_key()
+        return cache_dir / f"{key}.fp32.onnx", cache_dir / f"{key}.int8.onnx"
+
+    def _forget(self, cache_dir: Path) -> None:
+        for path in self._cache_files(cache_dir):
+            path.unlink(missing_ok=True)
 
     def _quantized(self, fp32: bytes, path: Path) -> bytes:
         log.info("Quantizing %s to int8 into %s (once per cache; takes a few seconds) ...", self.folder, path)
@@ -131,6 +178,8 @@ class OnnxBertEncoder(BertFolder):
         return path.read_bytes()
 
     def _cache_key(self) -> str:
+        """Names the graph by what shapes it: the weights file (path, size, modification time), the
+        model's configuration, this module's graph layout and the versions of the libraries."""
         import onnxruntime
 
         stat = self.weights_file.stat()
@@ -138,8 +187,10 @@ class OnnxBertEncoder(BertFolder):
             str(self.weights_file.resolve()),
             str(stat.st_size),
             str(stat.st_mtime_ns),
+            hashlib.sha256((self.folder / "config.json").read_bytes()).hexdigest(),
             GRAPH_VERSION,
             onnxruntime.__version__,
+            _version("onnx"),
         ]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 

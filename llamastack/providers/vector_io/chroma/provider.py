@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from llamastack.stack.errors import ConfigError, NotFoundError
 from ..base import storage_name
 from .config import ChromaInlineConfig, ChromaRemoteConfig
 from .keyword import KeywordIndex
+
+log = logging.getLogger(__name__)
 
 # One record per collection: the revision of its contents, changed by every write, so that keyword
 # indexes (here and in other replicas on the same chroma server) know when to rebuild.
@@ -39,6 +42,7 @@ class ChromaVectorIO:
         self.client: Any = None
         self._collections: dict[str, Any] = {}
         self._revisions: Any = None
+        self._opening: asyncio.Task[None] | None = None
         self._keyword: dict[str, KeywordIndex] = {}
         self._keyword_locks: dict[str, asyncio.Lock] = {}
         where = config.url if isinstance(config, ChromaRemoteConfig) else config.db_path
@@ -50,10 +54,32 @@ class ChromaVectorIO:
         )
 
     async def initialize(self) -> None:
+        # Importing chromadb and opening its files takes about half a second of CPU, which the start
+        # need not wait for: the inline store opens at its first use or when the server, once up,
+        # warms its providers. A chroma server is reached at once, so that a wrong URL stops the start.
+        if isinstance(self.config, ChromaRemoteConfig):
+            await self._opened()
+
+    async def warm_up(self) -> None:
+        """Opens the store in the background (called once the server answers)."""
+        await self._opened()
+
+    async def _open(self) -> None:
         self.client = await asyncio.to_thread(self._connect)
         self._revisions = await self._call(
             self.client.get_or_create_collection, name=REVISIONS, embedding_function=None
         )
+
+    def _log_failure(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("chroma could not be opened in %s: %s", getattr(self.config, "db_path", ""), exc)
+
+    async def _opened(self) -> None:
+        failed = self._opening is not None and self._opening.done() and self._opening.exception() is not None
+        if self._opening is None or failed:  # a failed opening is tried again at the next use
+            self._opening = asyncio.create_task(self._open())
+            self._opening.add_done_callback(self._log_failure)
+        await asyncio.shield(self._opening)  # a caller that goes away does not stop the opening
 
     def _connect(self) -> Any:
         import chromadb
@@ -84,12 +110,16 @@ class ChromaVectorIO:
 
     async def health(self) -> dict[str, str]:
         try:
+            await self._opened()
             await asyncio.to_thread(self.client.heartbeat)
             return {"status": "OK"}
         except Exception as exc:
             return {"status": "Error", "message": str(exc)}
 
     async def shutdown(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._opening  # its thread cannot be stopped halfway: let it finish
         self._collections.clear()
         self._keyword.clear()
 
@@ -101,6 +131,7 @@ class ChromaVectorIO:
         return self._collections[db.identifier]
 
     async def register_vector_db(self, db: VectorDB) -> VectorDB:
+        await self._opened()
         name = db.provider_resource_id or db.identifier
         collection = await self._call(
             self.client.get_or_create_collection,
@@ -112,6 +143,7 @@ class ChromaVectorIO:
         return db
 
     async def unregister_vector_db(self, db: VectorDB) -> None:
+        await self._opened()
         self._collections.pop(db.identifier, None)
         self._keyword.pop(db.identifier, None)
         name = storage_name(db.provider_resource_id or db.identifier)
