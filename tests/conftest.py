@@ -297,7 +297,11 @@ class Engine:
 ENGINE_MODEL = "smollm2"  # the name llama_cpp.server serves SmolLM2 under (--model_alias)
 
 
-def start_llama_cpp_engine(log_dir: Path, port: int | None = None, *, embedding: bool = False) -> Engine:
+def start_llama_cpp_engine(
+    log_dir: Path, port: int | None = None, *, embedding: bool = False, host: str = "127.0.0.1"
+) -> Engine:
+    """``host``: another local address to bind instead of loopback (e.g. the Docker bridge's, for
+    containers to reach it)."""
     port = port or free_port()
     log_path = log_dir / f"llama-cpp-server-{port}.log"
     with log_path.open("wb") as log_file:
@@ -311,7 +315,7 @@ def start_llama_cpp_engine(log_dir: Path, port: int | None = None, *, embedding:
                 "--model_alias",
                 ENGINE_MODEL,
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(port),
                 "--n_ctx",
@@ -323,7 +327,7 @@ def start_llama_cpp_engine(log_dir: Path, port: int | None = None, *, embedding:
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    engine = Engine(process, f"http://127.0.0.1:{port}/v1", log_path)
+    engine = Engine(process, f"http://{host}:{port}/v1", log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
