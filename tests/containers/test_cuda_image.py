@@ -1,7 +1,7 @@
 """The `cuda` distribution image, started without a GPU: its transformers models fall back to the CPU,
 so it serves /v1/health, lists its models and chats.
 
-Opt-in: the image is 1.5 GB (torch, transformers) and a cold build takes about 7 minutes on 2
+Opt-in: the image is 1.75 GB (torch, transformers) and a cold build takes 6-7 minutes on 2
 cores, more than the suite's budget. LLAMASTACK_TEST_CUDA_IMAGE=1 runs it.
 """
 
@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(
         os.environ.get("LLAMASTACK_TEST_CUDA_IMAGE", "") not in ("1", "true"),
-        reason="builds a 1.5 GB image in ~7 min on 2 cores; LLAMASTACK_TEST_CUDA_IMAGE=1 runs it",
+        reason="builds a 1.75 GB image in 6-7 min on 2 cores; LLAMASTACK_TEST_CUDA_IMAGE=1 runs it",
     ),
 ]
 
