@@ -299,17 +299,24 @@ ENGINE_MODEL = "smollm2"  # the name llama_cpp.server serves SmolLM2 under (--mo
 
 
 def start_llama_cpp_engine(
-    log_dir: Path, port: int | None = None, *, embedding: bool = False, aliases: tuple[str, ...] = ()
+    log_dir: Path,
+    port: int | None = None,
+    *,
+    embedding: bool = False,
+    aliases: tuple[str, ...] = (),
+    host: str = "127.0.0.1",
 ) -> Engine:
     """SmolLM2 behind llama_cpp.server as ENGINE_MODEL; with `aliases`, under each of those names
-    instead (a config file naming the same GGUF once per alias: GET /v1/models lists them all)."""
+    instead (a config file naming the same GGUF once per alias: GET /v1/models lists them all).
+    ``host``: another local address to bind instead of loopback (e.g. the Docker bridge's, for
+    containers to reach it)."""
     port = port or free_port()
     log_path = log_dir / f"llama-cpp-server-{port}.log"
     model_args = ["--model", smollm2_path(), "--model_alias", ENGINE_MODEL]
     if aliases:
         config_path = log_dir / f"llama-cpp-server-{port}.json"
         models = [{"model": smollm2_path(), "model_alias": a, "n_ctx": 2048, "n_threads": 1} for a in aliases]
-        config_path.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": models}))
+        config_path.write_text(json.dumps({"host": host, "port": port, "models": models}))
         model_args = ["--config_file", str(config_path)]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -319,7 +326,7 @@ def start_llama_cpp_engine(
                 "llama_cpp.server",
                 *model_args,
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(port),
                 "--n_ctx",
@@ -331,7 +338,7 @@ def start_llama_cpp_engine(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    engine = Engine(process, f"http://127.0.0.1:{port}/v1", log_path)
+    engine = Engine(process, f"http://{host}:{port}/v1", log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -250,6 +250,14 @@ IMAGE_OPTIONAL_PACKAGES = {
     "onnx": "only the onnx encoder needs it; 31 MB",
 }
 
+# Packages a provider needs only with one value of a config field, by provider type and (field,
+# value); a build adds them when the run config's default (no environment variable set) is that value.
+CONFIG_PACKAGES = {
+    "inline::sentence-transformers": {
+        ("backend", "torch"): ("sentence-transformers>=3", "torch==2.13.0"),
+    },
+}
+
 # Debian packages an image needs for a project's compiled code (llama.cpp is built with OpenMP).
 SYSTEM_PACKAGES = {"llama-cpp-python": ("libgomp1",)}
 

@@ -1,14 +1,12 @@
 """The `local` distribution image: built from a clean checkout with `llama-stack build`, run by a
 real Docker engine with its port published on 127.0.0.1, driven by the official client.
 
-scripts/docker-engine installs and starts the engine when none answers. Locally, a machine that
-cannot run one skips these tests and says why; in CI (CI=true) a failed set-up fails the run.
+The engine, the clean clone and the waiting are in conftest.py, shared with the other images' tests.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import signal
 import subprocess
@@ -21,67 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
+from .conftest import build_distribution, wait_healthy
 from conftest import CHAT_MODEL, EMBEDDING_MODEL, free_port
 
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parents[2]
-ENGINE_SCRIPT = ROOT / "scripts" / "docker-engine"
 TAG = "llamastack-local:test"
 SIZE_LIMIT = 600 * 10**6
-CA_DIR = Path("/usr/local/share/ca-certificates")
 GREEDY = {"strategy": {"type": "greedy"}, "max_tokens": 20}
 TIMES: dict[str, float] = {}
-
-
-def _setup_failed(message: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true"):
-        pytest.fail(f"Docker engine set-up failed in CI: {message}", pytrace=False)
-    pytest.skip(f"no Docker engine could be started here: {message}")
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    try:
-        import docker
-    except ImportError:
-        _setup_failed("the docker Python package is missing (`scripts/install local,dev` installs it)")
-    started = subprocess.run([str(ENGINE_SCRIPT), "start"], capture_output=True, text=True, timeout=300)
-    if started.returncode != 0:
-        _setup_failed(started.stderr.strip()[-2000:])
-    own_pid = int(started.stdout.strip()) if started.stdout.strip().isdigit() else None
-    try:
-        base = subprocess.run([str(ENGINE_SCRIPT), "base"], capture_output=True, text=True, timeout=900)
-        if base.returncode != 0:
-            _setup_failed(base.stderr.strip()[-2000:])
-        yield docker.from_env(timeout=600)
-    finally:
-        if own_pid is not None:
-            os.kill(own_pid, signal.SIGTERM)  # only the daemon this module started
-
-
-def _build(checkout: Path, context: Path) -> subprocess.CompletedProcess[str]:
-    certs = ("--ca-certs", str(CA_DIR)) if CA_DIR.is_dir() else ()
-    # The clone's own code builds the image: the tests' editable install must not stand in for it.
-    return subprocess.run(
-        [
-            sys.executable, "-m", "llamastack.cli.main", "build", "--distro", "local",
-            "--image-type", "container", "--image-name", TAG, "--context-dir", str(context), *certs,
-        ],
-        cwd=checkout,
-        env={**os.environ, "PYTHONPATH": str(checkout)},
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clean clone of the committed tree: no venv, caches or local state."""
-    clone = tmp_path_factory.mktemp("checkout") / "llamastack"
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
-    return clone
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +38,7 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def image(engine: Any, checkout: Path, context: Path) -> Any:
     started = time.perf_counter()
-    out = _build(checkout, context)
+    out = build_distribution(checkout, "local", TAG, context)
     TIMES["cold build (s)"] = time.perf_counter() - started
     assert out.returncode == 0, out.stdout + out.stderr[-6000:]
     assert f"llama-stack run --image-type container {TAG}" in out.stdout
@@ -135,26 +81,11 @@ def served(engine: Any, image: Any) -> Iterator[tuple[Any, str, str]]:
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(container, base_url)
+        wait_healthy(container, base_url)
         yield container, base_url, key
     finally:
         container.remove(force=True, v=True)
         volume.remove(force=True)
-
-
-def _wait_healthy(container: Any, base_url: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        container.reload()
-        if container.status == "exited":
-            raise AssertionError(f"container exited:\n{container.logs().decode()[-4000:]}")
-        try:
-            if httpx.get(f"{base_url}/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"not healthy in {timeout} s:\n{container.logs().decode()[-4000:]}")
 
 
 def test_serves_chat_embeddings_and_an_agent_turn_that_survive_a_restart(served: Any) -> None:
@@ -183,7 +114,7 @@ def test_serves_chat_embeddings_and_an_agent_turn_that_survive_a_restart(served:
 
     started = time.perf_counter()
     container.restart(timeout=20)
-    _wait_healthy(container, base_url)
+    wait_healthy(container, base_url)
     TIMES["restart to healthy (s)"] = time.perf_counter() - started
     session = client.agents.session.retrieve(agent_id=agent_id, session_id=session_id)
     assert [t.turn_id for t in session.turns] == [turn.turn_id]
@@ -250,7 +181,8 @@ def test_a_one_line_code_change_rebuilds_in_seconds(image: Any, checkout: Path, 
     app = checkout / "llamastack" / "stack" / "server" / "app.py"
     app.write_text(app.read_text() + "\n# rebuilt\n")
     started = time.perf_counter()
-    out = _build(checkout, context)  # the same folder, as the default ~/.llamastack/builds/NAME is
+    # The same folder, as the default ~/.llamastack/builds/NAME is.
+    out = build_distribution(checkout, "local", TAG, context)
     TIMES["rebuild after a one-line change (s)"] = time.perf_counter() - started
     assert out.returncode == 0, out.stderr[-6000:]
     # Every step before this package's own layer came from the cache (FROM lines start a stage).

@@ -173,3 +173,12 @@ def test_a_context_dir_that_is_not_a_build_context_is_left_alone(tmp_path: Path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(BuildError, match=r"run the build with Python 3\.9"):
         write_context(from_distribution("local"), tmp_path / "new", base=BaseImage("3.9.2", True))
+
+
+def test_packages_a_provider_needs_only_for_its_configured_backend_are_added() -> None:
+    # cuda embeds with the torch backend by default: the build needs sentence-transformers for it.
+    cuda = _names(from_distribution("cuda").packages())
+    assert {"sentence-transformers", "torch"} <= cuda
+    # local and remote choose the backend at run time (auto): no torch in their images.
+    for name in ("local", "remote"):
+        assert not {"sentence-transformers", "torch"} & _names(from_distribution(name).packages())

@@ -63,6 +63,7 @@ class BuildSpec:
             spec = get_spec(Api(ref.api), ref.provider_type)
             assert spec is not None  # checked when the spec was made
             wanted.extend((req, ref.provider_type) for req in spec.pip_packages)
+        wanted.extend(self._config_packages())
         wanted.extend((req, "additional_pip_packages") for req in self.extra_packages)
         merged = merge_requirements(wanted)
         if not self.left_out:
@@ -71,6 +72,29 @@ class BuildSpec:
         from packaging.utils import canonicalize_name
 
         return [r for r in merged if canonicalize_name(Requirement(r).name) not in self.left_out]
+
+    def _config_packages(self) -> list[tuple[str, str]]:
+        """What the run config's provider settings need beyond their types (``CONFIG_PACKAGES``),
+        judged on the defaults: what runs when no environment variable says otherwise."""
+        if not self.run_config:
+            return []
+        from llamastack.providers.registry import CONFIG_PACKAGES
+        from llamastack.stack.config import substitute_env
+
+        wanted: list[tuple[str, str]] = []
+        for entries in (self.run_config.get("providers") or {}).values():
+            for entry in entries or []:
+                needs = CONFIG_PACKAGES.get(str((entry or {}).get("provider_type")))
+                config = (entry or {}).get("config") or {}
+                for (key, value), packages in (needs or {}).items():
+                    try:
+                        default = substitute_env(str(config.get(key, "")), {})
+                    except ConfigError:
+                        continue  # a value the deployment must give: nothing to judge by
+                    if str(default) == value:
+                        owner = f"{entry['provider_type']} with {key}: {value}"
+                        wanted.extend((req, owner) for req in packages)
+        return wanted
 
     def model_packages(self) -> list[str]:
         """Packages holding the default model weights the run config names (``pkg://module/...``)."""
