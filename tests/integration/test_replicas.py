@@ -3,7 +3,10 @@ and one chroma server: what one is told, the other serves."""
 
 from __future__ import annotations
 
+import json
+import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -19,20 +22,26 @@ GREEDY = {"strategy": {"type": "greedy"}, "max_tokens": 12}
 
 
 @pytest.fixture(scope="module")
-def replicas(
+def replica_env(
     tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer, chroma_url: str
-) -> Iterator[tuple[RunningServer, RunningServer]]:
-    url = postgres_server.create_database()
+) -> dict[str, str]:
+    """What every replica of this module shares: one database, one files folder, one chroma."""
     shared = tmp_path_factory.mktemp("shared")
-    env = {
-        "LLAMA_STACK_DATABASE_URL": url,
+    return {
+        "LLAMA_STACK_DATABASE_URL": postgres_server.create_database(),
         "LLAMA_STACK_FILES_DIR": str(shared / "files"),
         "CHROMA_URL": chroma_url,
     }
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    tmp_path_factory: pytest.TempPathFactory, replica_env: dict[str, str]
+) -> Iterator[tuple[RunningServer, RunningServer]]:
     started: list[RunningServer] = []
     try:
         for name in ("a", "b"):
-            started.append(start_server(tmp_path_factory.mktemp(f"replica-{name}"), env=env))
+            started.append(start_server(tmp_path_factory.mktemp(f"replica-{name}"), env=replica_env))
         yield started[0], started[1]
     finally:
         for server in started:
@@ -180,6 +189,109 @@ def test_concurrent_registrations_of_one_id_never_duplicate_or_fail(
             ids = [m["identifier"] for m in httpx.get(f"{server.base_url}/v1/models").json()["data"]]
             assert ids.count(model_id) == 1
     assert conflicts >= 1  # the overlapping case did happen: its answer is the 409 checked above
+
+
+def test_a_replica_killed_mid_turn_leaves_its_session_usable(
+    replicas: tuple[RunningServer, RunningServer],
+    replica_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """SIGKILL a third replica while it streams a turn: the others keep serving, the session's
+    committed turn is intact, the killed turn never shows as complete and is gone once the killed
+    replica's lease lapses (about 10 s), and the session continues on another replica."""
+    from llama_stack_client import LlamaStackClient
+
+    a, b = replicas
+    agent = httpx.post(
+        f"{a.base_url}/v1/agents",
+        json={
+            "agent_config": {
+                "model": CHAT_MODEL,
+                "instructions": "Be brief.",
+                "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 128},
+            }
+        },
+    )
+    assert agent.status_code == 200, agent.text
+    agent_id = agent.json()["agent_id"]
+    session_id = httpx.post(
+        f"{a.base_url}/v1/agents/{agent_id}/session", json={"session_name": "doomed"}
+    ).json()["session_id"]
+    path = f"/v1/agents/{agent_id}/session/{session_id}"
+
+    doomed = start_server(tmp_path_factory.mktemp("replica-killed"), env=replica_env)
+    try:
+        first = httpx.post(
+            f"{doomed.base_url}{path}/turn",
+            json={"messages": [{"role": "user", "content": "I am Bo."}], "stream": False},
+            timeout=120,
+        )
+        assert first.status_code == 200, first.text
+        first_turn = first.json()
+        with httpx.stream(
+            "POST",
+            f"{doomed.base_url}{path}/turn",
+            json={"messages": [{"role": "user", "content": "Count from 1 to 300."}], "stream": True},
+            timeout=120,
+        ) as stream:
+            events = (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:"))
+            killed_turn_id = next(events)["event"]["payload"]["turn_id"]
+            kinds = []
+            for event in events:  # until the model is writing its answer: kill it then
+                kinds.append(event["event"]["payload"]["event_type"])
+                if kinds[-1] in ("step_progress", "turn_complete"):
+                    break
+            assert kinds[-1] == "step_progress", kinds
+            doomed.process.send_signal(signal.SIGKILL)
+            doomed.process.wait(timeout=30)
+    finally:
+        doomed.stop()
+
+    killed_at = time.monotonic()
+    assert httpx.get(f"{b.base_url}/v1/health").status_code == 200
+    client = LlamaStackClient(base_url=b.base_url, max_retries=0, timeout=60)
+    while True:  # until the killed replica's lease lapses; every read must parse, none as complete
+        session = client.agents.session.retrieve(agent_id=agent_id, session_id=session_id)
+        turns = {t.turn_id: t for t in session.turns}
+        assert first_turn["turn_id"] in turns
+        if killed_turn_id not in turns:
+            break
+        assert turns[killed_turn_id].completed_at is None
+        assert time.monotonic() - killed_at < 30, "the killed replica's turn was never taken for interrupted"
+        time.sleep(0.5)
+    kept = turns[first_turn["turn_id"]]
+    assert kept.output_message.content == first_turn["output_message"]["content"]
+    assert kept.completed_at is not None and [s.step_type for s in kept.steps] == ["inference"]
+    assert httpx.get(f"{b.base_url}{path}/turn/{killed_turn_id}").status_code == 404
+
+    after = httpx.post(
+        f"{b.base_url}{path}/turn",
+        json={"messages": [{"role": "user", "content": "Who am I?"}], "stream": False},
+        timeout=120,
+    )
+    assert after.status_code == 200, after.text
+    # Greedy decoding: the new turn saw the committed turn and nothing of the killed one.
+    expected = httpx.post(
+        f"{b.base_url}/v1/inference/chat-completion",
+        json={
+            "model_id": CHAT_MODEL,
+            "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 128},
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "I am Bo."},
+                {
+                    "role": "assistant",
+                    "content": first_turn["output_message"]["content"],
+                    "stop_reason": "end_of_turn",
+                },
+                {"role": "user", "content": "Who am I?"},
+            ],
+        },
+        timeout=120,
+    )
+    assert after.json()["output_message"]["content"] == expected.json()["completion_message"]["content"]
+    listed = httpx.get(f"{a.base_url}{path}").json()["turns"]
+    assert [t["turn_id"] for t in listed] == [first_turn["turn_id"], after.json()["turn_id"]]
 
 
 def test_the_database_password_never_shows(replicas: tuple[RunningServer, RunningServer]) -> None:
