@@ -3,6 +3,7 @@ and one chroma server: what one is told, the other serves."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -22,26 +23,20 @@ GREEDY = {"strategy": {"type": "greedy"}, "max_tokens": 12}
 
 
 @pytest.fixture(scope="module")
-def replica_env(
+def replicas(
     tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer, chroma_url: str
-) -> dict[str, str]:
-    """What every replica of this module shares: one database, one files folder, one chroma."""
+) -> Iterator[tuple[RunningServer, RunningServer]]:
+    url = postgres_server.create_database()
     shared = tmp_path_factory.mktemp("shared")
-    return {
-        "LLAMA_STACK_DATABASE_URL": postgres_server.create_database(),
+    env = {
+        "LLAMA_STACK_DATABASE_URL": url,
         "LLAMA_STACK_FILES_DIR": str(shared / "files"),
         "CHROMA_URL": chroma_url,
     }
-
-
-@pytest.fixture(scope="module")
-def replicas(
-    tmp_path_factory: pytest.TempPathFactory, replica_env: dict[str, str]
-) -> Iterator[tuple[RunningServer, RunningServer]]:
     started: list[RunningServer] = []
     try:
         for name in ("a", "b"):
-            started.append(start_server(tmp_path_factory.mktemp(f"replica-{name}"), env=replica_env))
+            started.append(start_server(tmp_path_factory.mktemp(f"replica-{name}"), env=env))
         yield started[0], started[1]
     finally:
         for server in started:
@@ -191,61 +186,116 @@ def test_concurrent_registrations_of_one_id_never_duplicate_or_fail(
     assert conflicts >= 1  # the overlapping case did happen: its answer is the 409 checked above
 
 
+def test_the_database_password_never_shows(replicas: tuple[RunningServer, RunningServer]) -> None:
+    for server in replicas:
+        for path in ("/v1/providers", "/v1/inspect/routes", "/v1/health"):
+            assert PASSWORD not in httpx.get(f"{server.base_url}{path}").text
+        log = server.log()
+        assert "postgresql://llamastack@127.0.0.1" in log  # where it is, without the password
+        assert PASSWORD not in log
+
+
+def test_a_database_restart_gives_503_with_retry_after_then_service_resumes(
+    replicas: tuple[RunningServer, RunningServer], postgres_server: PostgresServer
+) -> None:
+    """It restarts the database under both replicas."""
+    a, b = replicas
+    postgres_server.stop()
+    try:
+        for server in (a, b):
+            r = httpx.get(f"{server.base_url}/v1/models", timeout=30)
+            assert r.status_code == 503, r.text
+            assert int(r.headers["Retry-After"]) >= 1
+            assert "database" in r.json()["detail"]
+    finally:
+        postgres_server.start()
+    for server in (a, b):  # the pools reconnect by themselves
+        r = httpx.get(f"{server.base_url}/v1/models", timeout=30)
+        assert r.status_code == 200, r.text
+        assert CHAT_MODEL in {m["identifier"] for m in r.json()["data"]}
+    for server in (a, b):
+        assert "Traceback" not in server.log()
+
+
 def test_a_replica_killed_mid_turn_leaves_its_session_usable(
     replicas: tuple[RunningServer, RunningServer],
-    replica_env: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """SIGKILL a third replica while it streams a turn: the others keep serving, the session's
-    committed turn is intact, the killed turn never shows as complete and is gone once the killed
-    replica's lease lapses (about 10 s), and the session continues on another replica."""
+    """Last in this module: it kills replica a. SIGKILL while a streams a turn and indexes a file:
+    b keeps serving, the session's committed turn is intact, the killed turn never shows as complete
+    and is gone once a's lease lapses (about 10 s), the session continues on b, and the half-indexed
+    file becomes failed."""
     from llama_stack_client import LlamaStackClient
 
-    a, b = replicas
-    agent = httpx.post(
-        f"{a.base_url}/v1/agents",
+    doomed, b = replicas
+    api_b = f"{b.base_url}/v1/openai/v1"
+    sampling = {"strategy": {"type": "greedy"}, "max_tokens": 48}
+    agent_id = httpx.post(
+        f"{b.base_url}/v1/agents",
         json={
-            "agent_config": {
-                "model": CHAT_MODEL,
-                "instructions": "Be brief.",
-                "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 128},
-            }
+            "agent_config": {"model": CHAT_MODEL, "instructions": "Be brief.", "sampling_params": sampling}
         },
-    )
-    assert agent.status_code == 200, agent.text
-    agent_id = agent.json()["agent_id"]
+    ).json()["agent_id"]
     session_id = httpx.post(
-        f"{a.base_url}/v1/agents/{agent_id}/session", json={"session_name": "doomed"}
+        f"{b.base_url}/v1/agents/{agent_id}/session", json={"session_name": "doomed"}
     ).json()["session_id"]
     path = f"/v1/agents/{agent_id}/session/{session_id}"
+    store_id = httpx.post(
+        f"{api_b}/vector_stores", json={"name": "doomed", "provider_id": "chromadb-remote"}, timeout=60
+    ).json()["id"]
+    lines = (f"Note {i}: the heron of pond {i % 89} eats {i % 13} minnows at dawn.\n" for i in range(4000))
+    big = httpx.post(
+        f"{api_b}/files",
+        files={"file": ("notes.txt", "".join(lines).encode(), "text/plain")},
+        data={"purpose": "assistants"},
+    ).json()["id"]
+    file_url = f"{api_b}/vector_stores/{store_id}/files/{big}"
 
-    doomed = start_server(tmp_path_factory.mktemp("replica-killed"), env=replica_env)
-    try:
-        first = httpx.post(
-            f"{doomed.base_url}{path}/turn",
-            json={"messages": [{"role": "user", "content": "I am Bo."}], "stream": False},
-            timeout=120,
-        )
-        assert first.status_code == 200, first.text
-        first_turn = first.json()
-        with httpx.stream(
-            "POST",
-            f"{doomed.base_url}{path}/turn",
-            json={"messages": [{"role": "user", "content": "Count from 1 to 300."}], "stream": True},
-            timeout=120,
-        ) as stream:
-            events = (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:"))
-            killed_turn_id = next(events)["event"]["payload"]["turn_id"]
-            kinds = []
-            for event in events:  # until the model is writing its answer: kill it then
-                kinds.append(event["event"]["payload"]["event_type"])
-                if kinds[-1] in ("step_progress", "turn_complete"):
-                    break
-            assert kinds[-1] == "step_progress", kinds
-            doomed.process.send_signal(signal.SIGKILL)
-            doomed.process.wait(timeout=30)
-    finally:
-        doomed.stop()
+    first = httpx.post(
+        f"{doomed.base_url}{path}/turn",
+        json={"messages": [{"role": "user", "content": "I am Bo."}], "stream": False},
+        timeout=120,
+    )
+    assert first.status_code == 200, first.text
+    first_turn = first.json()
+
+    def attach() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the replica is killed under it
+            httpx.post(
+                f"{doomed.base_url}/v1/openai/v1/vector_stores/{store_id}/files",
+                json={
+                    "file_id": big,
+                    "chunking_strategy": {
+                        "type": "static",
+                        "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0},
+                    },
+                },
+                timeout=300,
+            )
+
+    attaching = threading.Thread(target=attach, daemon=True)
+    attaching.start()
+    deadline = time.monotonic() + 60
+    while httpx.get(file_url).json().get("status") != "in_progress":
+        assert time.monotonic() < deadline, "the attach never started"
+        time.sleep(0.05)
+    with httpx.stream(
+        "POST",
+        f"{doomed.base_url}{path}/turn",
+        json={"messages": [{"role": "user", "content": "Count from 1 to 300."}], "stream": True},
+        timeout=120,
+    ) as stream:
+        events = (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:"))
+        killed_turn_id = next(events)["event"]["payload"]["turn_id"]
+        kinds = []
+        for event in events:  # until the model is writing its answer: kill it then
+            kinds.append(event["event"]["payload"]["event_type"])
+            if kinds[-1] in ("step_progress", "turn_complete"):
+                break
+        assert kinds[-1] == "step_progress", kinds
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=30)
+    attaching.join(timeout=30)
+    assert httpx.get(file_url).json()["status"] == "in_progress", "indexed before the kill: use a larger file"
 
     killed_at = time.monotonic()
     assert httpx.get(f"{b.base_url}/v1/health").status_code == 200
@@ -275,7 +325,7 @@ def test_a_replica_killed_mid_turn_leaves_its_session_usable(
         f"{b.base_url}/v1/inference/chat-completion",
         json={
             "model_id": CHAT_MODEL,
-            "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 128},
+            "sampling_params": sampling,
             "messages": [
                 {"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "I am Bo."},
@@ -290,36 +340,12 @@ def test_a_replica_killed_mid_turn_leaves_its_session_usable(
         timeout=120,
     )
     assert after.json()["output_message"]["content"] == expected.json()["completion_message"]["content"]
-    listed = httpx.get(f"{a.base_url}{path}").json()["turns"]
-    assert [t["turn_id"] for t in listed] == [first_turn["turn_id"], after.json()["turn_id"]]
+    listed = client.agents.session.retrieve(agent_id=agent_id, session_id=session_id).turns
+    assert [t.turn_id for t in listed] == [first_turn["turn_id"], after.json()["turn_id"]]
 
-
-def test_the_database_password_never_shows(replicas: tuple[RunningServer, RunningServer]) -> None:
-    for server in replicas:
-        for path in ("/v1/providers", "/v1/inspect/routes", "/v1/health"):
-            assert PASSWORD not in httpx.get(f"{server.base_url}{path}").text
-        log = server.log()
-        assert "postgresql://llamastack@127.0.0.1" in log  # where it is, without the password
-        assert PASSWORD not in log
-
-
-def test_a_database_restart_gives_503_with_retry_after_then_service_resumes(
-    replicas: tuple[RunningServer, RunningServer], postgres_server: PostgresServer
-) -> None:
-    """Last in this module: it restarts the database under both replicas."""
-    a, b = replicas
-    postgres_server.stop()
-    try:
-        for server in (a, b):
-            r = httpx.get(f"{server.base_url}/v1/models", timeout=30)
-            assert r.status_code == 503, r.text
-            assert int(r.headers["Retry-After"]) >= 1
-            assert "database" in r.json()["detail"]
-    finally:
-        postgres_server.start()
-    for server in (a, b):  # the pools reconnect by themselves
-        r = httpx.get(f"{server.base_url}/v1/models", timeout=30)
-        assert r.status_code == 200, r.text
-        assert CHAT_MODEL in {m["identifier"] for m in r.json()["data"]}
-    for server in (a, b):
-        assert "Traceback" not in server.log()
+    # The lease has lapsed by now: the file being indexed is failed when it is next read.
+    failed = httpx.get(file_url).json()
+    assert failed["status"] == "failed" and "interrupted" in failed["last_error"]["message"], failed
+    counts = httpx.get(f"{api_b}/vector_stores/{store_id}").json()["file_counts"]
+    assert counts["failed"] == 1 and counts["in_progress"] == 0, counts
+    assert "Traceback" not in b.log()

@@ -207,8 +207,9 @@ class OpenAIVectorStores:
 
     async def _settled(self, records: builtins.list[_FileRecord]) -> builtins.list[_FileRecord]:
         """The records, with files left in_progress by a replica that is gone marked failed (their
-        chunks removed, the store's counts refreshed): one read of the leases, only if any is."""
-        if not any(r.file.status == "in_progress" for r in records):
+        chunks removed, the store's counts refreshed): one read of the leases, only if any is. Alone
+        on its database, start-up recovery already failed what the last stop cut off."""
+        if not self.replicas.shared or not any(r.file.status == "in_progress" for r in records):
             return records
         judge = await self.replicas.judge()
         settled, gone = [], set()

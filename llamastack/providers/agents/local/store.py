@@ -111,7 +111,10 @@ class AgentStore:
 
     async def settle(self, record: SessionRecord, judge: Judge | None = None) -> SessionRecord:
         """The session without the turns its replica's death interrupted (removed now). Only turns
-        not at rest are looked at (normally none, or the one running): one read each."""
+        not at rest are looked at (normally none, or the one running): one read each. Alone on its
+        database there is nothing to do: start-up recovery removed what the last stop cut off."""
+        if not self.replicas.shared:
+            return record
         gone = []
         for turn_id in record.turn_ids:
             if turn_id in record.history:
@@ -155,7 +158,7 @@ class AgentStore:
 
     async def list_sessions(self, agent_id: str) -> list[SessionRecord]:
         sessions = await self.sessions.list(f"{agent_id}:")
-        if not any(turn_id not in s.history for s in sessions for turn_id in s.turn_ids):
+        if not self.replicas.shared or all(t in s.history for s in sessions for t in s.turn_ids):
             return sessions
         judge = await self.replicas.judge()
         return [await self.settle(s, judge) for s in sessions]
