@@ -58,6 +58,7 @@ class Stack:
 
     run_config: RunConfig
     store: KVStore
+    replicas: ReplicaLeases | None = None  # this process's lease on a shared database
     providers: dict[Api, dict[str, ProviderInstance]] = field(default_factory=dict)
     inference: InferenceRouter | None = None
     models: ModelsTable | None = None
@@ -73,7 +74,6 @@ class Stack:
     files: FilesRouter | None = None
     agents: Agents | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
-    replicas: ReplicaLeases | None = None  # this process's lease on a shared database
 
     def tables(self) -> list[ResourceTable[Any, Any]]:
         """The resource registries this stack serves."""
