@@ -7,6 +7,10 @@ p50/p95 of each and the median of the per-round differences (the added latency),
 our server spent per request (less sensitive than wall time to other work on a busy machine).
 
     .venv/bin/python benchmarks/bench_remote.py [--iterations 40] [--max-tokens 1] [--stream] [--no-store]
+        [--route openai|native] [--baseline /other/checkout/.venv/bin/llama-stack]
+
+``--baseline`` runs a second server from another checkout on the same engine, its requests
+interleaved with the others, so two versions are compared in one load window.
 """
 
 from __future__ import annotations
@@ -90,19 +94,22 @@ def main() -> int:
     parser.add_argument(
         "--no-store", action="store_true", help="do not keep each chat completion (inference_store off)"
     )
+    parser.add_argument(
+        "--route",
+        choices=("openai", "native"),
+        default="openai",
+        help="our route: /v1/openai/v1/chat/completions or /v1/inference/chat-completion",
+    )
+    parser.add_argument(
+        "--baseline", metavar="CLI", help="the llama-stack command of another checkout, measured alongside"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-remote-"))
-    engine_port, stack_port = free_port(), free_port()
+    engine_port = free_port()
     engine = f"http://127.0.0.1:{engine_port}/v1"
     engine_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf(), "--model_alias", MODEL]
     engine_cmd += ["--host", "127.0.0.1", "--port", str(engine_port), "--n_ctx", "2048"]
-    stack_url = f"http://127.0.0.1:{stack_port}"
-    stack_cmd = [cli_path(), "run", "remote", "--host", "127.0.0.1", "--port", str(stack_port)]
-    stack_env = {"LLAMA_STACK_STATE_DIR": str(work / "state"), "LLAMA_CPP_SERVER_URL": engine}
-    stack_env["INFERENCE_MODEL"] = MODEL
-    if args.no_store:
-        stack_env["LLAMA_STACK_STORE_CHAT_COMPLETIONS"] = "false"
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "Say hello."}],
@@ -110,42 +117,76 @@ def main() -> int:
         "temperature": 0,
         "stream": args.stream,
     }
-    with (
-        spawned(engine_cmd, f"{engine}/models", work / "engine.log"),
-        spawned(stack_cmd, f"{stack_url}/v1/health", work / "stack.log", stack_env) as stack,
-        httpx.Client(timeout=120) as client,
-    ):
-        paths = {
-            "engine directly": f"{engine}/chat/completions",
-            "through llamastack": f"{stack_url}/v1/openai/v1/chat/completions",
+    ours, our_body = "/v1/openai/v1/chat/completions", body
+    if args.route == "native":
+        ours = "/v1/inference/chat-completion"
+        our_body = {
+            "model_id": MODEL,
+            "messages": body["messages"],
+            "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": args.max_tokens},
+            "stream": args.stream,
         }
+    servers = {"through llamastack": cli_path()}
+    if args.baseline:
+        servers["through baseline"] = args.baseline
+    with contextlib.ExitStack() as running:
+        running.enter_context(spawned(engine_cmd, f"{engine}/models", work / "engine.log"))
+        client = running.enter_context(httpx.Client(timeout=120))
+        paths: dict[str, tuple[str, dict[str, object]]] = {
+            "engine directly": (f"{engine}/chat/completions", body)
+        }
+        pids: dict[str, int] = {}
+        for name, cli in servers.items():
+            port = free_port()
+            state = work / f"state-{len(pids)}"
+            env = {
+                "LLAMA_STACK_STATE_DIR": str(state),
+                "LLAMA_CPP_SERVER_URL": engine,
+                "INFERENCE_MODEL": MODEL,
+            }
+            if args.no_store:
+                env["LLAMA_STACK_STORE_CHAT_COMPLETIONS"] = "false"
+            cmd = [cli, "run", "remote", "--host", "127.0.0.1", "--port", str(port)]
+            url = f"http://127.0.0.1:{port}"
+            log = work / f"stack-{len(pids)}.log"
+            pids[name] = running.enter_context(spawned(cmd, f"{url}/v1/health", log, env)).pid
+            paths[name] = (f"{url}{ours}", our_body)
         for _ in range(args.warmup):
-            for url in paths.values():
-                timed(client, url, body, args.stream)
+            for url, sent in paths.values():
+                timed(client, url, sent, args.stream)
         times: dict[str, list[float]] = {name: [] for name in paths}
-        stack_cpu = 0.0
+        cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
+        order = list(paths)
         for i in range(args.iterations):
-            order = list(paths.items()) if i % 2 == 0 else list(reversed(paths.items()))
-            for name, url in order:
-                before = cpu_s(stack.pid)
-                times[name].append(timed(client, url, body, args.stream))
-                if name == "through llamastack":
-                    stack_cpu += cpu_s(stack.pid) - before
-    direct, proxied = times["engine directly"], times["through llamastack"]
+            rotated = order[i % len(order) :] + order[: i % len(order)]  # cancels drift and position
+            for name in rotated:
+                url, sent = paths[name]
+                pid = pids.get(name)
+                before = cpu_s(pid) if pid else 0.0
+                times[name].append(timed(client, url, sent, args.stream))
+                if pid:
+                    cpu[name] += cpu_s(pid) - before
+    direct = times["engine directly"]
     kind = "streamed" if args.stream else "non-streamed"
     store = "not stored" if args.no_store else "stored (the default)"
-    print(f"Chat completion, {kind}, {store}, max_tokens={args.max_tokens}, {args.iterations} rounds")
+    print(
+        f"Chat completion ({args.route} route), {kind}, {store}, max_tokens={args.max_tokens}, "
+        f"{args.iterations} rounds"
+    )
     for name, values in times.items():
         p50, p95 = percentile(values, 50) * 1e3, percentile(values, 95) * 1e3
         print(f"  {name:<20} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms")
-    added = [p - d for p, d in zip(proxied, direct, strict=True)]
-    print(f"  added by the server  p50 {(percentile(proxied, 50) - percentile(direct, 50)) * 1e3:+7.2f} ms")
-    print(f"  paired p50 (median of per-round differences) {median(added) * 1e3:+.2f} ms")
-    print(f"  server CPU per request {stack_cpu / args.iterations * 1e3:.2f} ms")
-    if args.stream:  # the same tokens both ways (temperature 0): the time ratio is the tokens/s ratio
-        ratio = percentile(direct, 50) / percentile(proxied, 50)
-        paired = median(d / p for d, p in zip(direct, proxied, strict=True))
-        print(f"  streamed tokens/s through llamastack vs direct: p50 {ratio:.3f}x, paired {paired:.3f}x")
+    for name in pids:
+        proxied = times[name]
+        added = [p - d for p, d in zip(proxied, direct, strict=True)]
+        print(f"  {name}:")
+        print(f"    added p50 {(percentile(proxied, 50) - percentile(direct, 50)) * 1e3:+7.2f} ms")
+        print(f"    paired p50 (median of per-round differences) {median(added) * 1e3:+.2f} ms")
+        print(f"    server CPU per request {cpu[name] / args.iterations * 1e3:.2f} ms")
+        if args.stream:  # the same tokens both ways (temperature 0): the time ratio is the tokens/s ratio
+            ratio = percentile(direct, 50) / percentile(proxied, 50)
+            paired = median(d / p for d, p in zip(direct, proxied, strict=True))
+            print(f"    streamed tokens/s vs direct: p50 {ratio:.3f}x, paired {paired:.3f}x")
     return 0
 
 

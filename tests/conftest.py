@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import socket
@@ -297,19 +298,26 @@ class Engine:
 ENGINE_MODEL = "smollm2"  # the name llama_cpp.server serves SmolLM2 under (--model_alias)
 
 
-def start_llama_cpp_engine(log_dir: Path, port: int | None = None, *, embedding: bool = False) -> Engine:
+def start_llama_cpp_engine(
+    log_dir: Path, port: int | None = None, *, embedding: bool = False, aliases: tuple[str, ...] = ()
+) -> Engine:
+    """SmolLM2 behind llama_cpp.server as ENGINE_MODEL; with `aliases`, under each of those names
+    instead (a config file naming the same GGUF once per alias: GET /v1/models lists them all)."""
     port = port or free_port()
     log_path = log_dir / f"llama-cpp-server-{port}.log"
+    model_args = ["--model", smollm2_path(), "--model_alias", ENGINE_MODEL]
+    if aliases:
+        config_path = log_dir / f"llama-cpp-server-{port}.json"
+        models = [{"model": smollm2_path(), "model_alias": a, "n_ctx": 2048, "n_threads": 1} for a in aliases]
+        config_path.write_text(json.dumps({"host": "127.0.0.1", "port": port, "models": models}))
+        model_args = ["--config_file", str(config_path)]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "llama_cpp.server",
-                "--model",
-                smollm2_path(),
-                "--model_alias",
-                ENGINE_MODEL,
+                *model_args,
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _commands, model
+from . import _commands, model, model_refresh
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     dists = sub.add_parser("list-distributions", help="List the bundled distributions.")
     dists.set_defaults(func=_commands.list_distributions)
 
-    model_parser = sub.add_parser("model", help="The Llama model catalog, prompt formats and downloads.")
+    model_parser = sub.add_parser(
+        "model", help="The Llama model catalog, prompt formats, downloads; a server's engine models."
+    )
     model_parser.set_defaults(func=lambda _args: _help(model_parser))
     model_sub = model_parser.add_subparsers(dest="model_command", metavar="COMMAND")
     models = model_sub.add_parser("list", help="List Llama models (Llama 3.1/3.2/3.3, Llama Guard 3).")
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fmt.add_argument("--raw", action="store_true", help="Print the Markdown source instead of rendering it.")
     fmt.set_defaults(func=model.prompt_format)
+    model_refresh.add_parser(model_sub)
     return parser
 
 

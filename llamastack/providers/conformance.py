@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         ToolRuntimeProvider,
         VectorIOProvider,
     )
+    from llamastack.stack.routing.model_discovery import ListsServedModels
 
     from .agents.local.provider import LocalAgents
     from .files.localfs.provider import LocalFSFiles
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
         return p
 
     def _remote(p: OpenAICompatInference) -> InferenceProvider:
+        return p
+
+    def _remote_lists_models(p: OpenAICompatInference) -> ListsServedModels:
         return p
 
     def _sentence_transformers(p: SentenceTransformersInference) -> InferenceProvider:

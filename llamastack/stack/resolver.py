@@ -25,6 +25,7 @@ from .outbound import OutboundPolicy
 from .routing.chat_completions import ChatCompletionStore
 from .routing.files import FilesRouter
 from .routing.inference import InferenceRouter
+from .routing.model_discovery import ModelDiscovery
 from .routing.models import ModelsTable
 from .routing.responses import ResponsesRouter
 from .routing.responses_tools import ResponseTools
@@ -34,7 +35,7 @@ from .routing.tool_runtime import ToolRuntimeRouter
 from .routing.vector_io import VectorDBsTable, VectorIORouter
 from .routing.vector_stores import OpenAIVectorStores
 from .storage import open_storage
-from .storage.kvstore import KVStore
+from .storage.kvstore import KVStore, SqliteKVStore
 from .storage.replicas import ReplicaLeases
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Stack:
     providers: dict[Api, dict[str, ProviderInstance]] = field(default_factory=dict)
     inference: InferenceRouter | None = None
     models: ModelsTable | None = None
+    model_discovery: ModelDiscovery | None = None
     chat_completions: ChatCompletionStore | None = None
     responses: ResponsesRouter | None = None
     safety: SafetyRouter | None = None
@@ -74,6 +76,7 @@ class Stack:
     files: FilesRouter | None = None
     agents: Agents | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    _synced_at: int | None = field(default=None, init=False, repr=False)  # sqlite data_version
 
     def tables(self) -> list[ResourceTable[Any, Any]]:
         """The resource registries this stack serves."""
@@ -87,12 +90,19 @@ class Stack:
 
     async def sync_registries(self) -> None:
         """Takes in what other replicas registered or unregistered since this one last looked: one
-        read of the registries' versions, and a reload of those that changed."""
+        read of the registries' versions, and a reload of those that changed. On sqlite, only when
+        another connection has committed anything since the last look (this replica's own writes
+        keep its view current as they are made)."""
         tables = self.tables()
-        if tables:
-            versions = dict(await self.store.items_with_prefix(VERSION_PREFIX))
-            for table in tables:
-                await table.sync(versions.get(table.version_key))
+        if not tables:
+            return
+        marker = self.store.data_version_now() if isinstance(self.store, SqliteKVStore) else None
+        if marker is not None and marker == self._synced_at:
+            return
+        versions = dict(await self.store.items_with_prefix(VERSION_PREFIX))
+        for table in tables:
+            await table.sync(versions.get(table.version_key))
+        self._synced_at = marker
 
     def provider_list(self) -> list[ProviderInstance]:
         return [p for by_id in self.providers.values() for p in by_id.values()]
@@ -122,6 +132,8 @@ class Stack:
         return everything.limited_to(apis)
 
     async def shutdown(self) -> None:
+        if self.model_discovery is not None:
+            await self.model_discovery.stop()
         for instance in self.provider_list():
             stop = getattr(instance.impl, "shutdown", None)
             if stop is not None:
@@ -285,6 +297,8 @@ async def _build_inference(stack: Stack, instances: dict[str, ProviderInstance])
     ]
     await _load_configured(models.table, "model", entries)
     stack.models = models
+    stack.model_discovery = ModelDiscovery(models)
+    await stack.model_discovery.start()  # the engines' own models, where refresh_models is on
     stack.inference = InferenceRouter(models)
     stack.chat_completions = ChatCompletionStore(
         stack.store, enabled=stack.run_config.inference_store.enabled

@@ -329,7 +329,7 @@ def test_an_engine_error_answer_is_a_502_naming_the_provider_with_its_message(
     assert "remote::openai-compatible answered HTTP 500" in detail and "json_object" in detail
 
 
-def test_an_engine_down_at_start_leaves_the_server_up_and_requests_get_502(
+def test_an_engine_down_at_start_leaves_the_server_up_and_requests_get_503(
     engines: tuple[RunningServer, str],
 ) -> None:
     server, down_url = engines
@@ -345,7 +345,8 @@ def test_an_engine_down_at_start_leaves_the_server_up_and_requests_get_502(
             },
             timeout=60,
         )
-        assert response.status_code == 502, response.text
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"].isdigit()
         detail = response.json()["detail"]
         assert "remote::llama-cpp-server" in detail and down_url in detail
     assert httpx.get(f"{server.base_url}/v1/health").status_code == 200
@@ -540,7 +541,7 @@ def test_engine_killed_mid_stream_ends_the_stream_with_an_error_event(
         json={"model": "doomed-model", "messages": [{"role": "user", "content": "hi"}]},
         timeout=60,
     )
-    assert after.status_code == 502 and "remote::openai-compatible" in after.json()["detail"]
+    assert after.status_code == 503 and "remote::openai-compatible" in after.json()["detail"]
     health = _health(server, "doomed")
     assert health["status"] == "Error" and doomed_engine.url in str(health["message"])
     # The other engines are unaffected.

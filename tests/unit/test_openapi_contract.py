@@ -109,6 +109,9 @@ EXTRA_ROUTES = {
     ("/v1/shields/{identifier}", "delete"),
     # OpenAI's Responses API deletes a stored response; v0.2.12 has no such operation.
     ("/v1/openai/v1/responses/{response_id}", "delete"),
+    # Model discovery on demand: v0.2.12 registers only what it is told (later versions list engines
+    # periodically, without a route to ask now).
+    ("/v1/models/refresh", "post"),
 }
 
 

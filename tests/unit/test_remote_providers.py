@@ -77,6 +77,19 @@ def test_remote_distribution_selects_the_engine_from_the_environment() -> None:
         ]
 
 
+def test_remote_distribution_discovers_the_engines_models_when_asked() -> None:
+    env = {"VLLM_URL": "http://gpu:8000", "INFERENCE_MODEL": "m"}
+    for value, expected in ((None, False), ("true", True), ("false", False)):
+        config = load_run_config(
+            available()["remote"], {**env, **({"REFRESH_MODELS": value} if value else {})}
+        )
+        [vllm] = [p for p in config.providers["inference"] if p.provider_id == "vllm"]
+        settings = VLLMConfig.model_validate(vllm.config)
+        assert settings.refresh_models is expected and settings.refresh_interval_s == 300
+    with pytest.raises(ValidationError, match="refresh_interval_s"):
+        VLLMConfig(url="http://gpu:8000", refresh_interval_s=0)
+
+
 def test_remote_distribution_needs_the_model_name_with_an_engine() -> None:
     from llamastack.stack.errors import ConfigError
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from llamastack.providers.inference.llama_cpp.engine import _hold_back
+from llamastack.providers.utils.local_generation import hold_back
 
 
 @pytest.mark.parametrize(
@@ -17,7 +17,7 @@ from llamastack.providers.inference.llama_cpp.engine import _hold_back
     ],
 )
 def test_hold_back_keeps_only_what_could_start_a_stop(text: str, stops: list[str], held: int) -> None:
-    assert _hold_back(text, stops) == held
+    assert hold_back(text, stops) == held
 
 
 def test_json_grammar_strings_exclude_raw_control_characters() -> None:

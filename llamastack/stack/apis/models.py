@@ -35,6 +35,33 @@ class RegisterModelRequest(BaseModel):
     model_type: ModelType | None = None
 
 
+class RefreshModelsRequest(BaseModel):
+    provider_id: str | None = Field(
+        default=None,
+        description="The provider whose engine to ask; every provider that lists models if omitted.",
+    )
+
+
+class ProviderModelsRefresh(BaseModel):
+    """What one provider's engine listed, and what that changed in the registry."""
+
+    provider_id: str
+    status: Literal["OK", "Error"]
+    message: str | None = Field(default=None, description="Why the engine could not be asked (status Error).")
+    served: list[str] = Field(
+        default_factory=list, description="The engine's own model ids, as it lists them."
+    )
+    added: list[str] = Field(default_factory=list, description="Model ids registered now (discovered).")
+    removed: list[str] = Field(
+        default_factory=list, description="Discovered model ids unregistered because the engine dropped them."
+    )
+    unchanged: list[str] = Field(default_factory=list, description="Discovered model ids still served.")
+
+
+class RefreshModelsResponse(BaseModel):
+    data: list[ProviderModelsRefresh]
+
+
 class OpenAIModel(BaseModel):
     id: str
     object: Literal["model"] = "model"

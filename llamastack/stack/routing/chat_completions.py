@@ -89,7 +89,10 @@ class ChatCompletionStore:
             )
 
     async def _write(self, completion_id: str, pending: _Pending) -> None:
-        await self.owners.set(completion_id, pending.owner)  # before the record: never an unowned one
+        # The owner before the record: never an unowned one. Without an owner (no API keys) there is
+        # nothing to write: the id is a fresh one of this server's, so no leftover can own it.
+        if pending.owner is not None:
+            await self.owners.set(completion_id, pending.owner)
         await self.records.kv.set(self.records.prefix + completion_id, pending.raw)
 
     async def _write_behind(self) -> None:

@@ -17,6 +17,11 @@ with what this replica has seen and, for a kind that changed, `sync` re-reads it
 are registered with their provider here, removed ones dropped). A new id is claimed with
 insert-if-absent before any provider hook runs, so of two replicas registering one id at once, one
 wins and the other gets 409 without touching the winner's resource.
+
+Discovered resources are the ones a provider reports it serves (a remote engine's models): each
+replica asks its providers itself, so they are held in memory only, never stored. Like run-config
+resources they are shared by every key and only an admin key may replace or remove them; a stored
+registration of the same id (from this replica or another) takes the id over.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class ResourceTable(Generic[R, P]):
         self._resources: dict[str, R] = {}
         self._holders: dict[str, str | None] = {}  # identifier -> principal that registered it
         self._configured: set[str] = set()  # identifiers from the run config
+        self._discovered: set[str] = set()  # identifiers a provider reported (in memory only)
         self._ownership = access.OwnerIndex(store, kind)
         self._lock = asyncio.Lock()
         self.version_key = f"{VERSION_PREFIX}{kind}"
@@ -84,7 +90,42 @@ class ResourceTable(Generic[R, P]):
         return access.filter_visible(resources, lambda r: self._holders.get(r.identifier))
 
     def _may_change(self, identifier: str) -> bool:
-        return identifier not in self._configured or access.may_manage_run_config()
+        shared = identifier in self._configured or identifier in self._discovered
+        return not shared or access.may_manage_run_config()
+
+    def snapshot(self) -> dict[str, R]:
+        """Every resource served here, whoever may see it (for the stack's own bookkeeping)."""
+        return dict(self._resources)
+
+    def is_discovered(self, identifier: str) -> bool:
+        return identifier in self._discovered
+
+    async def add_discovered(self, resource: R) -> bool:
+        """Serves a resource its provider reported, unless the id is taken; whether it was added.
+        The provider's register hook does not run: the provider itself described the resource."""
+        async with self._lock:
+            ident = resource.identifier
+            try:
+                self.records.validate(ident, resource)
+            except Exception as exc:  # e.g. an id longer than any stored one may be
+                log.info("Not serving %s '%s' reported by its provider: %s", self.kind, ident, exc)
+                return False
+            if ident in self._resources or await self.records.exists(ident):
+                return False
+            self._resources[ident] = resource
+            self._holders[ident] = None
+            self._discovered.add(ident)
+            return True
+
+    async def drop_discovered(self, identifier: str) -> bool:
+        """Stops serving a discovered resource (one that became a registration stays); whether it did."""
+        async with self._lock:
+            if identifier not in self._discovered:
+                return False
+            self._discovered.discard(identifier)
+            self._resources.pop(identifier, None)
+            self._holders.pop(identifier, None)
+            return True
 
     def owner(self, resource: R) -> P:
         return self.owners[resource.provider_id]
@@ -122,6 +163,10 @@ class ResourceTable(Generic[R, P]):
         async with self._lock:
             existing = self._resources.get(ident)
             holder = access.owner_for_new_record()
+            if existing is not None and ident in self._discovered:
+                if not self._may_change(ident):
+                    raise ConflictError(f"The {self.kind} id '{ident}' is already taken; choose another id.")
+                existing = None  # a registration takes over a discovered id (and is stored)
             if existing is None:
                 await self._claim(ident, resource, holder)  # 409 if any replica has the id
                 try:
@@ -130,6 +175,7 @@ class ResourceTable(Generic[R, P]):
                 except BaseException:  # the provider refused it (or made it unstorable): free the id
                     await self._write(ident, None, None)
                     raise
+                self._discovered.discard(ident)
                 self._resources[ident] = registered
                 self._holders[ident] = holder
                 return registered
@@ -212,9 +258,11 @@ class ResourceTable(Generic[R, P]):
                     continue
                 try:
                     self._resources[ident] = await self._register_hook(self.owner(resource), resource)
+                    self._discovered.discard(ident)  # registered elsewhere: the registration wins
                 except Exception as exc:  # one that does not load here must not fail the request
                     log.warning("Could not load %s '%s' registered elsewhere: %s", self.kind, ident, exc)
-            for ident in [i for i in self._resources if i not in stored and i not in self._configured]:
+            kept = self._configured | self._discovered
+            for ident in [i for i in self._resources if i not in stored and i not in kept]:
                 # Unregistered elsewhere: that replica ran the provider's hook (which may delete shared
                 # data, e.g. a collection); here it only stops being served.
                 del self._resources[ident]
@@ -239,10 +287,17 @@ class ResourceTable(Generic[R, P]):
                     return
                 raise self._not_found(identifier)
             if not self._may_change(identifier):
+                discovered = identifier in self._discovered
+                origin = "was listed by its provider" if discovered else "comes from the run config"
                 raise ForbiddenError(
-                    f"The {self.kind} '{identifier}' comes from the run config and is shared by every "
+                    f"The {self.kind} '{identifier}' {origin} and is shared by every "
                     "API key; only an admin key can unregister it."
                 )
+            if identifier in self._discovered:  # held in memory only: nothing stored, no hook ran
+                self._discovered.discard(identifier)
+                del self._resources[identifier]
+                self._holders.pop(identifier, None)
+                return
             await self._unregister_hook(self.owner(resource), resource)
             del self._resources[identifier]
             self._holders.pop(identifier, None)

@@ -21,6 +21,7 @@ from ..errors import StackError
 from ..resolver import Stack
 from ..version import __version__
 from .auth import APIKeyAuth
+from .direct import DirectRoutes
 from .envelope import error_body
 from .hosts import HostHeaderGuard, is_loopback
 from .openapi import install_openapi
@@ -137,7 +138,14 @@ def install_edges(app: FastAPI, server: ServerConfig, bind_host: str | None) -> 
 
     from ..provider_data import ProviderDataMiddleware
 
-    app.add_middleware(ProviderDataMiddleware)  # innermost: per-request keys for providers
+    # Innermost: the generation routes' direct way in (every other request passes through).
+    app.add_middleware(
+        DirectRoutes,
+        routes=inference.DIRECT_ROUTES,
+        before=_sync_registries,
+        exception_handlers=app.exception_handlers,
+    )
+    app.add_middleware(ProviderDataMiddleware)  # per-request keys for providers
     if server.auth.enabled:
         app.add_middleware(APIKeyAuth, config=server.auth)
     cors = server.cors

@@ -42,7 +42,7 @@ ERROR_STATUSES = {
     "413": "The request body or upload is larger than the server accepts.",
     "421": "The Host header names a host this server does not answer to (DNS-rebinding defence).",
     "429": "Too many requests for this client; retry after the time in Retry-After.",
-    "503": "The model's queue is full; retry after the time in Retry-After.",
+    "503": "The model's queue is full, or its remote engine is unreachable; retry after Retry-After.",
 }
 
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import Callable, Coroutine
@@ -78,24 +77,34 @@ async def _wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def _cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, Response]) -> Response:
-    # The whole body is read first, so from here on receive() only reports the disconnect.
+async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, Response]) -> Response:
+    # The whole body is read first, so from here on receive() only reports the disconnect. The work
+    # runs in this task; the watcher cancels it when the client leaves (as asyncio.timeout does).
     await request.body()
-    task = asyncio.ensure_future(work)
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    def on_disconnect(watcher: asyncio.Task[None]) -> None:
+        nonlocal gone
+        if not watcher.cancelled() and watcher.exception() is None:
+            gone = True
+            current.cancel()
+
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    watcher.add_done_callback(on_disconnect)
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
+        return await work
+    except BaseException as exc:
+        if not gone:
+            raise
+        # Cancelled for the disconnect (or failing on the way out): the answer has no one to go to.
+        if current.uncancel() > 0 and isinstance(exc, asyncio.CancelledError):
+            raise  # cancelled from outside as well
+        return Response(status_code=499)  # never delivered: the client is gone
     finally:
+        watcher.remove_done_callback(on_disconnect)
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    return Response(status_code=499)  # never delivered: the client is gone
 
 
 def _reads_body_itself(request: Request) -> bool:
@@ -118,7 +127,7 @@ _ANSWER_ONLY = (
 )
 
 
-def _answer_only(path: str) -> bool:
+def answer_only(path: str) -> bool:
     # Agent turns too: a dropped turn should stop its generation, as a dropped chat does.
     return path.startswith(_ANSWER_ONLY) or path.endswith(("/turn", "/resume", "/search"))
 
@@ -126,12 +135,12 @@ def _answer_only(path: str) -> bool:
 class StackRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        cancellable = _answer_only(self.path)
+        cancellable = answer_only(self.path)
 
         async def route_handler(request: Request) -> Response:
             request = StrictJSONRequest(request.scope, request.receive, request._send)
             if not cancellable or _reads_body_itself(request):
                 return await handler(request)
-            return await _cancel_on_disconnect(request, handler(request))
+            return await cancel_on_disconnect(request, handler(request))
 
         return route_handler

@@ -212,6 +212,19 @@ class SqliteKVStore(_SqliteOps):
     def namespaced(self, namespace: str) -> SqliteKVStore:
         return SqliteKVStore(self.path, f"{self.prefix}{namespace}", _db=self.db)
 
+    def data_version_now(self) -> int | None:
+        """sqlite's count of commits made by other connections to the file (``PRAGMA data_version``;
+        this connection's own do not count), or None when the connection is busy (a statement on a
+        worker thread, or a transaction open). It reads the WAL index, not the disk: microseconds,
+        so it runs on the caller's thread, and a check per request costs no thread hand-off."""
+        db = self.db
+        if db.tx_lock.locked() or not db.lock.acquire(blocking=False):
+            return None
+        try:
+            return None if db.closed else int(db.conn.execute("PRAGMA data_version").fetchone()[0])
+        finally:
+            db.lock.release()
+
     async def close(self) -> None:
         if self._owner:
             await asyncio.to_thread(self.db.close)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic_core import to_json
+
 from ..apis.common import ImageContentItem, InterleavedContent, content_has_image, content_to_text
 from ..apis.inference import native as n
 from ..apis.inference.core import (
@@ -318,6 +320,18 @@ def _tool_call_deltas(chunk: GenerationChunk) -> list[n.ChatCompletionResponseSt
             _progress(n.ToolCallDelta(tool_call=tool_call_to_native(call), parse_status=status.succeeded))
         )
     return out
+
+
+_TEXT_HEAD = b'{"metrics":null,"event":{"event_type":"progress","delta":{"type":"text","text":'
+_TEXT_TAIL = b'},"logprobs":null,"stop_reason":null}}'
+
+
+def chat_stream_text_json(chunk: GenerationChunk) -> bytes | None:
+    """The JSON of ``chat_stream_chunks(chunk)`` when that is one piece of plain text (most of a
+    stream), without building the models (byte for byte what they dump); None for other chunks."""
+    if not chunk.text or chunk.tool_call_text or chunk.logprobs or chunk.finish_reason is not None:
+        return None
+    return _TEXT_HEAD + to_json(chunk.text) + _TEXT_TAIL
 
 
 def chat_stream_chunks(chunk: GenerationChunk) -> list[n.ChatCompletionResponseStreamChunk]:

@@ -7,6 +7,8 @@ import time
 import uuid
 from typing import Any, cast
 
+from pydantic_core import to_json
+
 from ..apis.inference import openai as o
 from ..apis.inference.core import (
     ChatMessage,
@@ -337,6 +339,24 @@ class ChatChunkBuilder:
         self.created = int(time.time())
         self.model = model
         self.usage = _UsageTally(include_usage, n)
+        # A chunk of plain text (most of a stream) as the JSON the chunk model dumps, around the
+        # text and the choice index: a stream's other fields are the same in every chunk.
+        self._text_head = b'{"id":' + to_json(self.id) + b',"choices":[{"delta":{"content":'
+        self._text_mid = b',"refusal":null,"role":null,"tool_calls":null},"finish_reason":null,"index":'
+        self._text_tail = (
+            b',"logprobs":null}],"object":"chat.completion.chunk","created":'
+            + str(self.created).encode()
+            + b',"model":'
+            + to_json(model)
+            + b',"usage":null}'
+        )
+
+    def text_json(self, chunk: GenerationChunk, index: int = 0) -> bytes | None:
+        """The JSON of ``chunks(chunk)`` when that is one chunk of plain text, without building the
+        models (byte for byte what they dump); None for any other chunk."""
+        if not chunk.text or chunk.tool_calls or chunk.logprobs or chunk.finish_reason is not None:
+            return None
+        return self._text_head + to_json(chunk.text) + self._text_mid + str(index).encode() + self._text_tail
 
     def _chunk(
         self, choices: list[o.OpenAIChunkChoice], usage: Usage | None = None

@@ -35,6 +35,7 @@ from llamastack.stack.apis.inference.core import (
     Usage,
 )
 
+from ...utils.local_generation import hold_back
 from .threads import ThreadTuner
 
 log = logging.getLogger(__name__)
@@ -92,17 +93,6 @@ class _Slot:
     cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence's stream
     seq: Sequence | None = None
     used_at: float = 0.0
-
-
-def _hold_back(text: str, stops: list[str]) -> int:
-    """Length of the longest tail of ``text`` that could still grow into a stop sequence."""
-    keep = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:k]):
-                keep = max(keep, k)
-                break
-    return keep
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -416,7 +406,7 @@ class BatchScheduler:
                 seq.text = seq.text[:hit]
                 self._finish(seq, "stop", False)
                 return
-            ready = len(seq.text) - _hold_back(seq.text, stops)
+            ready = len(seq.text) - hold_back(seq.text, stops)
         else:
             ready = len(seq.text)
         if ready > 0:

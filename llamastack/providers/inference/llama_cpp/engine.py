@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,12 @@ from llamastack.stack.apis.inference.core import (
 from llamastack.stack.errors import BadRequestError, ContextLengthExceededError, ServerBusyError
 
 from ...utils.gbnf import check_grammar
-from .batching import BatchScheduler, Limits, Sequence, _hold_back  # noqa: F401 (tests use _hold_back)
+from ...utils.local_generation import await_generation, stream_generation
+from .batching import BatchScheduler, Limits, Sequence
 from .config import LlamaCppConfig
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
 _GRAMMAR_CACHE = 64  # checked grammars kept per model (agents and tools repeat theirs)
 _TOKENIZER_CTX = 64
 
@@ -354,16 +355,9 @@ class LlamaCppModel:
         model_id: str,
     ) -> GenerationResult:
         await self._enter_queue(model_id)
-        try:
-            future, cancel = self._submit(tokens, budget, sampling, stops, grammar, None)
-        except BaseException:
-            self._leave_queue()
-            raise
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+        return await await_generation(
+            lambda emit: self._submit(tokens, budget, sampling, stops, grammar, emit), self._leave_queue
+        )
 
     async def generate_stream(
         self,
@@ -376,25 +370,9 @@ class LlamaCppModel:
         model_id: str,
     ) -> AsyncGenerator[GenerationChunk, None]:
         await self._enter_queue(model_id)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-
-        def emit(chunk: GenerationChunk) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed (shutdown)
-                loop.call_soon_threadsafe(queue.put_nowait, chunk)
-
-        try:
-            future, cancel = self._submit(tokens, budget, sampling, stops, grammar, emit)
-        except BaseException:
-            self._leave_queue()
-            raise
-        future.add_done_callback(lambda _: queue.put_nowait(_DONE))
-        try:
-            while (item := await queue.get()) is not _DONE:
-                yield item
-            result = future.result()
-            yield GenerationChunk(
-                finish_reason=result.finish_reason, usage=result.usage, end_of_message=result.end_of_message
-            )
-        finally:
-            cancel.set()
+        stream = stream_generation(
+            lambda emit: self._submit(tokens, budget, sampling, stops, grammar, emit), self._leave_queue
+        )
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk

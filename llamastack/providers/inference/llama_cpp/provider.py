@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import aclosing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from llamastack.stack.apis.inference.core import (
     ChatRequest,
     CompletionRequest,
     EmbeddingResult,
-    GenerationChunk,
-    GenerationResult,
 )
 from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.errors import BadRequestError, UnsupportedError
 from llamastack.stack.model_paths import resolve_model_path
 
 from ...utils.json_schema_grammar import check_enforceable, closed, tool_call_schema
-from ...utils.tool_calls import apply_to_result, apply_to_stream
+from ...utils.local_generation import LocalGeneration, Prepared
 from ...utils.tool_prompts import builtin_tools_for, generic_tool_messages, llama3_version, render_llama3
 from .config import LlamaCppConfig
 from .engine import LlamaCppModel, RenderedChat
 
 
-class LlamaCppInference:
+class LlamaCppInference(LocalGeneration):
     supported_model_types = (ModelType.llm,)
 
     def __init__(self, config: LlamaCppConfig) -> None:
@@ -74,7 +68,7 @@ class LlamaCppInference:
     def _engine(self, model: Model) -> LlamaCppModel:
         return self._models[model.identifier]
 
-    async def _prepare_chat(self, model: Model, request: ChatRequest) -> _Prepared:
+    async def _prepare_chat(self, model: Model, request: ChatRequest) -> Prepared:
         engine = self._engine(model)
         if any(m.images for m in request.messages):
             raise UnsupportedError(
@@ -105,9 +99,9 @@ class LlamaCppInference:
             schema = tool_call_schema(tools.tools, None if tools.choice == "required" else tools.choice)
         grammar = await engine.grammar_for(schema, request.grammar)
         stops = [*request.sampling.stop, *template_stops]
-        return _Prepared(engine, tokens, budget, stops, grammar, builtin, version)
+        return Prepared(engine, tokens, budget, stops, grammar, builtin, version)
 
-    async def _prepare_completion(self, model: Model, request: CompletionRequest) -> _Prepared:
+    async def _prepare_completion(self, model: Model, request: CompletionRequest) -> Prepared:
         engine = self._engine(model)
         tokens = engine.completion_prompt(request.prompt)
         budget = engine.check_context(len(tokens), request.sampling.max_tokens)
@@ -117,59 +111,10 @@ class LlamaCppInference:
             check_enforceable(schema, "response_format")
             schema = closed(schema)
         grammar = await engine.grammar_for(schema, request.grammar)
-        return _Prepared(engine, tokens, budget, list(request.sampling.stop), grammar, [], None)
-
-    async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
-        p = await self._prepare_chat(model, request)
-        result = await p.engine.generate(
-            p.tokens, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
-        )
-        if request.tools is not None and request.tools.active:
-            result = apply_to_result(result, request.tools, p.builtin, llama_version=p.version)
-        return result
-
-    async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
-        # Errors in preparing come with the first chunk, which routes wait for before they answer.
-        p = await self._prepare_chat(model, request)
-        stream = p.engine.generate_stream(
-            p.tokens, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
-        )
-        if request.tools is not None and request.tools.active:
-            stream = apply_to_stream(stream, request.tools, p.builtin, llama_version=p.version)
-        async with aclosing(stream):  # closing it cancels the generation
-            async for chunk in stream:
-                yield chunk
-
-    async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
-        p = await self._prepare_completion(model, request)
-        return await p.engine.generate(
-            p.tokens, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
-        )
-
-    async def complete_stream(
-        self, model: Model, request: CompletionRequest
-    ) -> AsyncIterator[GenerationChunk]:
-        p = await self._prepare_completion(model, request)
-        stream = p.engine.generate_stream(
-            p.tokens, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
-        )
-        async with aclosing(stream):
-            async for chunk in stream:
-                yield chunk
+        return Prepared(engine, tokens, budget, list(request.sampling.stop), grammar)
 
     async def embed(self, model: Model, texts: list[str], *, truncate=None) -> EmbeddingResult:
         raise UnsupportedError("inline::llama-cpp does not serve embeddings.")
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    engine: LlamaCppModel
-    tokens: list[int]
-    budget: int
-    stops: list[str]
-    grammar: Any
-    builtin: list[str]
-    version: str | None  # the Llama 3.x version, which selects the tool-call parsers
 
 
 def _render_generic(engine: LlamaCppModel, request: ChatRequest, uses_tools: bool) -> RenderedChat:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,25 +28,14 @@ from llamastack.stack.apis.inference.core import (
 )
 from llamastack.stack.errors import BadRequestError, ContextLengthExceededError, ServerBusyError
 
+from ...utils.local_generation import await_generation, hold_back, stream_generation
 from .grammar import GrammarProcessor
 from .loading import Loaded
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
 # End-of-turn tokens of the chat formats this provider meets (Llama 3, ChatML); added to the model's own.
 _END_TOKENS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>")
-
-
-def _hold_back(text: str, stops: list[str]) -> int:
-    """Length of the longest tail of ``text`` that could still grow into a stop sequence."""
-    keep = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:k]):
-                keep = max(keep, k)
-                break
-    return keep
 
 
 @dataclass(slots=True)
@@ -129,7 +119,7 @@ class _Step:
                 self.pending = self.pending[:hit]
                 self.finish, self.done = "stop", True
                 return
-            ready = len(self.pending) - _hold_back(self.pending, self.stops)
+            ready = len(self.pending) - hold_back(self.pending, self.stops)
         else:
             ready = len(self.pending)
         if ready > 0:
@@ -391,17 +381,9 @@ class TransformersModel:
         model_id: str,
     ) -> GenerationResult:
         await self._enter_queue(model_id)
-        cancel = threading.Event()
-        try:
-            future = self._start(prompt, budget, sampling, stops, grammar, None, cancel)
-        except BaseException:
-            self._lock.release()
-            raise
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
+        return await await_generation(
+            lambda emit: self._started(prompt, budget, sampling, stops, grammar, emit), self._lock.release
+        )
 
     async def generate_stream(
         self,
@@ -414,25 +396,21 @@ class TransformersModel:
         model_id: str,
     ) -> AsyncGenerator[GenerationChunk, None]:
         await self._enter_queue(model_id)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stream = stream_generation(
+            lambda emit: self._started(prompt, budget, sampling, stops, grammar, emit), self._lock.release
+        )
+        async with aclosing(stream):
+            async for chunk in stream:
+                yield chunk
+
+    def _started(
+        self,
+        prompt: Prompt,
+        budget: int,
+        sampling: SamplingOptions,
+        stops: list[str],
+        grammar: Any,
+        emit: Callable[[GenerationChunk], None] | None,
+    ) -> tuple[asyncio.Future[GenerationResult], threading.Event]:
         cancel = threading.Event()
-
-        def emit(chunk: GenerationChunk) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, chunk)
-
-        try:
-            future = self._start(prompt, budget, sampling, stops, grammar, emit, cancel)
-        except BaseException:
-            self._lock.release()
-            raise
-        future.add_done_callback(lambda _: queue.put_nowait(_DONE))
-        try:
-            while (item := await queue.get()) is not _DONE:
-                yield item
-            result = future.result()
-            yield GenerationChunk(
-                finish_reason=result.finish_reason, usage=result.usage, end_of_message=result.end_of_message
-            )
-        finally:
-            cancel.set()
+        return self._start(prompt, budget, sampling, stops, grammar, emit, cancel), cancel

@@ -4,8 +4,6 @@ Vision (MllamaForConditionalGeneration + AutoProcessor), from a folder, a GGUF f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +11,6 @@ from llamastack.stack.apis.inference.core import (
     ChatRequest,
     CompletionRequest,
     EmbeddingResult,
-    GenerationChunk,
-    GenerationResult,
 )
 from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.errors import BadRequestError, UnsupportedError
@@ -22,7 +18,7 @@ from llamastack.stack.outbound import OutboundPolicy
 
 from ...utils.images import load_image
 from ...utils.json_schema_grammar import check_enforceable, closed, tool_call_schema
-from ...utils.tool_calls import apply_to_result, apply_to_stream
+from ...utils.local_generation import LocalGeneration, Prepared
 from ...utils.tool_prompts import builtin_tools_for, generic_tool_messages, llama3_version, render_llama3
 from .config import TransformersConfig
 from .engine import Prompt, TransformersModel
@@ -31,7 +27,7 @@ from .loading import ModelSource, load, model_source
 from .prompt import IMAGE_TOKEN, apply_template, last_image_only, llama3_vision_prompt, template_messages
 
 
-class TransformersInference:
+class TransformersInference(LocalGeneration):
     supported_model_types = (ModelType.llm,)
 
     def __init__(self, config: TransformersConfig, outbound: OutboundPolicy | None = None) -> None:
@@ -124,7 +120,7 @@ class TransformersInference:
             )
         return await asyncio.to_thread(_processed, processor, text, image)
 
-    async def _prepare_chat(self, model: Model, request: ChatRequest) -> _Prepared:
+    async def _prepare_chat(self, model: Model, request: ChatRequest) -> Prepared:
         served = self._models[model.identifier]
         engine = served.engine
         has_images = any(m.images for m in request.messages)
@@ -167,14 +163,14 @@ class TransformersInference:
         elif tools is not None and tools.forced and request.grammar is None:
             schema = tool_call_schema(tools.tools, None if tools.choice == "required" else tools.choice)
         grammar = await self._grammar(served, schema, request.grammar)
-        return _Prepared(engine, prompt, budget, list(request.sampling.stop), grammar, builtin, version)
+        return Prepared(engine, prompt, budget, list(request.sampling.stop), grammar, builtin, version)
 
     async def _grammar(self, served: _Served, schema: dict[str, Any] | None, gbnf: str | None) -> Any:
         if schema is None and gbnf is None:
             return None
         return await asyncio.to_thread(served.grammars.compile, schema, gbnf)
 
-    async def _prepare_completion(self, model: Model, request: CompletionRequest) -> _Prepared:
+    async def _prepare_completion(self, model: Model, request: CompletionRequest) -> Prepared:
         served = self._models[model.identifier]
         engine = served.engine
         prompt = await asyncio.to_thread(_tokenized, engine.tokenizer, request.prompt, True)
@@ -185,46 +181,7 @@ class TransformersInference:
             check_enforceable(schema, "response_format")
             schema = closed(schema)
         grammar = await self._grammar(served, schema, request.grammar)
-        return _Prepared(engine, prompt, budget, list(request.sampling.stop), grammar, [], None)
-
-    # --- the InferenceProvider surface ------------------------------------------------------------
-
-    async def chat(self, model: Model, request: ChatRequest) -> GenerationResult:
-        p = await self._prepare_chat(model, request)
-        result = await p.engine.generate(
-            p.prompt, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
-        )
-        if request.tools is not None and request.tools.active:
-            result = apply_to_result(result, request.tools, p.builtin, llama_version=p.version)
-        return result
-
-    async def chat_stream(self, model: Model, request: ChatRequest) -> AsyncIterator[GenerationChunk]:
-        p = await self._prepare_chat(model, request)
-        stream = p.engine.generate_stream(
-            p.prompt, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
-        )
-        if request.tools is not None and request.tools.active:
-            stream = apply_to_stream(stream, request.tools, p.builtin, llama_version=p.version)
-        async with aclosing(stream):  # closing it cancels the generation
-            async for chunk in stream:
-                yield chunk
-
-    async def complete(self, model: Model, request: CompletionRequest) -> GenerationResult:
-        p = await self._prepare_completion(model, request)
-        return await p.engine.generate(
-            p.prompt, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
-        )
-
-    async def complete_stream(
-        self, model: Model, request: CompletionRequest
-    ) -> AsyncIterator[GenerationChunk]:
-        p = await self._prepare_completion(model, request)
-        stream = p.engine.generate_stream(
-            p.prompt, p.budget, request.sampling, p.stops, p.grammar, model_id=model.identifier
-        )
-        async with aclosing(stream):
-            async for chunk in stream:
-                yield chunk
+        return Prepared(engine, prompt, budget, list(request.sampling.stop), grammar)
 
     async def embed(self, model: Model, texts: list[str], *, truncate: Any = None) -> EmbeddingResult:
         raise UnsupportedError(
@@ -237,17 +194,6 @@ class _Served:
     source: ModelSource
     engine: TransformersModel
     grammars: Grammars
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    engine: TransformersModel
-    prompt: Prompt
-    budget: int
-    stops: list[str]
-    grammar: Any
-    builtin: list[str]
-    version: str | None
 
 
 def _is_guard(model: Model) -> bool:

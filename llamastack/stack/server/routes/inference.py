@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from ...apis.common import Order, TextContentItem, content_has_image
 from ...apis.inference import native as n
@@ -53,7 +54,7 @@ async def chat_completion(request: Request, body: n.ChatCompletionRequest) -> Re
     inference = _inference(request)
     if body.stream:
         stream = await _started(inference.chat_stream(body.model_id, core))
-        return sse_response([tn.chat_stream_start()], stream, tn.chat_stream_chunks, done_marker=False)
+        return sse_response([tn.chat_stream_start()], stream, _native_text_fast, done_marker=False)
     return json_response(tn.chat_response(await inference.chat(body.model_id, core)))
 
 
@@ -216,6 +217,24 @@ async def _stored_when_done(
         await save(results)
 
 
+def _native_text_fast(chunk: GenerationChunk) -> list[n.ChatCompletionResponseStreamChunk] | list[bytes]:
+    """Native stream chunks, a piece of plain text (most of a stream) encoded without its models."""
+    text = tn.chat_stream_text_json(chunk)
+    return tn.chat_stream_chunks(chunk) if text is None else [text]
+
+
+def _text_fast(
+    builder: to.ChatChunkBuilder,
+) -> Callable[[GenerationChunk], list[o.OpenAIChatCompletionChunk] | list[bytes]]:
+    """The builder's chunks, a piece of plain text (most of a stream) encoded without its models."""
+
+    def convert(chunk: GenerationChunk) -> list[o.OpenAIChatCompletionChunk] | list[bytes]:
+        text = builder.text_json(chunk)
+        return builder.chunks(chunk) if text is None else [text]
+
+    return convert
+
+
 @router.post(
     "/v1/openai/v1/chat/completions",
     response_model=o.OpenAIChatCompletion,
@@ -245,7 +264,7 @@ async def openai_chat_completion(request: Request, body: o.OpenaiChatCompletionR
             source = _stored_when_done(source, n, save)
         if n == 1:
             chunks = cast("AsyncIterator[GenerationChunk]", source)
-            return sse_response([builder.first()], chunks, builder.chunks, done_marker=done)
+            return sse_response([builder.first()], chunks, _text_fast(builder), done_marker=done)
         return sse_response([], source, builder.indexed, done_marker=done)
     results = await _all([inference.chat(body.model, _nth(core, i)) for i in range(n)])
     completion = to.chat_completion(results, body.model)
@@ -333,3 +352,12 @@ async def openai_embeddings(request: Request, body: o.OpenaiEmbeddingsRequest) -
             ),
         )
     )
+
+
+# The routes server/direct.py dispatches without FastAPI's request handling: path -> (body, function).
+DIRECT_ROUTES: dict[str, tuple[type[BaseModel], Callable[[Request, Any], Awaitable[Response]]]] = {
+    "/v1/inference/chat-completion": (n.ChatCompletionRequest, chat_completion),
+    "/v1/inference/completion": (n.CompletionRequest, completion),
+    "/v1/openai/v1/chat/completions": (o.OpenaiChatCompletionRequest, openai_chat_completion),
+    "/v1/openai/v1/completions": (o.OpenaiCompletionRequest, openai_completion),
+}

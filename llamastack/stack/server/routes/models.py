@@ -5,14 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ... import access
 from ...apis.models import (
     ListModelsResponse,
     Model,
     OpenAIListModelsResponse,
     OpenAIModel,
+    RefreshModelsRequest,
+    RefreshModelsResponse,
     RegisterModelRequest,
 )
-from ..deps import json_response, models_api
+from ...errors import ForbiddenError
+from ..deps import json_response, models_api, stack_of
 from ..route import StackRoute
 
 router = APIRouter(tags=["Models"], route_class=StackRoute)
@@ -29,6 +33,27 @@ async def list_models(request: Request) -> Response:
 @router.post("/v1/models", response_model=Model, summary="Register a model.")
 async def register_model(request: Request, body: RegisterModelRequest) -> Response:
     return json_response(await _models(request).register_model(body))
+
+
+@router.post(
+    "/v1/models/refresh",
+    response_model=RefreshModelsResponse,
+    summary="List the engines' models now and register the new ones (an extension of v0.2.12).",
+)
+async def refresh_models(request: Request, body: RefreshModelsRequest | None = None) -> Response:
+    """Asks each remote engine (or the one of `provider_id`) which models it serves: models it lists
+    that no registered model maps to are registered (discovered), discovered ones it dropped are
+    unregistered. Discovered models are shared by every API key, so this takes an admin key."""
+    _models(request)  # a 400 without inference providers
+    if not access.may_manage_run_config():
+        raise ForbiddenError(
+            "Refreshing the engines' models changes what every API key sees; use an admin key."
+        )
+    discovery = stack_of(request).model_discovery
+    assert discovery is not None  # built with the models table
+    return json_response(
+        RefreshModelsResponse(data=await discovery.refresh(body.provider_id if body else None))
+    )
 
 
 @router.get("/v1/models/{model_id:path}", response_model=Model, summary="Get a model by its identifier.")

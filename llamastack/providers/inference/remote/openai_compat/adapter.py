@@ -36,6 +36,7 @@ from llamastack.stack.errors import (
 from ....utils.tool_calls import apply_to_result, apply_to_stream
 from . import prompted_tools, transport, wire
 from .config import RemoteEngineConfig
+from .engine_models import EngineModels, ServedNames
 from .transport import Headers
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def _bearer(key: str | None) -> Headers:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-class OpenAICompatInference:
+class OpenAICompatInference(EngineModels):
     # Picked by default for llm models; embedding models are served when registered with provider_id.
     supported_model_types = (ModelType.llm,)
 
@@ -62,6 +63,7 @@ class OpenAICompatInference:
         self.url = config.base_url()
         self._key = config.key()
         self._warned: set[str] = set()  # knobs this engine lacks, already logged
+        self._served = ServedNames()  # the engine's models at its last listing
         self._client = transport.EngineClient(
             self.url or "http://unconfigured.invalid",
             _bearer(self._key),
@@ -89,7 +91,7 @@ class OpenAICompatInference:
     # --- calling the engine ----------------------------------------------------------------------
 
     def _boundary(self, model: Model | None = None, request_key: str | None = None) -> Boundary:
-        rules: dict[type[BaseException] | str, Any] = {Exception: transport.failure}
+        rules: dict[type[BaseException] | str, Any] = {Exception: self._engine_failure}
         if model is not None:
             name = self._name(model)
 
@@ -148,6 +150,8 @@ class OpenAICompatInference:
         self, call: Callable[[Headers], Awaitable[T]], model: Model | None = None
     ) -> tuple[T, str | None]:
         headers, request_key = self._caller()
+        if model is not None and request_key is None:
+            await self._check_served(model, self._name(model))
         boundary = self._boundary(model, request_key)
         attempt = 0
         while True:
@@ -226,8 +230,12 @@ class OpenAICompatInference:
         if not retries:
             headers, request_key = self._caller()
             async with self._boundary(request_key=request_key):
-                return await listed(headers)
-        return await self._send(listed)
+                served = await listed(headers)
+        else:
+            served, request_key = await self._send_keyed(listed)
+        if request_key is None:  # what the provider's own key sees
+            self._listed(served)
+        return served
 
     async def unregister_model(self, model: Model) -> None:
         return None

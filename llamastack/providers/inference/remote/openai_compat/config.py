@@ -34,6 +34,17 @@ class RemoteEngineConfig(BaseModel):
     stream_usage: bool = Field(
         default=True, description="Ask for token usage at the end of streams (stream_options.include_usage)."
     )
+    refresh_models: bool = Field(
+        default=False,
+        description=(
+            "Register the models the engine lists (GET /models) at start, and list them again every "
+            "refresh_interval_s: new ones are added, ones it dropped are removed (only those it listed, "
+            "never the ones registered by hand). POST /v1/models/refresh does it on demand either way."
+        ),
+    )
+    refresh_interval_s: float = Field(
+        default=300.0, ge=1, description="Seconds between two listings of the engine's models."
+    )
     tool_calls: Literal["native", "prompt"] = Field(
         default="native",
         description=(

@@ -27,6 +27,7 @@ _READ_BUFFER = 2**20  # also the longest SSE line (an event with large tool argu
 # Below the idle timeout of uvicorn-based engines (5 s: vLLM, llama_cpp.server), so a pooled
 # connection is never one the engine has just closed.
 _KEEPALIVE_S = 4.0
+_DONE: Any = object()  # an event stream's `data: [DONE]`
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -125,26 +126,49 @@ class EngineStream:
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """The JSON events up to ``data: [DONE]``. These engines send each event on one ``data:``
-        line; comments and other fields are skipped."""
-        async for raw in self._response.content:
-            line = raw.decode("utf-8").strip()
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
+        line; comments and other fields are skipped. Reads whatever has arrived and splits it into
+        lines here: one wake-up per network read, however many events it holds."""
+        partial = b""
+        async for data in self._response.content.iter_any():
+            lines = (partial + data).splitlines() if partial else data.splitlines()
+            # The last line goes on in the next read unless the data ends a line (a CR ending
+            # one read and its LF starting the next only adds a blank line, which is skipped).
+            partial = b"" if data.endswith((b"\n", b"\r")) else lines.pop() if lines else b""
+            if len(partial) > _READ_BUFFER:
+                raise EngineStreamError(f"an event longer than {_READ_BUFFER} bytes")
+            for line in lines:
+                event = self._event(line)
+                if event is _DONE:
+                    self._ended = True
+                    return
+                if event is not None:
+                    yield event
+        if partial and (event := self._event(partial)) is not None:
+            if event is _DONE:
                 self._ended = True
                 return
-            if not data:
-                continue
-            event = json.loads(data)
-            if not isinstance(event, dict):
-                raise EngineStreamError(f"an event that is not a JSON object: {data[:200]}")
-            if event.get("error"):
-                error = event["error"]
-                message = error.get("message") if isinstance(error, dict) else error
-                raise EngineStreamError(" ".join(str(message)[:200].split()))
             yield event
         self._ended = True
+
+    @staticmethod
+    def _event(line: bytes) -> Any:
+        if not line.startswith(b"data:"):
+            return None
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return _DONE
+        if not data:
+            return None
+        event = json.loads(data)
+        if not isinstance(event, dict):
+            raise EngineStreamError(
+                f"an event that is not a JSON object: {data[:200].decode('utf-8', 'replace')}"
+            )
+        if event.get("error"):
+            error = event["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise EngineStreamError(" ".join(str(message)[:200].split()))
+        return event
 
     def close(self) -> None:
         # Closing (not releasing) a stream cut short ends the connection, which stops the generation.

@@ -1,0 +1,74 @@
+"""The per-request registry sync on sqlite: skipped while no other connection has committed anything,
+and a registration made through another connection to the file is taken in on the next request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llamastack.stack.apis.models import Model
+from llamastack.stack.config import RunConfig
+from llamastack.stack.resolver import Stack
+from llamastack.stack.routing.models import ModelsTable
+from llamastack.stack.routing.table import VERSION_PREFIX
+from llamastack.stack.storage.kvstore import SqliteKVStore
+
+
+class Provider:
+    async def register_model(self, model: Model) -> Model:
+        return model
+
+    async def unregister_model(self, model: Model) -> None:
+        return None
+
+
+async def _stack(store: SqliteKVStore) -> Stack:
+    models = ModelsTable(store, {"p": Provider()})  # type: ignore[dict-item]
+    await models.table.load([])
+    return Stack(run_config=RunConfig(image_name="t", providers={}), store=store, models=models)
+
+
+async def test_data_version_counts_only_other_connections_commits(tmp_path: Path) -> None:
+    a, b = SqliteKVStore(tmp_path / "s.db"), SqliteKVStore(tmp_path / "s.db")
+    try:
+        before = a.data_version_now()
+        assert before is not None
+        await a.set("k", "1")
+        assert a.data_version_now() == before  # its own write
+        await b.set("k", "2")
+        assert a.data_version_now() != before
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_registration_through_another_connection_is_served_after_the_next_sync(
+    tmp_path: Path,
+) -> None:
+    store_a, store_b = SqliteKVStore(tmp_path / "s.db"), SqliteKVStore(tmp_path / "s.db")
+    try:
+        a, b = await _stack(store_a), await _stack(store_b)
+        reads = 0
+        original = store_a.items_with_prefix
+
+        async def counted(prefix: str) -> list[tuple[str, str]]:
+            nonlocal reads
+            reads += prefix == VERSION_PREFIX
+            return await original(prefix)
+
+        store_a.items_with_prefix = counted  # type: ignore[method-assign]
+        await a.sync_registries()
+        await a.sync_registries()
+        assert reads == 1  # nothing committed elsewhere since the first look: no second read
+        assert b.models is not None and a.models is not None
+        await b.models.table.register(Model(identifier="x", provider_id="p", provider_resource_id="x"))
+        await a.sync_registries()
+        assert reads == 2 and a.models.table.find("x") is not None
+        await a.models.table.register(Model(identifier="y", provider_id="p", provider_resource_id="y"))
+        await a.sync_registries()
+        assert reads == 2  # its own registration: already served, nothing to read
+        await b.models.table.unregister("x")
+        await a.sync_registries()
+        assert a.models.table.find("x") is None
+    finally:
+        await store_a.close()
+        await store_b.close()
