@@ -170,6 +170,9 @@ class StorageConfig(BaseModel):
     # How long a request waits for the database before it gets 503 with Retry-After.
     connect_timeout_s: float = Field(default=5.0, gt=0)
     command_timeout_s: float = Field(default=30.0, gt=0)
+    # With replicas: a replica that has not renewed its lease for this long is taken for dead, and
+    # the agent turns and file ingestions it was running for interrupted (renewed every third of it).
+    replica_lease_s: float = Field(default=10.0, ge=1.0, le=600.0)
 
     @model_validator(mode="before")
     @classmethod

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .apis.vector_io import VectorDBs, VectorIO
     from .apis.vector_stores import VectorStores
     from .storage.kvstore import KVStore
+    from .storage.replicas import ReplicaLeases
 
 
 class Api(StrEnum):
@@ -62,7 +63,8 @@ class ProviderDeps:
     and the `optional_api_dependencies` the run config has), each typed by its Protocol, and the stack
     services every provider uses rather than re-implementing (`outbound`: the policy for connections
     it opens on a client's behalf; `store`: the provider's own namespace of the stack's database, where
-    it keeps its state instead of opening files). An API the provider did not declare is None.
+    it keeps its state instead of opening files; `replicas`: this process's lease, which tells whether
+    work another replica recorded may still be running). An API the provider did not declare is None.
 
     Declaring an API gives all of its parts: inference -> inference and models; safety -> safety and
     shields; vector_io -> vector_io, vector_dbs and vector_stores; tool_runtime -> tool_runtime,
@@ -83,6 +85,7 @@ class ProviderDeps:
     agents: Agents | None = None
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     store: KVStore | None = None
+    replicas: ReplicaLeases | None = None
 
     def limited_to(self, apis: Iterable[Api]) -> ProviderDeps:
         """These deps with only the parts of `apis` kept (what one provider declared)."""
@@ -94,7 +97,7 @@ class ProviderDeps:
 
 
 # The ProviderDeps fields every provider gets, whatever it declares: the stack's services.
-SERVICES: tuple[str, ...] = ("outbound", "store")
+SERVICES: tuple[str, ...] = ("outbound", "store", "replicas")
 
 # Which ProviderDeps fields each API brings.
 API_PARTS: dict[Api, tuple[str, ...]] = {

@@ -38,6 +38,7 @@ from .routing.vector_io import VectorDBsTable, VectorIORouter
 from .routing.vector_stores import OpenAIVectorStores
 from .storage import open_storage
 from .storage.kvstore import KVStore, SqliteKVStore
+from .storage.replicas import ReplicaLeases
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Stack:
 
     run_config: RunConfig
     store: KVStore
+    replicas: ReplicaLeases | None = None  # this process's lease on a shared database
     providers: dict[Api, dict[str, ProviderInstance]] = field(default_factory=dict)
     inference: InferenceRouter | None = None
     models: ModelsTable | None = None
@@ -141,6 +143,7 @@ class Stack:
             files=self.files,
             agents=self.agents,
             outbound=self.outbound,
+            replicas=self.replicas,
         )
         return everything.limited_to(apis)
 
@@ -156,6 +159,8 @@ class Stack:
                     log.warning("Provider %s did not shut down cleanly: %s", instance.provider_id, exc)
         if self.chat_completions is not None:
             await self.chat_completions.close()  # the completions still waiting to be written
+        if self.replicas is not None:
+            await self.replicas.stop()
         await self.store.close()
 
 
@@ -249,6 +254,9 @@ async def build_stack(run_config: RunConfig) -> Stack:
     log.info("Storage: %s", storage.describe())
     stack.outbound = OutboundPolicy(run_config.server.outbound)
     try:
+        # Before any provider starts: recovery and every turn or ingestion record this replica's id.
+        stack.replicas = ReplicaLeases(stack.store, lease_s=storage.replica_lease_s)
+        await stack.replicas.start()
         ids: set[str] = set()
         for api in _api_order(run_config):
             instances: dict[str, ProviderInstance] = {}
@@ -397,7 +405,12 @@ async def _build_vector_io(stack: Stack, instances: dict[str, ProviderInstance])
     stack.vector_dbs = dbs
     stack.vector_io = VectorIORouter(dbs)
     stack.vector_stores = OpenAIVectorStores(
-        stack.store, vector_io=stack.vector_io, vector_dbs=dbs, models=stack.models, files=lambda: stack.files
+        stack.store,
+        vector_io=stack.vector_io,
+        vector_dbs=dbs,
+        models=stack.models,
+        files=lambda: stack.files,
+        replicas=stack.replicas,
     )
     await stack.vector_stores.recover()  # before anything is served: no half-indexed file stays around
 

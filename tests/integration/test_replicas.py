@@ -3,7 +3,11 @@ and one chroma server: what one is told, the other serves."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -194,7 +198,7 @@ def test_the_database_password_never_shows(replicas: tuple[RunningServer, Runnin
 def test_a_database_restart_gives_503_with_retry_after_then_service_resumes(
     replicas: tuple[RunningServer, RunningServer], postgres_server: PostgresServer
 ) -> None:
-    """Last in this module: it restarts the database under both replicas."""
+    """It restarts the database under both replicas."""
     a, b = replicas
     postgres_server.stop()
     try:
@@ -211,3 +215,137 @@ def test_a_database_restart_gives_503_with_retry_after_then_service_resumes(
         assert CHAT_MODEL in {m["identifier"] for m in r.json()["data"]}
     for server in (a, b):
         assert "Traceback" not in server.log()
+
+
+def test_a_replica_killed_mid_turn_leaves_its_session_usable(
+    replicas: tuple[RunningServer, RunningServer],
+) -> None:
+    """Last in this module: it kills replica a. SIGKILL while a streams a turn and indexes a file:
+    b keeps serving, the session's committed turn is intact, the killed turn never shows as complete
+    and is gone once a's lease lapses (about 10 s), the session continues on b, and the half-indexed
+    file becomes failed."""
+    from llama_stack_client import LlamaStackClient
+
+    doomed, b = replicas
+    api_b = f"{b.base_url}/v1/openai/v1"
+    sampling = {"strategy": {"type": "greedy"}, "max_tokens": 48}
+    agent_id = httpx.post(
+        f"{b.base_url}/v1/agents",
+        json={
+            "agent_config": {"model": CHAT_MODEL, "instructions": "Be brief.", "sampling_params": sampling}
+        },
+    ).json()["agent_id"]
+    session_id = httpx.post(
+        f"{b.base_url}/v1/agents/{agent_id}/session", json={"session_name": "doomed"}
+    ).json()["session_id"]
+    path = f"/v1/agents/{agent_id}/session/{session_id}"
+    store_id = httpx.post(
+        f"{api_b}/vector_stores", json={"name": "doomed", "provider_id": "chromadb-remote"}, timeout=60
+    ).json()["id"]
+    lines = (f"Note {i}: the heron of pond {i % 89} eats {i % 13} minnows at dawn.\n" for i in range(4000))
+    big = httpx.post(
+        f"{api_b}/files",
+        files={"file": ("notes.txt", "".join(lines).encode(), "text/plain")},
+        data={"purpose": "assistants"},
+    ).json()["id"]
+    file_url = f"{api_b}/vector_stores/{store_id}/files/{big}"
+
+    first = httpx.post(
+        f"{doomed.base_url}{path}/turn",
+        json={"messages": [{"role": "user", "content": "I am Bo."}], "stream": False},
+        timeout=120,
+    )
+    assert first.status_code == 200, first.text
+    first_turn = first.json()
+
+    def attach() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # the replica is killed under it
+            httpx.post(
+                f"{doomed.base_url}/v1/openai/v1/vector_stores/{store_id}/files",
+                json={
+                    "file_id": big,
+                    "chunking_strategy": {
+                        "type": "static",
+                        "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0},
+                    },
+                },
+                timeout=300,
+            )
+
+    attaching = threading.Thread(target=attach, daemon=True)
+    attaching.start()
+    deadline = time.monotonic() + 60
+    while httpx.get(file_url).json().get("status") != "in_progress":
+        assert time.monotonic() < deadline, "the attach never started"
+        time.sleep(0.05)
+    with httpx.stream(
+        "POST",
+        f"{doomed.base_url}{path}/turn",
+        json={"messages": [{"role": "user", "content": "Count from 1 to 300."}], "stream": True},
+        timeout=120,
+    ) as stream:
+        events = (json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:"))
+        killed_turn_id = next(events)["event"]["payload"]["turn_id"]
+        kinds = []
+        for event in events:  # until the model is writing its answer: kill it then
+            kinds.append(event["event"]["payload"]["event_type"])
+            if kinds[-1] in ("step_progress", "turn_complete"):
+                break
+        assert kinds[-1] == "step_progress", kinds
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=30)
+    attaching.join(timeout=30)
+    assert httpx.get(file_url).json()["status"] == "in_progress", "indexed before the kill: use a larger file"
+
+    killed_at = time.monotonic()
+    assert httpx.get(f"{b.base_url}/v1/health").status_code == 200
+    client = LlamaStackClient(base_url=b.base_url, max_retries=0, timeout=60)
+    while True:  # until the killed replica's lease lapses; every read must parse, none as complete
+        session = client.agents.session.retrieve(agent_id=agent_id, session_id=session_id)
+        turns = {t.turn_id: t for t in session.turns}
+        assert first_turn["turn_id"] in turns
+        if killed_turn_id not in turns:
+            break
+        assert turns[killed_turn_id].completed_at is None
+        assert time.monotonic() - killed_at < 30, "the killed replica's turn was never taken for interrupted"
+        time.sleep(0.5)
+    kept = turns[first_turn["turn_id"]]
+    assert kept.output_message.content == first_turn["output_message"]["content"]
+    assert kept.completed_at is not None and [s.step_type for s in kept.steps] == ["inference"]
+    assert httpx.get(f"{b.base_url}{path}/turn/{killed_turn_id}").status_code == 404
+
+    after = httpx.post(
+        f"{b.base_url}{path}/turn",
+        json={"messages": [{"role": "user", "content": "Who am I?"}], "stream": False},
+        timeout=120,
+    )
+    assert after.status_code == 200, after.text
+    # Greedy decoding: the new turn saw the committed turn and nothing of the killed one.
+    expected = httpx.post(
+        f"{b.base_url}/v1/inference/chat-completion",
+        json={
+            "model_id": CHAT_MODEL,
+            "sampling_params": sampling,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "I am Bo."},
+                {
+                    "role": "assistant",
+                    "content": first_turn["output_message"]["content"],
+                    "stop_reason": "end_of_turn",
+                },
+                {"role": "user", "content": "Who am I?"},
+            ],
+        },
+        timeout=120,
+    )
+    assert after.json()["output_message"]["content"] == expected.json()["completion_message"]["content"]
+    listed = client.agents.session.retrieve(agent_id=agent_id, session_id=session_id).turns
+    assert [t.turn_id for t in listed] == [first_turn["turn_id"], after.json()["turn_id"]]
+
+    # The lease has lapsed by now: the file being indexed is failed when it is next read.
+    failed = httpx.get(file_url).json()
+    assert failed["status"] == "failed" and "interrupted" in failed["last_error"]["message"], failed
+    counts = httpx.get(f"{api_b}/vector_stores/{store_id}").json()["file_counts"]
+    assert counts["failed"] == 1 and counts["in_progress"] == 0, counts
+    assert "Traceback" not in b.log()

@@ -5,7 +5,9 @@ still work and get it at start-up. Reads are counted on the real sqlite kv store
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,13 +16,14 @@ from typing import Any
 import pytest
 
 from llamastack.providers.agents.local.provider import LocalAgents
-from llamastack.providers.agents.local.store import RUNNING_GRACE, AgentStore, SessionRecord, TurnRecord
+from llamastack.providers.agents.local.store import AgentStore, SessionRecord, TurnRecord
 from llamastack.stack.apis import agents as a
 from llamastack.stack.apis.inference import native as n
 from llamastack.stack.apis.inference.core import ChatRequest
 from llamastack.stack.config import parse_run_config
 from llamastack.stack.resolver import Stack, build_stack
 from llamastack.stack.storage.kvstore import SqliteKVStore
+from llamastack.stack.storage.replicas import UNOWNED_GRACE_S, ReplicaLeases, ReplicaRecord
 from llamastack.stack.translate import native as tn
 
 CHAT_MODEL = "smollm2"
@@ -121,23 +124,87 @@ async def test_history_follows_the_turn_records(tmp_path: Path) -> None:
     await kv.close()
 
 
-async def test_with_replicas_recovery_leaves_a_turn_that_may_run_elsewhere(tmp_path: Path) -> None:
-    """On a shared database a starting replica must not cut off another replica's running turn;
-    one started long ago (its replica died) is removed as after a crash."""
-    kv = CountingKV(tmp_path / "agents.db")
-    store = AgentStore(kv)
-    await _session(store, ["t1", "t2", "t3"])
-    await store.turn_at_rest("ag", _turn("s", "t1", "one"))
-    await store.put_turn(_turn("s", "t2", "two", completed=False))  # under way on another replica
-    stale = _turn("s", "t3", "three", completed=False)
-    stale.turn.started_at = datetime.now(UTC) - RUNNING_GRACE - timedelta(minutes=1)
-    await store.put_turn(stale)
+def _run_by(record: TurnRecord, replica_id: str | None, *, age_s: float = 0.0) -> TurnRecord:
+    record.replica_id = replica_id
+    record.turn.started_at -= timedelta(seconds=age_s)
+    return record
 
-    assert await store.recover(others_may_run=True) == 1
+
+async def _killed_replica(kv: SqliteKVStore) -> str:
+    """The id of a replica that held a lease and stopped renewing it (SIGKILL): the lease lapsed."""
+    now = time.time()
+    dead = ReplicaRecord(
+        replica_id="killed",
+        host="h",
+        pid=1,
+        started_at=now - 60,
+        renewed_at=now - 11,
+        expires_at=now - 1,
+        lease_s=10,
+    )
+    await ReplicaLeases(kv, shared=True).records.put(dead.replica_id, dead)
+    return dead.replica_id
+
+
+async def test_with_replicas_a_turn_is_interrupted_once_its_replicas_lease_lapses(tmp_path: Path) -> None:
+    """On a shared database a starting replica must not cut off another replica's running turn;
+    one whose replica's lease lapsed (it was killed) is removed as after a crash, at start-up and
+    when its session is next read."""
+    kv = CountingKV(tmp_path / "agents.db")
+    other = ReplicaLeases(kv, shared=True, lease_s=30)  # another replica, alive
+    await other.start()
+    store = AgentStore(kv, ReplicaLeases(kv, shared=True))  # this one, starting
+    await store.replicas.start()
+    killed = await _killed_replica(kv)
+    await _session(store, ["t1", "t2", "t3", "t4", "t5"])
+    await store.turn_at_rest("ag", _turn("s", "t1", "one"))
+    await store.put_turn(_run_by(_turn("s", "t2", "two", completed=False), other.replica_id))
+    await store.put_turn(_run_by(_turn("s", "t3", "three", completed=False), killed))
+    # Without a replica id (a version without leases): interrupted only once it is very old.
+    old = _run_by(_turn("s", "t4", "four", completed=False), None, age_s=UNOWNED_GRACE_S + 60)
+    await store.put_turn(old)
+    await store.put_turn(_run_by(_turn("s", "t5", "five", completed=False), None))
+    # Records no session names yet: one being created on the live replica, one the killed one left.
+    await store.put_turn(_run_by(_turn("s", "t6", "six", completed=False), other.replica_id))
+    await store.put_turn(_run_by(_turn("s", "t7", "seven", completed=False), killed))
+
+    assert await store.recover() == 2
     session = await store.get_session("ag", "s")
-    assert session.turn_ids == ["t1", "t2"] and list(session.history) == ["t1"]
-    assert await store.recover() == 1  # alone on its database: every unfinished turn was cut off
+    assert session.turn_ids == ["t1", "t2", "t5"] and list(session.history) == ["t1"]
+    assert sorted(await store.turns.keys("s:")) == ["s:t1", "s:t2", "s:t5", "s:t6"]
+
+    await other.stop()  # gone: the next read of the session takes its turn for interrupted
+    session = await store.get_session("ag", "s")
+    assert session.turn_ids == ["t1", "t5"]
+    assert [t.turn_id for t in (await store.session_view(session)).turns] == ["t1", "t5"]
+    assert _texts(await store.history_before(session, "next")) == ["one", "re: one", "five", "re: five"]
+    assert await store.turns.get("s:t2") is None
+
+    assert await store.recover(others_may_run=False) == 1  # alone on its database: every one is cut
     assert (await store.get_session("ag", "s")).turn_ids == ["t1"]
+    await store.replicas.stop()
+    await kv.close()
+
+
+async def test_a_lease_stays_alive_while_renewed_and_ends_with_its_replica(tmp_path: Path) -> None:
+    kv = SqliteKVStore(tmp_path / "leases.db")
+    mine, theirs = ReplicaLeases(kv, shared=True, lease_s=1), ReplicaLeases(kv, shared=True, lease_s=1)
+    await mine.start()
+    await theirs.start()
+    started = datetime.now(UTC)
+    await asyncio.sleep(1.5)  # longer than the lease: only renewals keep it
+    assert await mine.alive(theirs.replica_id, started)
+    assert (await mine.judge())(theirs.replica_id, started)
+    assert await mine.alive(mine.replica_id, started)
+    assert not await mine.alive("never-seen", started)
+    assert not await mine.alive(await _killed_replica(kv), started)
+    await theirs.stop()
+    assert not await mine.alive(theirs.replica_id, started)
+    # Alone on its database, another id is an earlier process of the same server.
+    alone = ReplicaLeases(kv, shared=False)
+    await alone.start()
+    assert not await alone.alive(mine.replica_id, started) and await alone.alive(alone.replica_id, started)
+    await mine.stop()
     await kv.close()
 
 

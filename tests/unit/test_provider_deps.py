@@ -22,7 +22,7 @@ def _everything() -> ProviderDeps:
 def test_declaring_an_api_gives_all_of_its_parts_and_only_those() -> None:
     deps = _everything().limited_to([Api.inference, Api.safety])
     given = {f.name for f in dataclasses.fields(deps) if getattr(deps, f.name) is not None}
-    assert given == {"inference", "models", "safety", "shields", "outbound", "store"}
+    assert given == {"inference", "models", "safety", "shields", "outbound", "store", "replicas"}
 
 
 def test_every_field_belongs_to_one_api() -> None:

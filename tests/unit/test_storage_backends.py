@@ -20,6 +20,7 @@ from llamastack.stack.errors import ConflictError, NotFoundError, StorageUnavail
 from llamastack.stack.routing.table import VERSION_PREFIX, ResourceTable
 from llamastack.stack.storage import KVStore, RecordStore, open_storage
 from llamastack.stack.storage.migrations import MIGRATIONS
+from llamastack.stack.storage.replicas import ReplicaLeases
 
 from postgres_server import PostgresServer
 
@@ -294,6 +295,32 @@ async def test_an_unreachable_database_stops_start_up_with_a_clear_message(postg
         await open_storage(config)
     assert "Cannot reach the database" in err.value.detail
     assert config.password is not None and config.password.get_secret_value() not in err.value.detail
+
+
+@pytest.mark.postgres
+async def test_a_replicas_lease_is_renewed_and_lapses_once_it_stops(postgres_url: str) -> None:
+    config = StorageConfig.model_validate({"url": postgres_url})
+    kv_a, kv_b = await open_storage(config), await open_storage(config)
+    a, b = ReplicaLeases(kv_a, lease_s=1), ReplicaLeases(kv_b, lease_s=1)
+    try:
+        assert a.shared and b.shared  # PostgreSQL: other replicas may use it
+        await a.start()
+        await b.start()
+        await asyncio.sleep(1.5)  # longer than the lease: only the renewals keep them
+        assert await b.alive(a.replica_id, 0) and (await a.judge())(b.replica_id, 0)
+        await kv_a.close()  # a is cut off (as if killed): its lease is no longer renewed
+        await asyncio.sleep(1.2)
+        assert not await b.alive(a.replica_id, 0) and not (await b.judge())(a.replica_id, 0)
+        assert await b.alive(b.replica_id, 0)
+    finally:
+        await a.stop()
+        await b.stop()
+        await kv_b.close()
+    kv = await open_storage(config)
+    try:  # b gave its lease up when it stopped
+        assert [r.replica_id for r in await ReplicaLeases(kv).records.list()] == [a.replica_id]
+    finally:
+        await kv.close()
 
 
 # --- registries on a shared database --------------------------------------------------------------

@@ -2,9 +2,11 @@
 (name, metadata, files with their attributes) kept in the kv store. Files come from the Files API,
 are parsed, chunked with the requested strategy, embedded and stored like any other chunks.
 
-Attaching is crash-consistent: the file's record is written `in_progress` before any chunk, its
-chunks stay out of searches until the record says `completed`, and at start-up `recover()` turns
-files left `in_progress` by a crash into `failed` ones (chunks removed, `last_error` says why).
+Attaching is crash-consistent: the file's record is written `in_progress` before any chunk, with
+the id of the replica indexing it; its chunks stay out of searches until the record says
+`completed`. A file left `in_progress` by a crash (or by a replica whose lease lapsed, see
+storage/replicas.py) becomes a `failed` one (chunks removed, `last_error` says why): at start-up in
+`recover()`, and when a request reads it.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ from ..apis.vector_stores import (
 )
 from ..errors import BadRequestError, VectorStoreFileNotFoundError, VectorStoreNotFoundError
 from ..pagination import paginate
-from ..storage.kvstore import KVStore, shared_by_replicas
+from ..storage.kvstore import KVStore
 from ..storage.records import RecordStore
+from ..storage.replicas import ReplicaLeases
 from .vector_io import MAX_QUERY_CHUNKS, VectorDBsTable
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,6 @@ OPENAI_RANKERS = (None, "none", "auto", "default-2024-11-15")
 # OpenAI's 'auto' chunking strategy.
 AUTO_CHUNK_TOKENS, AUTO_OVERLAP_TOKENS = 800, 400
 INSERT_BATCH = 256  # chunks embedded and stored at once
-# With replicas, an attach still in progress after this long is taken for one whose replica died.
-RUNNING_GRACE_S = 15 * 60
 INTERRUPTED = "Indexing was interrupted by a server restart; its chunks were removed. Attach the file again."
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
@@ -79,6 +80,7 @@ class _FileRecord(BaseModel):
 
     file: VectorStoreFileObject
     filename: str
+    replica_id: str | None = None  # the replica indexing it (while in_progress)
 
 
 def matches(attributes: dict[str, Any], condition: dict[str, Any], where: str = "filters") -> bool:
@@ -153,7 +155,9 @@ class OpenAIVectorStores:
         vector_dbs: VectorDBsTable,
         models: Models,
         files: Callable[[], Files | None],
+        replicas: ReplicaLeases | None = None,
     ) -> None:
+        self.replicas = replicas or ReplicaLeases(store, shared=False)
         self.vector_io = vector_io
         self.vector_dbs = vector_dbs
         self.models = models
@@ -184,11 +188,40 @@ class OpenAIVectorStores:
     async def _file(self, vector_store_id: str, file_id: str) -> VectorStoreFileObject:
         await self._get(vector_store_id)
         missing = functools.partial(VectorStoreFileNotFoundError, vector_store_id, file_id)
-        return (await self.file_records.require(f"{vector_store_id}:{file_id}", missing)).file
+        record = await self.file_records.require(f"{vector_store_id}:{file_id}", missing)
+        return (await self._settled([record]))[0].file
 
-    async def _put_file(self, record: VectorStoreFileObject, filename: str) -> VectorStoreFileObject:
+    async def _put_file(
+        self, record: VectorStoreFileObject, filename: str, *, replica_id: str | None = None
+    ) -> VectorStoreFileObject:
         key = f"{record.vector_store_id}:{record.id}"
-        return (await self.file_records.put(key, _FileRecord(file=record, filename=filename))).file
+        stored = _FileRecord(file=record, filename=filename, replica_id=replica_id)
+        return (await self.file_records.put(key, stored)).file
+
+    async def _interrupt(self, record: _FileRecord) -> VectorStoreFileObject:
+        """A file whose indexing stopped with its replica: its chunks go, its record says failed."""
+        f = record.file
+        if self.vector_dbs.table.find(f.vector_store_id) is not None:
+            await self.vector_io.delete_document(f.vector_store_id, f.id)
+        return await self._put_file(_failed(f, INTERRUPTED), record.filename)
+
+    async def _settled(self, records: builtins.list[_FileRecord]) -> builtins.list[_FileRecord]:
+        """The records, with files left in_progress by a replica that is gone marked failed (their
+        chunks removed, the store's counts refreshed): one read of the leases, only if any is. Alone
+        on its database, start-up recovery already failed what the last stop cut off."""
+        if not self.replicas.shared or not any(r.file.status == "in_progress" for r in records):
+            return records
+        judge = await self.replicas.judge()
+        settled, gone = [], set()
+        for record in records:
+            if record.file.status == "in_progress" and not judge(record.replica_id, record.file.created_at):
+                record = record.model_copy(update={"file": await self._interrupt(record)})
+                gone.add(record.file.vector_store_id)
+            settled.append(record)
+        for vector_store_id in gone:
+            log.warning("Marked files of %s failed: the replica indexing them stopped.", vector_store_id)
+            await self._refresh_counts(vector_store_id)
+        return settled
 
     async def _refresh_counts(self, vector_store_id: str, *, touch: bool = True) -> VectorStoreObject:
         vs = await self._get(vector_store_id)  # the latest, so a concurrent update is not undone
@@ -322,7 +355,7 @@ class OpenAIVectorStores:
         # Hidden until the record says completed, not only while the chunks are written.
         with self.vector_io.hidden_while_written(vector_store_id, request.file_id):
             # The record first: a crash from here on leaves an in_progress file for recover().
-            record = await self._put_file(record, meta.filename)
+            record = await self._put_file(record, meta.filename, replica_id=self.replicas.replica_id)
             await self._refresh_counts(vector_store_id)
             try:
                 await ingestion.replace_document(
@@ -351,22 +384,19 @@ class OpenAIVectorStores:
     async def recover(self) -> None:
         """At start-up: files a crash left in_progress lose their chunks and become failed; every
         store's counts are recomputed (a crash may have come between a file's write and its count).
-        On a database other replicas share, a file attached less than RUNNING_GRACE_S ago may be
-        being indexed by one of them, and is left as it is."""
+        On a database other replicas share, a file being indexed by a replica whose lease is alive is
+        left as it is."""
         interrupted = 0
-        others_may_run = shared_by_replicas(self.store)
-        cutoff = time.time() - RUNNING_GRACE_S
+        judge = await self.replicas.judge()
         stores = set(await self.records.keys())
         for key, record in await self.file_records.items():
             f = record.file
             if f.vector_store_id not in stores:  # a crash came during the store's delete: finish it
                 await self.file_records.delete(key)
                 continue
-            if f.status != "in_progress" or (others_may_run and f.created_at > cutoff):
+            if f.status != "in_progress" or judge(record.replica_id, f.created_at):
                 continue
-            if self.vector_dbs.table.find(f.vector_store_id) is not None:
-                await self.vector_io.delete_document(f.vector_store_id, f.id)
-            await self._put_file(_failed(f, INTERRUPTED), record.filename)
+            await self._interrupt(record)
             interrupted += 1
         for vs in await self.records.list():
             await self._refresh_counts(vs.id, touch=False)
@@ -385,7 +415,8 @@ class OpenAIVectorStores:
         await self._get(vector_store_id)
         if not 1 <= limit <= 100:
             raise BadRequestError("limit must be between 1 and 100.")
-        files = [f for f, _ in await self._files(vector_store_id) if status is None or f.status == status]
+        records = await self._settled(await self.file_records.list(f"{vector_store_id}:"))
+        files = [r.file for r in records if status is None or r.file.status == status]
         files.sort(key=lambda f: (f.created_at, f.id), reverse=order != "asc")
         page = paginate(files, limit=limit, after=after, before=before)
         return VectorStoreListFilesResponse(

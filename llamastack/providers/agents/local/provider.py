@@ -23,7 +23,7 @@ from llamastack.stack.apis.vector_io import RAGDocument, RegisterVectorDbRequest
 from llamastack.stack.datatypes import Api, ProviderDeps, required
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError
 from llamastack.stack.pagination import paginate
-from llamastack.stack.storage.kvstore import SqliteKVStore, shared_by_replicas
+from llamastack.stack.storage.kvstore import SqliteKVStore
 from llamastack.stack.storage.legacy import import_sqlite_file
 
 from .config import LocalAgentsConfig
@@ -69,7 +69,7 @@ class LocalAgents:
         # The stack hands every provider its namespace of the stack's database; built on its own
         # (no stack), the provider keeps a sqlite file at db_path.
         self._own_kv = deps.store is None
-        self.store = AgentStore(deps.store or SqliteKVStore(config.db_path))
+        self.store = AgentStore(deps.store or SqliteKVStore(config.db_path), deps.replicas)
         self.tools = ToolResolver(self.tool_groups)
 
     def rag(self) -> RAGToolRuntime:
@@ -84,7 +84,7 @@ class LocalAgents:
             # An older version kept agents in this file: bring them into the stack's database once.
             await import_sqlite_file(Path(self.config.db_path), self.store.kv)
         # On a database that other replicas share, a turn still running may be one of theirs.
-        await self.store.recover(others_may_run=shared_by_replicas(self.store.kv))
+        await self.store.recover()
 
     async def health(self) -> dict[str, str]:
         return {"status": "OK"}
@@ -178,6 +178,7 @@ class LocalAgents:
             turn=turn,
             messages=list(request.messages),
             toolgroups=[g if isinstance(g, str) else g.model_dump() for g in request.toolgroups or []],
+            replica_id=self.store.replicas.replica_id,
         )
         tools = await self._turn_tools(agent, session, record)
         if request.documents:
@@ -236,6 +237,7 @@ class LocalAgents:
             n.ToolResponseMessage(call_id=r.call_id, content=r.content) for r in request.tool_responses
         ]
         record.awaiting = []
+        record.replica_id = self.store.replicas.replica_id  # this replica runs it from here on
         tools = await self._turn_tools(agent, session, record)
         await self.store.turn_resumed(agent_id, record)
         return TurnRunner(self, agent, session, record, tools, None, first=False, resumed=resumed).run()

@@ -5,9 +5,12 @@ reached only through it, so to any other (non-admin) key all of them are 404.
 
 Every record is validated before it is written, and one that no longer reads is set aside (left
 out of lists and sessions, still deletable); see stack/storage/records.py. A turn is written when
-it starts and again after each step. `recover()` runs at start-up: a turn a crash interrupted
-(neither completed nor waiting for client tool answers) is removed from its session, so the
-session reads and continues as if that request had failed before it began.
+it starts and again after each step, with the id of the replica running it. A turn that is
+neither completed nor waiting for client tool answers, and whose replica is gone (a crash; with
+replicas, one whose lease lapsed: stack/storage/replicas.py), was interrupted: it is removed from its
+session, so the session reads and continues as if that request had failed before it began. That
+happens at start-up (`recover()`), and whenever the session is read (`settle()`), so a session whose
+replica died is usable again on the others once that replica's lease has expired.
 
 The conversation so far is kept on the session record, as the messages of each turn at rest
 (completed, or waiting for client tool answers), so a new turn reads it with the session instead of
@@ -23,7 +26,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +35,7 @@ from llamastack.stack.apis.inference.native import Message
 from llamastack.stack.errors import NotFoundError
 from llamastack.stack.storage.kvstore import KVStore
 from llamastack.stack.storage.records import RecordStore
+from llamastack.stack.storage.replicas import Judge, ReplicaLeases
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class TurnRecord(BaseModel):
     awaiting: list[str] = Field(default_factory=list)  # call ids of client tools still to answer
     iterations: int = 0
     toolgroups: list = Field(default_factory=list)
+    replica_id: str | None = None  # the replica running it (or that last ran it)
 
 
 class SessionRecord(BaseModel):
@@ -58,9 +62,15 @@ class SessionRecord(BaseModel):
     history: dict[str, list[Message]] = Field(default_factory=dict)
 
 
+def _under_way(record: TurnRecord) -> bool:
+    return record.turn.completed_at is None and not record.awaiting
+
+
 class AgentStore:
-    def __init__(self, kv: KVStore) -> None:
+    def __init__(self, kv: KVStore, replicas: ReplicaLeases | None = None) -> None:
         self.kv = kv
+        # Built on its own (no stack), the store is alone on its database.
+        self.replicas = replicas or ReplicaLeases(kv, shared=False)
         self.owners = OwnerIndex(kv, "agent")
         self.agents: RecordStore[Agent] = RecordStore(kv, Agent, kind="agent")
         self.sessions: RecordStore[SessionRecord] = RecordStore(kv, SessionRecord, kind="session")
@@ -94,9 +104,41 @@ class AgentStore:
 
     async def get_session(self, agent_id: str, session_id: str) -> SessionRecord:
         await self.get_agent(agent_id)
-        return await self.sessions.require(
+        record = await self.sessions.require(
             f"{agent_id}:{session_id}", lambda: _session_not_found(agent_id, session_id)
         )
+        return await self.settle(record)
+
+    async def settle(self, record: SessionRecord, judge: Judge | None = None) -> SessionRecord:
+        """The session without the turns its replica's death interrupted (removed now). Only turns
+        not at rest are looked at (normally none, or the one running): one read each. Alone on its
+        database there is nothing to do: start-up recovery removed what the last stop cut off."""
+        if not self.replicas.shared:
+            return record
+        gone = []
+        for turn_id in record.turn_ids:
+            if turn_id in record.history:
+                continue
+            turn = await self.turns.get(f"{record.session_id}:{turn_id}")
+            if turn is None or not _under_way(turn):
+                continue
+            if judge is not None:
+                alive = judge(turn.replica_id, turn.turn.started_at)
+            else:
+                alive = await self.replicas.alive(turn.replica_id, turn.turn.started_at)
+            if not alive:
+                gone.append(turn_id)
+        if not gone:
+            return record
+        log.warning(
+            "Removed %d turn(s) of session %s: the replica running them stopped.",
+            len(gone),
+            record.session_id,
+        )
+        for turn_id in gone:
+            await self.withdraw_turn(record.agent_id, record.session_id, turn_id)
+        fresh = await self.sessions.get(f"{record.agent_id}:{record.session_id}")
+        return fresh if fresh is not None else record
 
     async def update_session(
         self, agent_id: str, session_id: str, change: Callable[[SessionRecord], object]
@@ -115,7 +157,11 @@ class AgentStore:
             await self.update_session(agent_id, session_id, change)
 
     async def list_sessions(self, agent_id: str) -> list[SessionRecord]:
-        return await self.sessions.list(f"{agent_id}:")
+        sessions = await self.sessions.list(f"{agent_id}:")
+        if not self.replicas.shared or all(t in s.history for s in sessions for t in s.turn_ids):
+            return sessions
+        judge = await self.replicas.judge()
+        return [await self.settle(s, judge) for s in sessions]
 
     async def delete_session(self, agent_id: str, session_id: str) -> None:
         await self.owners.check(agent_id, lambda: _agent_not_found(agent_id))
@@ -177,12 +223,16 @@ class AgentStore:
         return messages
 
     async def turn_at_rest(self, agent_id: str, record: TurnRecord) -> None:
-        """Writes a completed turn, or one waiting for client tools, and its part of the history."""
+        """Writes a completed turn, or one waiting for client tools, and its part of the history
+        (unless the session no longer names it: taken for interrupted meanwhile)."""
         await self.put_turn(record)
         turn_id, messages = record.turn.turn_id, list(record.messages)
-        await self._update_history(
-            agent_id, record.turn.session_id, lambda s: s.history.update({turn_id: messages})
-        )
+
+        def keep(stored: SessionRecord) -> None:
+            if turn_id in stored.turn_ids:
+                stored.history[turn_id] = messages
+
+        await self._update_history(agent_id, record.turn.session_id, keep)
 
     async def turn_resumed(self, agent_id: str, record: TurnRecord) -> None:
         """Writes a turn that goes on again; its history part is dropped first, so until it is at rest
@@ -204,35 +254,36 @@ class AgentStore:
             }
         )
 
-    async def recover(self, *, others_may_run: bool = False) -> int:
+    async def recover(self, *, others_may_run: bool | None = None) -> int:
         """At start-up: removes turns a crash interrupted, and turn records no session refers to;
         gives every turn at rest its history part (sessions stored before the history was kept).
         Returns how many interrupted turns were removed.
 
-        `others_may_run`: other replicas share the database, so a turn still running may be theirs.
-        Then only turns started more than RUNNING_GRACE ago count as interrupted, records no session
-        refers to yet are left alone, and each session is changed in one transaction that keeps
-        what another replica wrote meanwhile."""
+        `others_may_run` (by default: whether the database is shared with other replicas): a turn
+        still under way may be another replica's. Then it counts as interrupted only if that
+        replica's lease has lapsed, a record no session refers to yet is removed only then, and each
+        session is changed in one transaction that keeps what another replica wrote meanwhile.
+        Alone on the database, every turn under way was cut off by the last stop."""
+        shared = self.replicas.shared if others_may_run is None else others_may_run
+        judge = await self.replicas.judge()
+
+        def interrupted(record: TurnRecord) -> bool:
+            return _under_way(record) and not (shared and judge(record.replica_id, record.turn.started_at))
+
         removed = 0
-        cutoff = datetime.now(UTC) - RUNNING_GRACE
         for key, session in await self.sessions.items():
             kept = []
             history = {}
             for turn_id in session.turn_ids:
                 record = await self.turns.get(f"{session.session_id}:{turn_id}")
-                if (
-                    record is not None
-                    and record.turn.completed_at is None
-                    and not record.awaiting
-                    and (not others_may_run or _aware(record.turn.started_at) < cutoff)
-                ):
+                if record is not None and interrupted(record):
                     removed += 1
                     continue
                 if record is not None or await self.turns.exists(f"{session.session_id}:{turn_id}"):
                     kept.append(turn_id)  # an unreadable turn stays set aside, not lost
-                if record is not None and (record.turn.completed_at is not None or record.awaiting):
+                if record is not None and not _under_way(record):
                     history[turn_id] = record.messages
-            if others_may_run:
+            if shared:
                 gone = set(session.turn_ids) - set(kept)
 
                 def change(s: SessionRecord, gone: set[str] = gone, history: dict = history) -> None:
@@ -242,26 +293,25 @@ class AgentStore:
                         s.history.pop(turn_id, None)
 
                 with contextlib.suppress(NotFoundError):
-                    await self.sessions.update(key, change, functools.partial(NotFoundError, key))
-                continue
-            if kept != session.turn_ids or history != session.history:
+                    session = await self.sessions.update(key, change, functools.partial(NotFoundError, key))
+                for turn_id in gone:
+                    await self.turns.delete(f"{session.session_id}:{turn_id}")
+                kept = session.turn_ids  # as stored now: another replica may have added one
+            elif kept != session.turn_ids or history != session.history:
                 await self.sessions.put(
                     key, session.model_copy(update={"turn_ids": kept, "history": history})
                 )
             for turn_key in await self.turns.keys(f"{session.session_id}:"):
-                if turn_key.split(":", 1)[1] not in kept:
-                    await self.turns.delete(turn_key)
+                if turn_key.split(":", 1)[1] in kept:
+                    continue
+                if shared:  # a stray: one being created names no session yet, so only a dead one goes
+                    stray = await self.turns.get(turn_key)
+                    if stray is None or not interrupted(stray):
+                        continue
+                await self.turns.delete(turn_key)
         if removed:
             log.warning("Removed %d agent turn(s) interrupted by a server stop.", removed)
         return removed
-
-
-# With replicas, a turn running this long is taken for one whose replica died.
-RUNNING_GRACE = timedelta(minutes=15)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _agent_not_found(agent_id: str) -> NotFoundError:
