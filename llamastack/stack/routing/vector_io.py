@@ -51,11 +51,14 @@ async def _unregister(provider: VectorIOProvider, db: VectorDB) -> None:
     await provider.unregister_vector_db(db)
 
 
-def chunk_id(chunk: Chunk) -> str:
-    """Stable per (document, content): re-inserting the same chunk replaces it instead of adding a copy."""
+def chunk_id(chunk: Chunk, text: str | None = None) -> str:
+    """Stable per (document, content): re-inserting the same chunk replaces it instead of adding a copy.
+    `text` is the chunk's text when the caller has it already."""
     if isinstance(chunk.metadata.get("chunk_id"), str):
         return str(chunk.metadata["chunk_id"])
-    key = json.dumps([chunk.metadata.get("document_id"), content_to_text(chunk.content)], ensure_ascii=False)
+    if text is None:
+        text = content_to_text(chunk.content)
+    key = json.dumps([chunk.metadata.get("document_id"), text], ensure_ascii=False)
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -160,9 +163,10 @@ class VectorIORouter:
         # One id per chunk in a store. Explicit ids given twice are a mistake to report; chunks
         # identical in document and text (repeated boilerplate) are the same chunk, stored once.
         seen: dict[str, int] = {}
-        unique: list[Chunk] = []
+        unique: list[tuple[str, str, Chunk]] = []  # (id, text, chunk), each computed once
         for i, chunk in enumerate(chunks):
-            ident = chunk_id(chunk)
+            text = content_to_text(chunk.content)
+            ident = chunk_id(chunk, text)
             if ident in seen:
                 if isinstance(chunk.metadata.get("chunk_id"), str):
                     raise BadRequestError(
@@ -171,24 +175,24 @@ class VectorIORouter:
                     )
                 continue
             seen[ident] = i
-            unique.append(chunk)
-        chunks = unique
-        missing = [i for i, c in enumerate(chunks) if c.embedding is None]
-        computed = (
-            await self.embed(db, [content_to_text(chunks[i].content) for i in missing]) if missing else []
-        )
-        embeddings = {i: e for i, e in zip(missing, computed, strict=True)}
+            unique.append((ident, text, chunk))
+        missing = [i for i, (_, _, c) in enumerate(unique) if c.embedding is None]
+        computed = await self.embed(db, [unique[i][1] for i in missing]) if missing else []
+        embeddings = dict(zip(missing, computed, strict=True))
         items = []
-        for i, chunk in enumerate(chunks):
-            embedding = chunk.embedding if chunk.embedding is not None else embeddings[i]
+        for i, (ident, text, chunk) in enumerate(unique):
             document_id = chunk.metadata.get("document_id")
+            if chunk.embedding is not None:
+                embedding, chunk = chunk.embedding, chunk.model_copy(update={"embedding": None})
+            else:
+                embedding = embeddings[i]
             items.append(
                 StoredChunk(
-                    id=chunk_id(chunk),
-                    chunk=chunk.model_copy(update={"embedding": None}),
+                    id=ident,
+                    chunk=chunk,
                     embedding=embedding,
                     document_id=str(document_id) if document_id is not None else None,
-                    text=content_to_text(chunk.content),
+                    text=text,
                 )
             )
         await self.dbs.table.owner(db).upsert(db, items)

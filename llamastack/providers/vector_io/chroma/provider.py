@@ -169,13 +169,21 @@ class ChromaVectorIO:
     async def upsert(self, db: VectorDB, items: list[StoredChunk]) -> None:
         if not items:
             return
-        await self._call(
-            self._collection(db).upsert,
-            ids=[i.id for i in items],
-            embeddings=[i.embedding for i in items],
-            documents=[i.chunk.model_dump_json() for i in items],
-            metadatas=[{"document_id": i.document_id or ""} for i in items],
-        )
+        import numpy as np
+
+        collection = self._collection(db)
+
+        def write() -> None:
+            # One float32 array, not lists: chroma checks a list's every number in Python, which
+            # costs a third of the write.
+            collection.upsert(
+                ids=[i.id for i in items],
+                embeddings=np.asarray([i.embedding for i in items], dtype=np.float32),
+                documents=[i.chunk.model_dump_json() for i in items],
+                metadatas=[{"document_id": i.document_id or ""} for i in items],
+            )
+
+        await self._call(write)
         await self._changed(db)
 
     async def delete_document(self, db: VectorDB, document_id: str) -> None:
@@ -183,9 +191,11 @@ class ChromaVectorIO:
         await self._changed(db)
 
     async def query(self, db: VectorDB, embedding: list[float], k: int) -> list[tuple[Chunk, float]]:
+        import numpy as np
+
         result = await self._call(
             self._collection(db).query,
-            query_embeddings=[embedding],
+            query_embeddings=np.asarray([embedding], dtype=np.float32),
             n_results=k,
             include=["documents", "distances"],
         )

@@ -136,6 +136,7 @@ class SqliteVecVectorIO:
         name = self._name(db)
 
         def write() -> None:
+            indexed: dict[int, StoredChunk] = {}  # by rowid: an id given twice keeps its last item
             for item in items:
                 row = self.conn.execute(
                     f"SELECT rowid FROM {name}_chunks WHERE chunk_id = ?", (item.id,)
@@ -153,13 +154,16 @@ class SqliteVecVectorIO:
                     )
                     self.conn.execute(f"DELETE FROM {name}_vec WHERE rowid = ?", (rowid,))
                     self.conn.execute(f"DELETE FROM {name}_fts WHERE rowid = ?", (rowid,))
-                self.conn.execute(
-                    f"INSERT INTO {name}_vec (rowid, embedding) VALUES (?, ?)",
-                    (rowid, sqlite_vec.serialize_float32(item.embedding)),
-                )
-                self.conn.execute(
-                    f"INSERT INTO {name}_fts (rowid, content) VALUES (?, ?)", (rowid, item.text)
-                )
+                indexed[rowid] = item
+            # The indexes in one statement each, for the whole batch.
+            self.conn.executemany(
+                f"INSERT INTO {name}_vec (rowid, embedding) VALUES (?, ?)",
+                [(r, sqlite_vec.serialize_float32(i.embedding)) for r, i in indexed.items()],
+            )
+            self.conn.executemany(
+                f"INSERT INTO {name}_fts (rowid, content) VALUES (?, ?)",
+                [(r, i.text) for r, i in indexed.items()],
+            )
 
         await self._in_thread(write)
 
