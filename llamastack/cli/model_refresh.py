@@ -1,5 +1,5 @@
 """`llama-stack model refresh`: asks a running server to list its engines' models now
-(POST /v1/models/refresh) and shows what changed. Stdlib HTTP; the same variables as the official
+(POST /v1/models:refresh) and shows what changed. Stdlib HTTP; the same variables as the official
 client: LLAMA_STACK_BASE_URL (default http://127.0.0.1:8321) and LLAMA_STACK_API_KEY (an admin key
 when the server has keys)."""
 
@@ -31,7 +31,7 @@ def refresh(args: argparse.Namespace) -> int:
     key = os.environ.get("LLAMA_STACK_API_KEY")
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(f"{base}/v1/models/refresh", data=body, headers=headers, method="POST")
+    request = urllib.request.Request(f"{base}/v1/models:refresh", data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:
             results = json.loads(response.read())["data"]
@@ -66,7 +66,7 @@ def add_parser(model_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser = model_sub.add_parser(
         "refresh",
         help="Ask a running server to register the models its remote engines serve now.",
-        description="POST /v1/models/refresh: each remote engine (or the one of --provider) lists its "
+        description="POST /v1/models:refresh: each remote engine (or the one of --provider) lists its "
         "models; the new ones are registered, discovered ones it dropped are unregistered. The server: "
         f"--url, else LLAMA_STACK_BASE_URL, else {DEFAULT_URL}; LLAMA_STACK_API_KEY is sent as the key.",
     )

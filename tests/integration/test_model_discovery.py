@@ -1,5 +1,5 @@
 """Model discovery against real engines on loopback (llama_cpp.server serving SmolLM2): the models an
-engine lists are registered on demand (POST /v1/models/refresh) or at start and then periodically
+engine lists are registered on demand (POST /v1/models:refresh) or at start and then periodically
 (refresh_models); an engine down at start leaves the server up, its models answer 503 naming it,
 and it is taken in once it answers; a registered model the engine stopped serving is a clear 404."""
 
@@ -71,7 +71,7 @@ def discovery(
 
 def _refresh(server: RunningServer, provider_id: str | None = None) -> httpx.Response:
     body = {"provider_id": provider_id} if provider_id else {}
-    return httpx.post(f"{server.base_url}/v1/models/refresh", json=body, timeout=30)
+    return httpx.post(f"{server.base_url}/v1/models:refresh", json=body, timeout=30)
 
 
 def _models(server: RunningServer) -> dict[str, dict[str, Any]]:
@@ -146,7 +146,7 @@ def test_refresh_refuses_what_it_cannot_do(discovery: RunningServer) -> None:
     server = discovery
     missing = _refresh(server, "nope")
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
-    bad = httpx.post(f"{server.base_url}/v1/models/refresh", json={"provider_id": 3}, timeout=10)
+    bad = httpx.post(f"{server.base_url}/v1/models:refresh", json={"provider_id": 3}, timeout=10)
     assert bad.status_code == 400, bad.text
     # Registering a name the engine does not serve says what it does serve.
     refused = httpx.post(

@@ -129,7 +129,7 @@ async def test_only_an_admin_refreshes_and_removes_discovered_models(
     stack: Stack, engine: ListingEngine
 ) -> None:
     async with _client(stack) as client:
-        refused = await client.post("/v1/models/refresh", json={}, headers=_as(KEY))
+        refused = await client.post("/v1/models:refresh", json={}, headers=_as(KEY))
         assert refused.status_code == 403 and "admin" in refused.json()["detail"]
         assert (await client.delete("/v1/models/alpha", headers=_as(KEY))).status_code == 403
         taken = await client.post(
@@ -138,7 +138,7 @@ async def test_only_an_admin_refreshes_and_removes_discovered_models(
         assert taken.status_code == 409, taken.text
 
         engine.served = ["alpha", "gamma"]
-        response = await client.post("/v1/models/refresh", json={"provider_id": "eng"}, headers=_as(ADMIN))
+        response = await client.post("/v1/models:refresh", json={"provider_id": "eng"}, headers=_as(ADMIN))
         assert response.status_code == 200, response.text
         [result] = response.json()["data"]
         assert result == {
@@ -152,7 +152,7 @@ async def test_only_an_admin_refreshes_and_removes_discovered_models(
         }
         # Every listing provider when none is named: `other` lists alpha and gamma too, whose ids
         # are taken, so they come under its own prefix (beta stays: the run config's).
-        everything = (await client.post("/v1/models/refresh", headers=_as(ADMIN))).json()["data"]
+        everything = (await client.post("/v1/models:refresh", headers=_as(ADMIN))).json()["data"]
         assert {r["provider_id"]: r["added"] for r in everything} == {
             "eng": [],
             "other": ["other/alpha", "other/gamma"],
@@ -173,7 +173,7 @@ async def test_a_registration_takes_over_a_discovered_id_and_is_kept(
         assert registered.status_code == 200, registered.text
         engine.served = ["beta"]  # the engine dropped alpha: a registered model is not removed
         [result] = (
-            await client.post("/v1/models/refresh", json={"provider_id": "eng"}, headers=_as(ADMIN))
+            await client.post("/v1/models:refresh", json={"provider_id": "eng"}, headers=_as(ADMIN))
         ).json()["data"]
         assert result["removed"] == [] and result["unchanged"] == ["eng/beta"]
         assert (await _ids(client))["alpha"]["metadata"] == {"mine": True}
@@ -197,9 +197,9 @@ async def test_a_refresh_of_a_provider_that_cannot_list_is_a_400(tmp_path: Path)
     built = await build_stack(parse_run_config(config, {}))
     try:
         async with _client(built) as client:
-            response = await client.post("/v1/models/refresh", json={"provider_id": "st"})
+            response = await client.post("/v1/models:refresh", json={"provider_id": "st"})
             assert response.status_code == 400 and "POST /v1/models" in response.json()["detail"]
-            assert (await client.post("/v1/models/refresh")).json() == {"data": []}
+            assert (await client.post("/v1/models:refresh")).json() == {"data": []}
     finally:
         await built.shutdown()
 

@@ -111,7 +111,7 @@ EXTRA_ROUTES = {
     ("/v1/openai/v1/responses/{response_id}", "delete"),
     # Model discovery on demand: v0.2.12 registers only what it is told (later versions list engines
     # periodically, without a route to ask now).
-    ("/v1/models/refresh", "post"),
+    ("/v1/models:refresh", "post"),
 }
 
 

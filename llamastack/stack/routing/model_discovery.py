@@ -2,7 +2,7 @@
 
 A provider that can list what its engine serves (the remote engines) takes part; with its
 ``refresh_models`` on, its engine is asked at start and then every ``refresh_interval_s``, and
-``POST /v1/models/refresh`` asks on demand whatever that setting says. Each model the engine lists
+``POST /v1/models:refresh`` asks on demand whatever that setting says. Each model the engine lists
 is registered under the engine's own id (``<provider_id>/<id>`` when that id is taken), with
 ``provider_resource_id`` set to it and ``metadata.discovered`` true, unless a registered model of
 that provider already maps to it. A discovered model the engine no longer lists is unregistered;

@@ -36,7 +36,7 @@ async def register_model(request: Request, body: RegisterModelRequest) -> Respon
 
 
 @router.post(
-    "/v1/models/refresh",
+    "/v1/models:refresh",
     response_model=RefreshModelsResponse,
     summary="List the engines' models now and register the new ones (an extension of v0.2.12).",
 )

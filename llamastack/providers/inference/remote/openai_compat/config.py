@@ -39,7 +39,7 @@ class RemoteEngineConfig(BaseModel):
         description=(
             "Register the models the engine lists (GET /models) at start, and list them again every "
             "refresh_interval_s: new ones are added, ones it dropped are removed (only those it listed, "
-            "never the ones registered by hand). POST /v1/models/refresh does it on demand either way."
+            "never the ones registered by hand). POST /v1/models:refresh does it on demand either way."
         ),
     )
     refresh_interval_s: float = Field(
