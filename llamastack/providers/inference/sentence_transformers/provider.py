@@ -19,6 +19,7 @@ from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.errors import BadRequestError, UnsupportedError
 from llamastack.stack.model_paths import resolve_model_path
 
+from ...utils.library_loading import hf_loading
 from .config import SentenceTransformersConfig
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ class _TorchEncoder:
     """The sentence-transformers library itself, for architectures the numpy encoder lacks."""
 
     def __init__(self, folder: Path, device: str = "cpu") -> None:
+        with hf_loading:  # transformers' lazy imports are not thread-safe: loads take turns
+            self._load(folder, device)
+
+    def _load(self, folder: Path, device: str) -> None:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:

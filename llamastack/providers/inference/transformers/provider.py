@@ -18,6 +18,7 @@ from llamastack.stack.outbound import OutboundPolicy
 
 from ...utils.images import load_image
 from ...utils.json_schema_grammar import check_enforceable, closed, tool_call_schema
+from ...utils.library_loading import hf_loading
 from ...utils.local_generation import LocalGeneration, Prepared
 from ...utils.tool_prompts import builtin_tools_for, generic_tool_messages, llama3_version, render_llama3
 from .config import TransformersConfig
@@ -55,7 +56,7 @@ class TransformersInference(LocalGeneration):
         )
         served = self._by_source.get(source.key)
         if served is None:
-            loaded = await asyncio.to_thread(load, source, self.config)
+            loaded = await asyncio.to_thread(_load_in_turn, source, self.config)
             engine = TransformersModel(
                 loaded, max_queued=self.config.max_queued_requests, name=source.location.rsplit("/", 1)[-1]
             )
@@ -194,6 +195,15 @@ class _Served:
     source: ModelSource
     engine: TransformersModel
     grammars: Grammars
+
+
+def _load_in_turn(source: ModelSource, config: TransformersConfig) -> Any:
+    with hf_loading:
+        loaded = load(source, config)
+        # Names generation resolves later, on its worker thread, while another model may be loading.
+        from transformers import LogitsProcessorList, StoppingCriteriaList  # noqa: F401
+
+        return loaded
 
 
 def _is_guard(model: Model) -> bool:
