@@ -58,3 +58,31 @@ def test_large_steps_never_probe_and_a_fixed_count_is_kept() -> None:
     assert set(m.used) == {1}  # probes run on small steps only; the safe count until then
     fixed = ThreadTuner(3)
     assert fixed.choose(1) == 3 and fixed.choose(512) == 3
+
+
+def test_one_slow_step_does_not_switch_and_leaves_no_stale_average_behind() -> None:
+    """A page fault or a burst of other work slows one step; the count stays, and later steps of every
+    size keep running on all threads (a stale slow average must not flip it back and forth)."""
+    m = _Machine()
+    sizes = [1, 2, 4, 8] * 50
+    for n in sizes:
+        m.run(1, n_tokens=n)
+    assert m.tuner.best == 2
+    m.tuner.record(2, 1, 0.060)  # one step at 1 token takes 8x its usual time
+    assert m.tuner.best == 2
+    m.used.clear()
+    for n in sizes * 4:
+        m.run(1, n_tokens=n)
+    assert m.tuner.best == 2
+    assert m.used.count(1) <= 8  # probes only
+
+
+def test_a_probe_needs_a_clear_win_to_replace_the_count() -> None:
+    m = _Machine()
+    m.run(300)
+    m.cost = {2: 0.007, 1: 0.0068}  # within noise of each other: keep what runs
+    m.run(6000)
+    assert m.tuner.best == 2
+    m.cost = {2: 0.012, 1: 0.007}  # a competitor takes some of a core: fewer threads are clearly faster
+    m.run(20000)
+    assert m.tuner.best == 1

@@ -5,6 +5,9 @@ slot (a llama.cpp sequence id with its own KV stream); every step decodes the ne
 running sequence plus a chunk of a new prompt, so a long prompt does not stall the streams already
 flowing. New sequences join between steps. A finished sequence's tokens stay in its slot's KV cache: a
 later prompt sharing that prefix (an agent's system prompt and earlier turns) starts after it.
+Requests with the very same prompt (``n`` > 1 choices, identical batch items) compute it once: the
+others take its KV stream and sample their first token from its logits, so what each generates is
+exactly what it would alone.
 
 Each sequence has its own KV stream (``kv_unified=False``): a sequence's cells then sit exactly where
 they would if it ran alone, so greedy outputs do not depend on what else is in the batch.
@@ -50,9 +53,11 @@ from .threads import ThreadTuner
 log = logging.getLogger(__name__)
 
 _PENALTY_LAST_N = 64  # tokens the repetition penalties look back over (llama-cpp-python's default)
-_MIN_COPY = 96  # shared prefix (tokens) worth copying another slot's KV stream for
+_MIN_COPY = 16  # shared prefix (tokens) worth copying another slot's KV stream for: a copy costs about
+# as much as computing 4 prompt tokens (a whole KV stream moves, 13-15 ms on 2 cores)
 _TOGETHER_S = 0.05  # requests submitted this close together count as one burst
 _GROW_NICE = 10  # the thread that makes the full KV cache runs at this nice value
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,8 @@ class Sequence:
     reused: int = 0  # prompt tokens taken from a cached prefix
     lender: Sequence | None = None  # a running sequence whose prompt prefix this one will copy
     share: int = 0  # tokens of prefix shared with the lender
+    twin_of: Sequence | None = None  # a running sequence with the same prompt, computed once for both
+    first_logits: np.ndarray | None = None  # the prompt's last logits, for a twin that comes later
     text: str = ""
     out: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None
@@ -168,7 +175,9 @@ class BatchScheduler:
         self._active: list[Sequence] = []
         self._wake = threading.Condition()
         self._stopping = False
+        self._cold = True  # the first step on a context allocates its buffers: not a fair timing
         self.steps = 0
+        self.prompt_tokens_computed = 0
         self._thread = threading.Thread(target=self._run, name=f"llama-cpp-{name}", daemon=True)
         self._thread.start()
 
@@ -301,6 +310,7 @@ class BatchScheduler:
             state.cached.clear()  # only the cached prefix of a finished request is lost
         lc.llama_set_n_threads(new, self._threads, self._threads)
         self._ctx, self._mem = new, new_mem
+        self._cold = True
         self._slots += [_Slot() for _ in range(self.limits.max_parallel - len(self._slots))]
         lc.llama_free(old)
         return True
@@ -331,8 +341,22 @@ class BatchScheduler:
         del state.cached[keep:]
         state.seq = seq
         seq.slot, seq.fed, seq.reused = slot, keep, keep
-        # A running sequence whose prompt starts the same way (n > 1 choices, agents sharing a system
-        # prompt) can lend its KV: this one waits for that prefix to be computed, then copies it.
+        # A running sequence with the same prompt computes it for both, or has: this one takes its KV
+        # and samples its first token from the same logits (exact: the very ones it would compute).
+        if keep < len(seq.tokens) - 1:
+            for other in self._active:
+                if other.twin_of is not None or other.tokens != seq.tokens:
+                    continue
+                if other.prefilling:
+                    seq.twin_of = other
+                    self._active.append(seq)
+                    return
+                if other.first_logits is not None:
+                    self._active.append(seq)
+                    self._take_twin(seq, other, -1, other.first_logits)
+                    return
+        # A running sequence whose prompt starts the same way (agents sharing a system prompt) can
+        # lend its KV: this one waits for that prefix to be computed, then copies it.
         for other in self._active:
             shared = min(_common_prefix(other.tokens, seq.tokens), cap)
             if shared - keep >= _MIN_COPY and shared > seq.share:
@@ -404,6 +428,7 @@ class BatchScheduler:
         return chain
 
     def _release(self, seq: Sequence) -> None:
+        seq.first_logits = None
         if seq in self._active:
             self._active.remove(seq)
         if seq.chain is not None:
@@ -441,7 +466,11 @@ class BatchScheduler:
         for seq in list(self._active):
             if room <= 0:
                 break
-            if not seq.prefilling or (seq.lender is not None and not self._borrow(seq)):
+            if seq.twin_of is not None and seq.twin_of not in self._active:
+                seq.twin_of = None  # its twin went away before computing the prompt: compute it here
+            if not seq.prefilling or seq.twin_of is not None:
+                continue
+            if seq.lender is not None and not self._borrow(seq):
                 continue
             if decoding and first is not None and seq.submitted - first.submitted > _TOGETHER_S:
                 # Joining a running batch: requests that arrived one after another start streaming
@@ -470,7 +499,9 @@ class BatchScheduler:
             self._threads = threads
         started = time.perf_counter()
         rc = lc.llama_decode(self._ctx, batch)
-        self.tuner.record(threads, len(entries), time.perf_counter() - started)
+        if not self._cold:
+            self.tuner.record(threads, len(entries), time.perf_counter() - started)
+        self._cold = False
         self.steps += 1
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
@@ -478,21 +509,74 @@ class BatchScheduler:
             self._slots[seq.slot].cached.append(token)
             if seq.prefilling:
                 seq.fed += 1
+                self.prompt_tokens_computed += 1
         for i, (seq, _token, _pos, logits) in enumerate(entries):
-            if logits and seq.chain is not None:
+            if not logits:
+                continue
+            twins = [t for t in self._active if t.twin_of is seq] if seq.n_out == 0 else []
+            if seq.chain is not None:
                 self._sample(seq, i)
+            for twin in twins:
+                self._take_twin(twin, seq, i)
 
-    def _sample(self, seq: Sequence, index: int) -> None:
+    def _take_twin(
+        self, seq: Sequence, source: Sequence, index: int, saved: np.ndarray | None = None
+    ) -> None:
+        """Gives ``seq`` the prompt ``source`` has computed (the logits at batch entry ``index`` of this
+        step, or ``saved`` from an earlier one): its KV, then its first token, sampled with its own
+        sampler from the same logits."""
+        lc, slot, n = self._lc, seq.slot, len(seq.tokens)
+        seq.twin_of = None
+        lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
+        # Across KV streams llama.cpp copies whole sequences (applied before the next decode); what the
+        # source generated after its prompt is cut here.
+        lc.llama_memory_seq_cp(self._mem, source.slot, slot, -1, -1)
+        if not lc.llama_memory_seq_rm(self._mem, slot, n, -1):
+            lc.llama_memory_seq_rm(self._mem, slot, -1, -1)  # cannot happen; compute the prompt instead
+            self._slots[slot].cached = []
+            seq.fed = seq.reused = 0
+            return
+        self._slots[slot].cached = list(seq.tokens)
+        seq.fed = seq.reused = n
+        if seq.chain is not None:
+            self._sample(seq, index, saved)
+
+    def _logits(self, index: int) -> np.ndarray:
+        ptr = self._lc.llama_get_logits_ith(self._ctx, index)
+        if not ptr:
+            raise RuntimeError(f"no logits for batch index {index}")
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float32, copy=True)
+
+    def _sample_saved(self, chain: Any, logits: np.ndarray) -> int:
+        """What llama_sampler_sample does with a context's logits, on logits kept from an earlier step."""
+        lc = self._lc
+        cur = np.empty(self.n_vocab, dtype=_TOKEN_DATA)
+        cur["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        cur["logit"] = logits
+        cur["p"] = 0.0
+        arr = lc.llama_token_data_array(
+            cur.ctypes.data_as(ctypes.POINTER(lc.llama_token_data)), self.n_vocab, -1, False
+        )
+        lc.llama_sampler_apply(chain, ctypes.byref(arr))
+        if not 0 <= arr.selected < arr.size:
+            raise RuntimeError("the sampler selected no token")
+        token = int(arr.data[arr.selected].id)
+        lc.llama_sampler_accept(chain, token)
+        return token
+
+    def _sample(self, seq: Sequence, index: int, saved: np.ndarray | None = None) -> None:
         lc = self._lc
         lp: TokenLogprob | None = None
-        if seq.logprobs is not None:
-            ptr = lc.llama_get_logits_ith(self._ctx, index)
-            if not ptr:
-                raise RuntimeError(f"no logits for batch index {index}")
-            logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float32, copy=True)
-        token = int(lc.llama_sampler_sample(seq.chain, self._ctx, index))
+        if saved is not None:
+            logits = saved
+            token = self._sample_saved(seq.chain, saved)
+        else:
+            if seq.logprobs is not None or seq.first_token_s is None:
+                logits = self._logits(index)
+            token = int(lc.llama_sampler_sample(seq.chain, self._ctx, index))
         if seq.first_token_s is None:
             seq.first_token_s = time.monotonic() - seq.submitted
+            seq.first_logits = logits  # kept while it runs, for a request with the same prompt
         if not 0 <= token < self.n_vocab:
             raise RuntimeError(f"the sampler returned token {token}")
         if self._is_eog(token):
@@ -500,6 +584,7 @@ class BatchScheduler:
             return
         seq.n_out += 1
         if seq.logprobs is not None:
+            logits = logits.copy()  # first_logits keeps the raw ones
             for t, b in (seq.sampling.logit_bias or {}).items():
                 if 0 <= t < self.n_vocab:
                     logits[t] += b

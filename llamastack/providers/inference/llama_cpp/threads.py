@@ -2,8 +2,13 @@
 
 All threads on an idle machine decode fastest, but llama.cpp's worker threads spin at every barrier of
 the graph: when another process takes a core, each barrier waits for a descheduled thread and one
-step can slow by 100x. Timing the steps finds that out within a step or two and falls back to fewer
+step can slow by 100x. Timing the steps finds that out within two steps and falls back to fewer
 threads; the larger count is tried again after a growing pause, so an idle machine gets it back.
+
+Only two things change the count: a probe (a small step run on another count) that beats the current
+count's average for steps of its size, or a collapse (two steps in a row far slower than the other
+count). Ordinary steps only update averages, so one slow step (a page fault, a burst of other work)
+or a stale average from minutes ago does not make the count flip back and forth.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from collections.abc import Callable
 _ALPHA = 0.3  # weight of the newest step in the running average
 _FIRST_PROBE_S = 2.0
 _MAX_PROBE_S = 60.0
-_COLLAPSE = 3.0  # a step this many times slower than another count's average switches at once
+_COLLAPSE = 3.0  # steps this many times slower than another count's average are a collapse
+_STRIKES = 2  # consecutive collapsed steps that switch the count (one can be a blip)
+_WIN = 0.9  # a probe must be this much faster than the current count to replace it
 _PROBE_TOKENS = 8  # probes run on small steps only: a collapsed large step can take seconds
 
 
@@ -31,25 +38,31 @@ class ThreadTuner:
         cores = os.cpu_count() or 1
         self.fixed = fixed
         self.counts = [fixed] if fixed else sorted({cores, max(1, cores // 2), 1}, reverse=True)
-        # Start safe: the fewest threads cannot collapse; the first small step tries more.
+        # Start safe: the fewest threads cannot collapse; the first small steps try more.
         self.best = self.counts[-1]
         self._clock = clock
         self._avg: dict[tuple[int, int], float] = {}
         self._probe_at = 0.0
         self._probe_gap = _FIRST_PROBE_S
         self._probing: int | None = None
+        self._strikes = 0
 
     def choose(self, n_tokens: int) -> int:
         if len(self.counts) == 1 or n_tokens > _PROBE_TOKENS:
             return self.best
-        now = self._clock()
-        if now < self._probe_at:
-            return self.best
         b = _bucket(n_tokens)
+        if (self.best, b) not in self._avg:
+            return self.best  # a probe is judged against this count's time at the same size
         others = [c for c in self.counts if c != self.best]
         unknown = [c for c in others if (c, b) not in self._avg]
-        self._probing = unknown[0] if unknown else others[int(now) % len(others)]
-        self._probe_at = now + self._probe_gap
+        now = self._clock()
+        if unknown:  # first time at this size: compare now (at most a few small steps)
+            self._probing = unknown[0]
+        elif now >= self._probe_at:
+            self._probing = others[int(now) % len(others)]
+            self._probe_at = now + self._probe_gap
+        else:
+            return self.best
         return self._probing
 
     def record(self, threads: int, n_tokens: int, seconds: float) -> None:
@@ -57,26 +70,36 @@ class ThreadTuner:
             return
         b = _bucket(n_tokens)
         key = (threads, b)
-        old = self._avg.get(key)
         probe, self._probing = threads == self._probing, None
         if probe:
-            # A probe that collapsed costs its whole step: under contention look again much later.
-            rival = self._avg.get((self.best, b))
-            grow = 4 if rival is not None and seconds > _COLLAPSE * rival else 2
-            self._probe_gap = min(_MAX_PROBE_S, self._probe_gap * grow)
-        # A probe's time stands alone: an average from before conditions changed would outvote it.
-        self._avg[key] = seconds if old is None or probe else (1 - _ALPHA) * old + _ALPHA * seconds
-        known = {c: self._avg[(c, b)] for c in self.counts if (c, b) in self._avg}
-        best = min(known, key=known.__getitem__)
-        if threads == self.best and not probe:
-            rivals = {c: v for c, v in known.items() if c != threads}
-            if rivals and seconds > _COLLAPSE * min(rivals.values()):
-                best = min(rivals, key=rivals.__getitem__)
-                self._avg[key] = max(self._avg[key], seconds)
-            elif not rivals and old is not None and seconds > _COLLAPSE * old:
-                best = self.counts[-1]  # far slower than usual, nothing to compare: the fewest threads
-        if best != self.best and (len(known) > 1 or best == self.counts[-1]):
-            self.best = best
+            current = self._avg.get((self.best, b))
+            if current is not None and seconds < _WIN * current:
+                self._switch(threads)
+            elif current is not None and seconds > _COLLAPSE * current:
+                # A probe that collapsed costs its whole step: under contention look again much later.
+                self._probe_gap = min(_MAX_PROBE_S, self._probe_gap * 4)
+            else:
+                self._probe_gap = min(_MAX_PROBE_S, self._probe_gap * 2)
+            self._avg[key] = seconds  # a probe's time stands alone: conditions may have changed since
+            return
+        old = self._avg.get(key)
+        self._avg[key] = seconds if old is None else (1 - _ALPHA) * old + _ALPHA * seconds
+        if threads != self.best:
+            return
+        rivals = {c: self._avg[(c, b)] for c in self.counts if c != threads and (c, b) in self._avg}
+        if rivals:
+            collapsed = seconds > _COLLAPSE * min(rivals.values())
+        else:  # nothing to compare with: far slower than usual
+            collapsed = old is not None and seconds > _COLLAPSE * old
+        self._strikes = self._strikes + 1 if collapsed else 0
+        if self._strikes >= _STRIKES:
+            self._avg[key] = max(self._avg[key], seconds)  # keep this count from looking fast
+            self._switch(min(rivals, key=rivals.__getitem__) if rivals else self.counts[-1])
+
+    def _switch(self, threads: int) -> None:
+        self._strikes = 0
+        if threads != self.best:
+            self.best = threads
             self._probe_gap = _FIRST_PROBE_S  # conditions changed: look again soon
             self._probe_at = self._clock() + self._probe_gap
 

