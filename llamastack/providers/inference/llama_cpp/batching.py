@@ -484,6 +484,9 @@ class BatchScheduler:
         if not entries:
             return
         assert len(entries) <= limits.n_batch
+        # In sequence order: a step whose sequences come out of order costs llama.cpp much more (8
+        # sequences: 105-148 tok/s against 199-218 sorted, once requests had arrived in random order).
+        entries.sort(key=lambda e: (e[0].slot, e[2]))
         for i, (seq, token, pos, logits) in enumerate(entries):
             if not 0 <= token < self.n_vocab or not 0 <= pos < self.n_ctx_seq:
                 raise RuntimeError(f"invalid batch entry: token {token} at position {pos}")
