@@ -48,6 +48,18 @@ def engine() -> Iterator[LlamaCppModel]:
         model.close()
 
 
+async def _alone(seeds: list[int | None]) -> list[str]:
+    """Each seed's output computed one at a time on an engine of its own (so nothing is cached)."""
+    texts = []
+    for seed in seeds:
+        fresh = LlamaCppModel(GGUF, CONFIG, grow=False)
+        try:
+            texts.append(await _text(fresh, seed))
+        finally:
+            fresh.close()
+    return texts
+
+
 async def _grown(engine: LlamaCppModel) -> None:
     for _ in range(600):
         if len(engine._scheduler._slots) == CONFIG.max_parallel:
@@ -60,7 +72,7 @@ async def test_the_same_prompt_is_computed_once_and_every_output_is_exact(engine
     await _grown(engine)
     n_prompt = len(engine.completion_prompt(PROMPT))
     seeds = [None, 7, 11, 1234]
-    alone = [await _text(engine, s) for s in seeds]
+    alone = await _alone(seeds)
     assert len(set(alone[1:])) > 1  # the seeds do sample differently
 
     before = engine._scheduler.prompt_tokens_computed
@@ -71,7 +83,7 @@ async def test_the_same_prompt_is_computed_once_and_every_output_is_exact(engine
 
 async def test_a_twin_whose_source_is_cancelled_computes_the_prompt_itself(engine: LlamaCppModel) -> None:
     await _grown(engine)
-    alone = await _text(engine, None)
+    (alone,) = await _alone([None])
     first = asyncio.ensure_future(_text(engine, None))
     second = asyncio.ensure_future(_text(engine, None))
     await asyncio.sleep(0)  # both submitted; cancel the first before its prompt is computed
@@ -81,11 +93,13 @@ async def test_a_twin_whose_source_is_cancelled_computes_the_prompt_itself(engin
         await first
 
 
-async def test_a_request_arriving_after_the_prompt_was_computed_still_shares_it(engine: LlamaCppModel) -> None:
+async def test_a_request_arriving_after_the_prompt_was_computed_still_shares_it(
+    engine: LlamaCppModel,
+) -> None:
     """The second of two streamed choices starts after the first has sent its first token (the way
     the OpenAI route starts n > 1 streams): it takes the prompt's KV and first logits all the same."""
     await _grown(engine)
-    alone = [await _text(engine, s) for s in (None, 5)]
+    alone = await _alone([None, 5])
     before = engine._scheduler.prompt_tokens_computed
     first_chunk = asyncio.Event()
     parts: list[str] = []
@@ -104,3 +118,21 @@ async def test_a_request_arriving_after_the_prompt_was_computed_still_shares_it(
     second = await _text(engine, 5)
     assert [await task, second] == alone
     assert engine._scheduler.prompt_tokens_computed - before == len(engine.completion_prompt(PROMPT))
+
+
+async def test_a_repeated_prompt_starts_from_the_finished_request_and_gives_the_same_output(
+    engine: LlamaCppModel,
+) -> None:
+    """A retry or a repeated question finds its prompt still in a free slot: nothing is computed again,
+    and greedy or seeded output is what the first request got; another prompt in between changes
+    nothing."""
+    await _grown(engine)
+    first = [await _text(engine, s) for s in (None, 3)]
+    other = engine.generate(
+        engine.completion_prompt("A different prompt."), 8, _sampling(None), [], None, model_id="smol"
+    )
+    await other
+    before = engine._scheduler.prompt_tokens_computed
+    again = [await _text(engine, s) for s in (None, 3)]
+    assert again == first
+    assert engine._scheduler.prompt_tokens_computed == before

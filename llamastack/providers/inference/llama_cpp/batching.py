@@ -91,7 +91,6 @@ class Sequence:
     lender: Sequence | None = None  # a running sequence whose prompt prefix this one will copy
     share: int = 0  # tokens of prefix shared with the lender
     twin_of: Sequence | None = None  # a running sequence with the same prompt, computed once for both
-    first_logits: np.ndarray | None = None  # the prompt's last logits, for a twin that comes later
     text: str = ""
     out: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None
@@ -110,6 +109,17 @@ class _Slot:
     cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence's stream
     seq: Sequence | None = None
     used_at: float = 0.0
+    # The logits that followed the prompt ``cached[:prompt_len]`` (raw, before any bias): a request with
+    # that very prompt starts from this KV and these logits without computing anything, exactly.
+    prompt_logits: np.ndarray | None = None
+    prompt_len: int = 0
+
+    def serves(self, tokens: list[int]) -> bool:
+        n = len(tokens)
+        return self.prompt_logits is not None and self.prompt_len == n and self.cached[:n] == tokens
+
+    def forget_prompt(self) -> None:
+        self.prompt_logits, self.prompt_len = None, 0
 
 
 # A sequence's saved state (llama_state_seq_get_data) is an 8-byte header, the context's number of KV
@@ -308,6 +318,7 @@ class BatchScheduler:
                 log.warning("Could not move slot %d into the full KV cache; trying again when idle", i)
                 return False
             state.cached.clear()  # only the cached prefix of a finished request is lost
+            state.forget_prompt()
         lc.llama_set_n_threads(new, self._threads, self._threads)
         self._ctx, self._mem = new, new_mem
         self._cold = True
@@ -329,6 +340,18 @@ class BatchScheduler:
         seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         seq.logprobs = [] if seq.sampling.logprobs is not None else None
         free = [i for i, s in enumerate(self._slots) if s.seq is None]
+        # The same prompt as a finished request whose slot still holds it (a retry, a repeated
+        # question): nothing to compute.
+        n = len(seq.tokens)
+        for i in free:
+            state = self._slots[i]
+            if state.serves(seq.tokens) and lc.llama_memory_seq_rm(self._mem, i, n, -1):
+                del state.cached[n:]
+                state.seq = seq
+                seq.slot, seq.fed, seq.reused = i, n, n
+                self._active.append(seq)
+                self._sample(seq, -1, state.prompt_logits)
+                return
         # The free slot holding the longest prefix of this prompt; else the one unused longest.
         cap = len(seq.tokens) - 1 if self.limits.prefix_reuse else 0  # the last token must be evaluated
         reuse = {i: min(_common_prefix(self._slots[i].cached, seq.tokens), cap) for i in free}
@@ -339,6 +362,7 @@ class BatchScheduler:
             keep = 0
         state = self._slots[slot]
         del state.cached[keep:]
+        state.forget_prompt()  # this sequence's own prompt replaces it at its first token
         state.seq = seq
         seq.slot, seq.fed, seq.reused = slot, keep, keep
         # A running sequence with the same prompt computes it for both, or has: this one takes its KV
@@ -351,9 +375,10 @@ class BatchScheduler:
                     seq.twin_of = other
                     self._active.append(seq)
                     return
-                if other.first_logits is not None:
+                saved = self._slots[other.slot].prompt_logits
+                if saved is not None and self._slots[other.slot].serves(seq.tokens):
                     self._active.append(seq)
-                    self._take_twin(seq, other, -1, other.first_logits)
+                    self._take_twin(seq, other, -1, saved)
                     return
         # A running sequence whose prompt starts the same way (agents sharing a system prompt) can
         # lend its KV: this one waits for that prefix to be computed, then copies it.
@@ -378,10 +403,12 @@ class BatchScheduler:
                 lc.llama_memory_seq_cp(self._mem, lender.slot, slot, -1, -1)
                 if lc.llama_memory_seq_rm(self._mem, slot, have, -1):
                     self._slots[slot].cached = self._slots[lender.slot].cached[:have]
+                    self._slots[slot].forget_prompt()
                     seq.fed = seq.reused = have
                 else:  # cannot happen for a full copy; start from scratch rather than trust the cache
                     lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
                     self._slots[slot].cached = []
+                    self._slots[slot].forget_prompt()
                     seq.fed = seq.reused = 0
         seq.lender = None
         return True
@@ -428,7 +455,6 @@ class BatchScheduler:
         return chain
 
     def _release(self, seq: Sequence) -> None:
-        seq.first_logits = None
         if seq in self._active:
             self._active.remove(seq)
         if seq.chain is not None:
@@ -443,6 +469,7 @@ class BatchScheduler:
         if seq.slot >= 0:  # what was decoding may be half-written: forget the slot's cache
             self._lc.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
             self._slots[seq.slot].cached.clear()
+            self._slots[seq.slot].forget_prompt()
         self._release(seq)
         seq.done(exc)
 
@@ -537,6 +564,7 @@ class BatchScheduler:
         if not lc.llama_memory_seq_rm(self._mem, slot, n, -1):
             lc.llama_memory_seq_rm(self._mem, slot, -1, -1)  # cannot happen; compute the prompt instead
             self._slots[slot].cached = []
+            self._slots[slot].forget_prompt()
             seq.fed = seq.reused = 0
             return
         self._slots[slot].cached = list(seq.tokens)
@@ -579,7 +607,8 @@ class BatchScheduler:
             token = int(lc.llama_sampler_sample(seq.chain, self._ctx, index))
         if seq.first_token_s is None:
             seq.first_token_s = time.monotonic() - seq.submitted
-            seq.first_logits = logits  # kept while it runs, for a request with the same prompt
+            state = self._slots[seq.slot]
+            state.prompt_logits, state.prompt_len = logits, len(seq.tokens)
         if not 0 <= token < self.n_vocab:
             raise RuntimeError(f"the sampler returned token {token}")
         if self._is_eog(token):
@@ -587,7 +616,7 @@ class BatchScheduler:
             return
         seq.n_out += 1
         if seq.logprobs is not None:
-            logits = logits.copy()  # first_logits keeps the raw ones
+            logits = logits.copy()  # the slot keeps the raw ones
             for t, b in (seq.sampling.logit_bias or {}).items():
                 if 0 <= t < self.n_vocab:
                     logits[t] += b
