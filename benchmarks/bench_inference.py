@@ -576,8 +576,9 @@ class LoadResult:
         return self.tokens / self.wall_s
 
 
-def streaming_load(target: Target, clients: int, max_tokens: int) -> LoadResult:
-    """`clients` streaming requests at once, each its own prompt; aggregate tok/s over the wall time."""
+def streaming_load(target: Target, clients: int, max_tokens: int, tag: str = "") -> LoadResult:
+    """`clients` streaming requests at once, each its own prompt (`tag` makes them new to the server,
+    so no round starts from an earlier one's cache); aggregate tok/s over the wall time."""
     samples: list[StreamSample | None] = [None] * clients
     gate = threading.Barrier(clients + 1)
 
@@ -586,7 +587,8 @@ def streaming_load(target: Target, clients: int, max_tokens: int) -> LoadResult:
             gate.wait()
             # A stream the server cuts off counts as failed below.
             with contextlib.suppress(httpx.HTTPError):
-                samples[i] = chat_stream(client, target, messages(f"{LONG_PROMPT} Story {i}."), max_tokens)
+                prompt = messages(f"{LONG_PROMPT} Story {tag}{i}.")
+                samples[i] = chat_stream(client, target, prompt, max_tokens)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -621,9 +623,9 @@ def run_target(target: Target, condition: str, args: argparse.Namespace) -> Targ
     # Rounds interleave the client counts, so a drift in the machine's speed (seen to reach 30% here
     # within minutes) falls on every count alike; each count reports its median round.
     rounds: dict[int, list[LoadResult]] = {c: [] for c in args.load_clients}
-    for _ in range(args.load_rounds):
+    for r in range(args.load_rounds):
         for c in args.load_clients:
-            rounds[c].append(streaming_load(target, c, args.load_tokens))
+            rounds[c].append(streaming_load(target, c, args.load_tokens, tag=f"{r}.{c}."))
     loads = [_median_load(rounds[c]) for c in args.load_clients]
     return TargetRun(target.name, condition, latency, statistics.median(rates), loads)
 
