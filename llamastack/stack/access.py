@@ -99,14 +99,18 @@ class OwnerIndex:
         if owner is None:
             await self.store.delete(self.prefix + record_id)  # a leftover must not own a new record
         else:
-            await self.store.set(self.prefix + record_id, json.dumps({"id": record_id, "owner": owner}))
+            await self.store.set(*self.row(record_id, owner))
+
+    def row(self, record_id: str, owner: str) -> tuple[str, str]:
+        """The (key, value) that records `owner` for a record, for a batch write (`set_many`)."""
+        return self.prefix + record_id, json.dumps({"id": record_id, "owner": owner})
 
     async def set_in(self, tx: KVTransaction, record_id: str, owner: str | None) -> None:
         """`set`, as part of a transaction on the same store."""
         if owner is None:
             await tx.delete(self.prefix + record_id)
         else:
-            await tx.set(self.prefix + record_id, json.dumps({"id": record_id, "owner": owner}))
+            await tx.set(*self.row(record_id, owner))
 
     async def owner(self, record_id: str) -> str | None:
         raw = await self.store.get(self.prefix + record_id)

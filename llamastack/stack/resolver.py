@@ -101,7 +101,7 @@ class Stack:
         tables = self.tables()
         if not tables:
             return
-        marker = self.store.data_version_now() if isinstance(self.store, SqliteKVStore) else None
+        marker = await self.store.data_version() if isinstance(self.store, SqliteKVStore) else None
         if marker is not None and marker == self._synced_at:
             return
         versions = dict(await self.store.items_with_prefix(VERSION_PREFIX))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,10 @@ class GatedKV(SqliteKVStore):
     async def set(self, key: str, value: str) -> None:
         await self.gate.wait()
         await super().set(key, value)
+
+    async def set_many(self, items: Sequence[tuple[str, str]]) -> None:
+        await self.gate.wait()
+        await super().set_many(items)
 
 
 def _completion(completion_id: str, model: str = "m") -> o.OpenAIChatCompletion:
@@ -89,4 +94,48 @@ async def test_an_invalid_completion_fails_the_save_and_is_never_written(tmp_pat
         await store.save(broken, _ASKED)
     await store.close()
     assert await kv.get("chat_completion:bad") is None
+    await kv.close()
+
+
+class CountingKV(SqliteKVStore):
+    """Counts commits of batches; fails any batch of more than `fail_over` pairs, once armed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+        self.fail_over: int | None = None
+
+    async def set_many(self, items: Sequence[tuple[str, str]]) -> None:
+        if self.fail_over is not None and len(items) > self.fail_over:
+            raise OSError("disk full")
+        self.batches.append(len(items))
+        await super().set_many(items)
+
+
+async def test_completions_saved_together_reach_the_disk_in_one_commit(tmp_path: Path) -> None:
+    kv = CountingKV(tmp_path / "kv.db")
+    store = ChatCompletionStore(kv, enabled=True)
+    with acting_as(Principal("key-a")):  # an owner row rides with each record
+        for i in range(30):
+            await store.save(_completion(f"c{i}"), _ASKED)
+    await asyncio.sleep(0.2)  # the writer's delay, then one drain
+    assert kv.batches == [60]
+    assert len(await kv.values_with_prefix("chat_completion:")) == 30
+    await store.close()
+    await kv.close()
+
+
+async def test_a_failed_batch_is_written_one_record_at_a_time(tmp_path: Path) -> None:
+    kv = CountingKV(tmp_path / "kv.db")
+    kv.fail_over = 1
+    store = ChatCompletionStore(kv, enabled=True)
+    for i in range(3):
+        await store.save(_completion(f"c{i}"), _ASKED)
+    await store.close()
+    assert kv.batches == [1, 1, 1]
+    assert sorted(k for k, _ in await kv.items_with_prefix("chat_completion:")) == [
+        "chat_completion:c0",
+        "chat_completion:c1",
+        "chat_completion:c2",
+    ]
     await kv.close()

@@ -3,6 +3,7 @@ and a registration made through another connection to the file is taken in on th
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from llamastack.stack.apis.models import Model
@@ -30,12 +31,12 @@ async def _stack(store: SqliteKVStore) -> Stack:
 async def test_data_version_counts_only_other_connections_commits(tmp_path: Path) -> None:
     a, b = SqliteKVStore(tmp_path / "s.db"), SqliteKVStore(tmp_path / "s.db")
     try:
-        before = a.data_version_now()
+        before = await a.data_version()
         assert before is not None
         await a.set("k", "1")
-        assert a.data_version_now() == before  # its own write
+        assert await a.data_version() == before  # its own write
         await b.set("k", "2")
-        assert a.data_version_now() != before
+        assert await a.data_version() != before
     finally:
         await a.close()
         await b.close()
@@ -72,3 +73,32 @@ async def test_a_registration_through_another_connection_is_served_after_the_nex
     finally:
         await store_a.close()
         await store_b.close()
+
+
+async def test_a_write_of_its_own_under_way_does_not_make_the_sync_read_the_registries(
+    tmp_path: Path,
+) -> None:
+    """The connection busy with this server's own write (a stored answer on a worker thread) is waited
+    for, not taken as "something may have changed": no read of the registries for it."""
+    store = SqliteKVStore(tmp_path / "s.db")
+    try:
+        stack = await _stack(store)
+        reads = 0
+        original = store.items_with_prefix
+
+        async def counted(prefix: str) -> list[tuple[str, str]]:
+            nonlocal reads
+            reads += prefix == VERSION_PREFIX
+            return await original(prefix)
+
+        store.items_with_prefix = counted  # type: ignore[method-assign]
+        await stack.sync_registries()
+        assert reads == 1
+        writes = [asyncio.ensure_future(store.set(f"k{i}", "v" * 1000)) for i in range(20)]
+        for _ in range(20):
+            await stack.sync_registries()
+            await asyncio.sleep(0)
+        await asyncio.gather(*writes)
+        assert reads == 1
+    finally:
+        await store.close()

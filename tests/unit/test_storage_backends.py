@@ -133,6 +133,18 @@ async def test_insert_conflicts_and_put_many_is_atomic(opener: Opener) -> None:
     assert [k for k, _ in await records.items()] == ["c"]
 
 
+async def test_set_many_writes_every_pair_in_one_commit_or_none(opener: Opener) -> None:
+    kv = (await opener()).namespaced("ns")
+    await kv.set_many([("k1", "one"), ("k2", "two")])
+    await kv.set_many([("k2", "second"), ("k3", "three")])  # an existing key is replaced
+    assert await kv.items_with_prefix("k") == [("k1", "one"), ("k2", "second"), ("k3", "three")]
+    with pytest.raises(Exception):  # noqa: B017 - the backends' own error for a NULL value
+        await kv.set_many([("k4", "four"), ("k5", None)])  # type: ignore[list-item]
+    assert await kv.get("k4") is None  # the valid pair before the failing one was not kept
+    other = await opener()  # another replica sees the batch
+    assert await other.get("ns:k3") == "three"
+
+
 async def test_cursor_pages_skip_unreadable_records(opener: Opener, caplog: pytest.LogCaptureFixture) -> None:
     kv = await opener()
     records = RecordStore(kv, Counter, kind="counter")

@@ -7,9 +7,11 @@ Each record is validated before it is written; one that no longer validates is l
 never a 500. With API keys, a key sees only its own completions.
 
 Writes are behind the answer: ``save`` validates the record and hands it to one background writer,
-so a request does not wait for the disk (two synced sqlite writes, several milliseconds); the writer
-starts a few milliseconds later, once the answer has gone out. Until the writer has stored it, the
-record is read from memory, so a GET right after the create finds it.
+so a request does not wait for the disk (a synced sqlite commit, several milliseconds); the writer
+starts 50 ms later (5 ms on a shared database, which other replicas read), once the answer has gone
+out, and writes everything waiting by then in one commit (so a busy server pays for one commit per
+batch, not per answer). Until the writer has
+stored it, the record is read from memory, so a GET right after the create finds it.
 ``close`` (at shutdown) writes whatever is still waiting. A record acknowledged just before a crash
 of the process may be lost; these are a log of answers already given, not state a client relies on
 to proceed. When the writer falls far behind, ``save`` writes inline instead (bounded memory).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import logging
 from dataclasses import dataclass
 
@@ -27,7 +30,7 @@ from ..access import OwnerIndex, can_see, owner_for_new_record
 from ..apis.common import Order
 from ..apis.inference import openai as o
 from ..errors import BadRequestError, NotFoundError
-from ..storage.kvstore import KVStore
+from ..storage.kvstore import KVStore, shared_by_replicas
 from ..storage.records import RecordStore
 
 log = logging.getLogger(__name__)
@@ -35,9 +38,13 @@ log = logging.getLogger(__name__)
 _KIND = "chat_completion"
 MAX_LIST_LIMIT = 100
 _MAX_PENDING = 1000  # beyond this many unwritten records, saves write inline
+_MAX_BATCH = 100  # records per commit
 # The writer starts this long after a save: by then the answer is on its way, so the write (a thread
-# hop and a synced commit, about 1 ms of CPU) does not compete with sending it.
-_WRITE_DELAY_S = 0.005
+# hop and a synced commit, about 1 ms of CPU) does not compete with sending it, and the answers of
+# the meantime share its commit. Another replica reads only what is written, so on a shared database
+# the wait is short (there a commit is a round trip to the server, not a sync of a local file).
+_WRITE_DELAY_S = 0.05
+_SHARED_WRITE_DELAY_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class ChatCompletionStore:
         self._pending: dict[str, _Pending] = {}  # validated, not yet written; insertion order
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._delay_s = _SHARED_WRITE_DELAY_S if shared_by_replicas(store) else _WRITE_DELAY_S
         self._closed = False
 
     def wants(self, request_store: bool | None) -> bool:
@@ -92,30 +100,38 @@ class ChatCompletionStore:
                 self._write_behind(), context=contextvars.Context()
             )
 
+    def _rows(self, completion_id: str, pending: _Pending) -> list[tuple[str, str]]:
+        # The owner with the record, in the same commit: never an unowned one. Without an owner (no
+        # API keys) there is nothing to write: the id is a fresh one of this server's, so no leftover
+        # can own it.
+        rows = [] if pending.owner is None else [self.owners.row(completion_id, pending.owner)]
+        return [*rows, (self.records.prefix + completion_id, pending.raw)]
+
     async def _write(self, completion_id: str, pending: _Pending) -> None:
-        # The owner before the record: never an unowned one. Without an owner (no API keys) there is
-        # nothing to write: the id is a fresh one of this server's, so no leftover can own it.
-        if pending.owner is not None:
-            await self.owners.set(completion_id, pending.owner)
-        await self.records.kv.set(self.records.prefix + completion_id, pending.raw)
+        await self.records.kv.set_many(self._rows(completion_id, pending))
 
     async def _write_behind(self) -> None:
         while True:
             await self._wake.wait()
-            await asyncio.sleep(_WRITE_DELAY_S)
+            await asyncio.sleep(self._delay_s)
             self._wake.clear()
             await self._drain()
 
     async def _drain(self) -> None:
         while self._pending:
-            completion_id, pending = next(iter(self._pending.items()))
+            batch = list(itertools.islice(self._pending.items(), _MAX_BATCH))
             try:
-                await self._write(completion_id, pending)
-            except Exception:  # the disk failed this one; keep writing the others
-                log.exception("Could not store chat completion '%s'", completion_id)
-            # Only once written: until then reads find it here.
-            if self._pending.get(completion_id) is pending:
-                del self._pending[completion_id]
+                await self.records.kv.set_many([row for cid, p in batch for row in self._rows(cid, p)])
+            except Exception:  # the batch failed: one at a time, so one bad write loses only itself
+                for completion_id, pending in batch:
+                    try:
+                        await self._write(completion_id, pending)
+                    except Exception:
+                        log.exception("Could not store chat completion '%s'", completion_id)
+            for completion_id, pending in batch:
+                # Only once written: until then reads find it here.
+                if self._pending.get(completion_id) is pending:
+                    del self._pending[completion_id]
 
     async def close(self) -> None:
         """Writes every record still waiting; later saves write inline."""

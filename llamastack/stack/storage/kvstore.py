@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +52,10 @@ class KVStore(Protocol):
 
     async def insert_if_absent(self, key: str, value: str) -> bool:
         """Writes the value only if the key has none; whether it did (False: someone else's is there)."""
+        ...
+
+    async def set_many(self, items: Sequence[tuple[str, str]]) -> None:
+        """Writes every (key, value) pair in one commit: all of them or, on an error, none."""
         ...
 
     async def items_after(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, str]]:
@@ -107,6 +111,18 @@ class _SqliteDB:
     def changed(self, sql: str, params: tuple[object, ...]) -> int:
         with self.lock:
             return self.conn.execute(sql, params).rowcount
+
+    def run_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """One statement over many rows, in one transaction (one commit, one sync to disk)."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(sql, rows)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self.lock:
@@ -185,6 +201,13 @@ class SqliteKVStore(_SqliteOps):
     async def values_with_prefix(self, prefix: str) -> list[str]:
         return [value for _, value in await self.items_with_prefix(prefix)]
 
+    async def set_many(self, items: Sequence[tuple[str, str]]) -> None:
+        if not items:
+            return
+        rows = [(self.prefix + key, value) for key, value in items]
+        async with self.db.tx_lock:
+            await asyncio.to_thread(self.db.run_many, _SET, rows)
+
     async def items_after(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, str]]:
         start = self.prefix + prefix
         rows = await self._exec(_PAGE, (start, start + _END, self.prefix + (after or ""), limit))
@@ -212,18 +235,27 @@ class SqliteKVStore(_SqliteOps):
     def namespaced(self, namespace: str) -> SqliteKVStore:
         return SqliteKVStore(self.path, f"{self.prefix}{namespace}", _db=self.db)
 
-    def data_version_now(self) -> int | None:
+    async def data_version(self) -> int | None:
         """sqlite's count of commits made by other connections to the file (``PRAGMA data_version``;
-        this connection's own do not count), or None when the connection is busy (a statement on a
-        worker thread, or a transaction open). It reads the WAL index, not the disk: microseconds,
-        so it runs on the caller's thread, and a check per request costs no thread hand-off."""
+        this connection's own do not count), None once closed. It reads the WAL index, not the disk:
+        microseconds, so it runs on the caller's thread when the connection is free (a check per
+        request then costs no thread hand-off), and on a worker once a statement there is done.
+        Inside a transaction of ours it is still right: no other connection commits meanwhile."""
         db = self.db
-        if db.tx_lock.locked() or not db.lock.acquire(blocking=False):
-            return None
-        try:
-            return None if db.closed else int(db.conn.execute("PRAGMA data_version").fetchone()[0])
-        finally:
-            db.lock.release()
+        if db.lock.acquire(blocking=False):
+            try:
+                return self._probe()
+            finally:
+                db.lock.release()
+        return await asyncio.to_thread(self._locked_probe)
+
+    def _locked_probe(self) -> int | None:
+        with self.db.lock:
+            return self._probe()
+
+    def _probe(self) -> int | None:
+        db = self.db
+        return None if db.closed else int(db.conn.execute("PRAGMA data_version").fetchone()[0])
 
     async def close(self) -> None:
         if self._owner:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import StorageConfig
@@ -187,6 +187,19 @@ class PostgresKVStore:
 
     async def values_with_prefix(self, prefix: str) -> list[str]:
         return [value for _, value in await self.items_with_prefix(prefix)]
+
+    async def set_many(self, items: Sequence[tuple[str, str]]) -> None:
+        if not items:
+            return
+        for key, value in items:
+            _check_text(key, value)
+        rows = [(self.prefix + key, value) for key, value in items]
+
+        async def write(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.executemany(_SET, rows)
+
+        await self._pool.call(write)
 
     async def items_after(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, str]]:
         _check_text(prefix, after or "")
