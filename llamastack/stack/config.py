@@ -374,8 +374,10 @@ def load_run_config(path: str | Path, env: Mapping[str, str] | None = None) -> R
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Run config '{path}' does not exist. Try `llama-stack list-distributions`.")
+    # libyaml's loader where PyYAML has it: the same documents, parsed in a fraction of the time.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"Run config '{path}' is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
