@@ -305,14 +305,15 @@ def start_llama_cpp_engine(
     embedding: bool = False,
     aliases: tuple[str, ...] = (),
     host: str = "127.0.0.1",
+    model_path: str | None = None,
 ) -> Engine:
     """SmolLM2 behind llama_cpp.server as ENGINE_MODEL; with `aliases`, under each of those names
     instead (a config file naming the same GGUF once per alias: GET /v1/models lists them all).
     ``host``: another local address to bind instead of loopback (e.g. the Docker bridge's, for
-    containers to reach it)."""
+    containers to reach it). ``model_path``: another GGUF to serve as ENGINE_MODEL instead."""
     port = port or free_port()
     log_path = log_dir / f"llama-cpp-server-{port}.log"
-    model_args = ["--model", smollm2_path(), "--model_alias", ENGINE_MODEL]
+    model_args = ["--model", model_path or smollm2_path(), "--model_alias", ENGINE_MODEL]
     if aliases:
         config_path = log_dir / f"llama-cpp-server-{port}.json"
         models = [{"model": smollm2_path(), "model_alias": a, "n_ctx": 2048, "n_threads": 1} for a in aliases]
