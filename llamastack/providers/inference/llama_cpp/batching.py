@@ -56,6 +56,13 @@ _PENALTY_LAST_N = 64  # tokens the repetition penalties look back over (llama-cp
 _MIN_COPY = 16  # shared prefix (tokens) worth copying another slot's KV stream for: a copy costs about
 # as much as computing 4 prompt tokens (a whole KV stream moves, 13-15 ms on 2 cores)
 _TOGETHER_S = 0.05  # requests submitted this close together count as one burst
+# llama.cpp picks its kernels by how many rows of one sequence a step holds: one (a decode), 2-63, or
+# 64 and more, where its CPU flash attention takes a tiled kernel that rounds differently (and one
+# row takes other matrix kernels). Within a kind, each row comes out the same however the rows are
+# grouped. So a prompt computed in pieces of its own kind has the very KV (and logits) it has computed
+# in one piece, and a prompt may start from another's KV when both are of one kind
+# (tests/unit/test_piece_kinds.py checks this against the installed llama.cpp).
+_TILED_ROWS = 64
 _GROW_NICE = 10  # the thread that makes the full KV cache runs at this nice value
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
 
@@ -91,6 +98,8 @@ class Sequence:
     lender: Sequence | None = None  # a running sequence whose prompt prefix this one will copy
     share: int = 0  # tokens of prefix shared with the lender
     twin_of: Sequence | None = None  # a running sequence with the same prompt, computed once for both
+    exact: bool = True  # its prompt's KV is what computing it in one piece gives (see _TILED_ROWS)
+    lend_exact: bool = True  # whether the lender's prefix keeps it exact
     text: str = ""
     out: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None
@@ -104,6 +113,9 @@ class Sequence:
         return self.fed < len(self.tokens)
 
 
+Entry = tuple[Sequence, int, int, bool]  # a batch row: sequence, token, position, wants logits
+
+
 @dataclass
 class _Slot:
     cached: list[int] = field(default_factory=list)  # tokens whose KV is in this sequence's stream
@@ -113,10 +125,24 @@ class _Slot:
     # that very prompt starts from this KV and these logits without computing anything, exactly.
     prompt_logits: np.ndarray | None = None
     prompt_len: int = 0
+    # ``cached[:exact_len]`` was computed as (part of) a prompt of kind ``exact_kind`` in pieces of
+    # that kind: what a prompt of that kind computes there in one piece.
+    exact_len: int = 0
+    exact_kind: int = -1
 
     def serves(self, tokens: list[int]) -> bool:
         n = len(tokens)
         return self.prompt_logits is not None and self.prompt_len == n and self.cached[:n] == tokens
+
+    def truncate(self, n: int) -> None:
+        del self.cached[n:]
+        self.exact_len = min(self.exact_len, n)
+
+    def replace(self, tokens: list[int], exact_len: int, exact_kind: int) -> None:
+        """Another stream's KV copied in: these tokens, exact as far as the source's were."""
+        self.cached = tokens
+        self.exact_len, self.exact_kind = exact_len, exact_kind
+        self.forget_prompt()
 
     def forget_prompt(self) -> None:
         self.prompt_logits, self.prompt_len = None, 0
@@ -137,6 +163,37 @@ def _restreamed(blob: bytes, n_stream: int, to_streams: int) -> bytes | None:
     if n_stream != 1 or len(blob) < start + 8 or int.from_bytes(blob[start : start + 4], "little") != 1:
         return None
     return blob[:start] + to_streams.to_bytes(4, "little") + blob[start + 4 :] + bytes(4 * (to_streams - 1))
+
+
+def _kind(rows: int) -> int:
+    """Which of llama.cpp's kernels computes a piece of this many rows of one sequence."""
+    return 0 if rows <= 1 else 1 if rows < _TILED_ROWS else 2
+
+
+def _least_piece(kind: int) -> int:
+    """The fewest rows a piece of this kind has."""
+    return (1, 2, _TILED_ROWS)[kind]
+
+
+def _exact_share(region: int, region_kind: int, common: int, n: int) -> int:
+    """How much of another prompt's KV (its first ``region`` tokens, computed as a prompt of
+    ``region_kind``) a prompt of ``n`` tokens sharing ``common`` of them can start from, exactly: the
+    kinds must agree, and what is left to compute must still be a piece of that kind."""
+    kind = _kind(n)
+    if region_kind != kind or kind == 0:
+        return 0
+    return max(0, min(region, common, n - _least_piece(kind)))
+
+
+def _prefill_take(seq: Sequence, room: int) -> int:
+    """How many of ``seq``'s prompt tokens to compute in a step with ``room`` for them: all that are
+    left if they fit, else a piece that leaves a piece of the prompt's kind (0: none fits)."""
+    left = len(seq.tokens) - seq.fed
+    if room >= left or not seq.exact:
+        return min(room, left)
+    least = _least_piece(_kind(len(seq.tokens)))
+    take = min(room, left - least)
+    return take if take >= least else 0
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -317,7 +374,7 @@ class BatchScheduler:
             if state.seq is not None:
                 log.warning("Could not move slot %d into the full KV cache; trying again when idle", i)
                 return False
-            state.cached.clear()  # only the cached prefix of a finished request is lost
+            state.truncate(0)  # only the cached prefix of a finished request is lost
             state.forget_prompt()
         lc.llama_set_n_threads(new, self._threads, self._threads)
         self._ctx, self._mem = new, new_mem
@@ -343,25 +400,35 @@ class BatchScheduler:
         # The same prompt as a finished request whose slot still holds it (a retry, a repeated
         # question): nothing to compute.
         n = len(seq.tokens)
+        loose = self.limits.prefix_reuse  # also reuse KV that is not exactly this prompt's own
         for i in free:
             state = self._slots[i]
-            if state.serves(seq.tokens) and lc.llama_memory_seq_rm(self._mem, i, n, -1):
-                del state.cached[n:]
+            if (
+                state.serves(seq.tokens)
+                and (loose or state.exact_len >= n)
+                and lc.llama_memory_seq_rm(self._mem, i, n, -1)
+            ):
+                state.truncate(n)
                 state.seq = seq
                 seq.slot, seq.fed, seq.reused = i, n, n
                 self._active.append(seq)
                 self._sample(seq, -1, state.prompt_logits)
                 return
-        # The free slot holding the longest prefix of this prompt; else the one unused longest.
-        cap = len(seq.tokens) - 1 if self.limits.prefix_reuse else 0  # the last token must be evaluated
-        reuse = {i: min(_common_prefix(self._slots[i].cached, seq.tokens), cap) for i in free}
-        slot = max(free, key=lambda i: (reuse[i], -self._slots[i].used_at))
-        keep = reuse[slot]
+        # The free slot holding the longest prefix of this prompt it can start from; else the one
+        # unused longest.
+        reuse = {
+            i: self._usable(
+                self._slots[i].cached, self._slots[i].exact_len, self._slots[i].exact_kind, n, seq
+            )
+            for i in free
+        }
+        slot = max(free, key=lambda i: (reuse[i][0], -self._slots[i].used_at))
+        keep, seq.exact = reuse[slot]
         if not lc.llama_memory_seq_rm(self._mem, slot, keep, -1):
             lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            keep = 0
+            keep, seq.exact = 0, True
         state = self._slots[slot]
-        del state.cached[keep:]
+        state.truncate(keep)
         state.forget_prompt()  # this sequence's own prompt replaces it at its first token
         state.seq = seq
         seq.slot, seq.fed, seq.reused = slot, keep, keep
@@ -383,10 +450,22 @@ class BatchScheduler:
         # A running sequence whose prompt starts the same way (agents sharing a system prompt) can
         # lend its KV: this one waits for that prefix to be computed, then copies it.
         for other in self._active:
-            shared = min(_common_prefix(other.tokens, seq.tokens), cap)
+            exact_len = len(other.tokens) if other.exact else 0
+            shared, exact = self._usable(other.tokens, exact_len, _kind(len(other.tokens)), n, seq)
             if shared - keep >= _MIN_COPY and shared > seq.share:
-                seq.lender, seq.share = other, shared
+                seq.lender, seq.share, seq.lend_exact = other, shared, exact
         self._active.append(seq)
+
+    def _usable(
+        self, tokens: list[int], exact_len: int, exact_kind: int, n: int, seq: Sequence
+    ) -> tuple[int, bool]:
+        """How many leading tokens of ``seq``'s prompt (``n`` tokens) can start from KV holding
+        ``tokens`` (exact for its first ``exact_len``, of ``exact_kind``), and whether that keeps it
+        exact. With prefix reuse, also a longer inexact start (the last token is always computed)."""
+        common = _common_prefix(tokens, seq.tokens)
+        exact = _exact_share(exact_len, exact_kind, common, n)
+        loose = min(common, n - 1) if self.limits.prefix_reuse else 0
+        return (loose, False) if loose > exact else (exact, True)
 
     def _borrow(self, seq: Sequence) -> bool:
         """Takes the lender's prefix once it is computed; False while the sequence must still wait."""
@@ -402,14 +481,17 @@ class BatchScheduler:
                 # Across KV streams llama.cpp copies whole sequences only; the tail is cut afterwards.
                 lc.llama_memory_seq_cp(self._mem, lender.slot, slot, -1, -1)
                 if lc.llama_memory_seq_rm(self._mem, slot, have, -1):
-                    self._slots[slot].cached = self._slots[lender.slot].cached[:have]
-                    self._slots[slot].forget_prompt()
+                    tokens = self._slots[lender.slot].cached[:have]
+                    self._slots[slot].replace(
+                        tokens, have if seq.lend_exact else 0, _kind(len(lender.tokens))
+                    )
                     seq.fed = seq.reused = have
+                    seq.exact = seq.lend_exact
                 else:  # cannot happen for a full copy; start from scratch rather than trust the cache
                     lc.llama_memory_seq_rm(self._mem, slot, -1, -1)
-                    self._slots[slot].cached = []
-                    self._slots[slot].forget_prompt()
+                    self._slots[slot].replace([], 0, -1)
                     seq.fed = seq.reused = 0
+                    seq.exact = True
         seq.lender = None
         return True
 
@@ -468,25 +550,28 @@ class BatchScheduler:
     def _drop(self, seq: Sequence, exc: BaseException) -> None:
         if seq.slot >= 0:  # what was decoding may be half-written: forget the slot's cache
             self._lc.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
-            self._slots[seq.slot].cached.clear()
+            self._slots[seq.slot].truncate(0)
             self._slots[seq.slot].forget_prompt()
         self._release(seq)
         seq.done(exc)
 
     def _step(self) -> None:
-        lc = self._lc
         for seq in [s for s in self._active if s.cancel.is_set()]:
             log.info("Generation cancelled after %d tokens: the client went away.", seq.n_out)
             self._finish(seq, "stop", False)
         if not self._active:
             return
         limits = self.limits
-        batch = self._batch
-        entries: list[tuple[Sequence, int, int, bool]] = []  # seq, token, position, wants logits
+        # Rows by how many of its sequence's the step holds: each group is one llama_decode. llama.cpp
+        # cuts a batch over several KV streams into micro-batches of as many rows of each sequence
+        # (one row of each, while some decode): a prompt piece among decode rows would be cut there,
+        # and its rows would not come out as they do alone (see _TILED_ROWS). Pieces of one length
+        # stay whole together.
+        groups: dict[int, list[Entry]] = {}
         decoding = [s for s in self._active if not s.prefilling]
         for seq in decoding:
-            entries.append((seq, seq.last, len(self._slots[seq.slot].cached), True))
-        room = limits.n_batch - len(entries)
+            groups.setdefault(1, []).append((seq, seq.last, len(self._slots[seq.slot].cached), True))
+        room = limits.n_batch - len(decoding)
         if decoding:
             room = min(room, limits.prefill_chunk)
         first: Sequence | None = None
@@ -503,17 +588,23 @@ class BatchScheduler:
                 # Joining a running batch: requests that arrived one after another start streaming
                 # one after another (a step apart); a burst that arrived together joins together.
                 break
+            take = _prefill_take(seq, room)
+            if not take:
+                continue  # no piece of its kind fits in this step: the next one
             first = first or seq
-            take = min(room, len(seq.tokens) - seq.fed)
+            piece = groups.setdefault(take, [])
             for k in range(seq.fed, seq.fed + take):
-                entries.append((seq, seq.tokens[k], k, k == len(seq.tokens) - 1))
+                piece.append((seq, seq.tokens[k], k, k == len(seq.tokens) - 1))
             room -= take
-        if not entries:
-            return
-        assert len(entries) <= limits.n_batch
-        # In sequence order: a step whose sequences come out of order costs llama.cpp much more (8
-        # sequences: 105-148 tok/s against 199-218 sorted, once requests had arrived in random order).
-        entries.sort(key=lambda e: (e[0].slot, e[2]))
+        for rows in sorted(groups):
+            # In sequence order: a step whose sequences come out of order costs llama.cpp much more
+            # (8 sequences: 105-148 tok/s against 199-218 sorted, requests arriving in random order).
+            self._decode(sorted(groups[rows], key=lambda e: (e[0].slot, e[2])))
+
+    def _decode(self, entries: list[Entry]) -> None:
+        """One llama_decode of these rows, then the tokens sampled where a row wants its logits."""
+        lc, batch = self._lc, self._batch
+        assert 0 < len(entries) <= self.limits.n_batch
         for i, (seq, token, pos, logits) in enumerate(entries):
             if not 0 <= token < self.n_vocab or not 0 <= pos < self.n_ctx_seq:
                 raise RuntimeError(f"invalid batch entry: token {token} at position {pos}")
@@ -541,7 +632,7 @@ class BatchScheduler:
                 seq.fed += 1
                 self.prompt_tokens_computed += 1
         for i, (seq, _token, _pos, logits) in enumerate(entries):
-            if not logits:
+            if not logits or seq not in self._active:
                 continue
             twins = [t for t in self._active if t.twin_of is seq] if seq.n_out == 0 else []
             if seq.chain is not None:
@@ -563,12 +654,13 @@ class BatchScheduler:
         lc.llama_memory_seq_cp(self._mem, source.slot, slot, -1, -1)
         if not lc.llama_memory_seq_rm(self._mem, slot, n, -1):
             lc.llama_memory_seq_rm(self._mem, slot, -1, -1)  # cannot happen; compute the prompt instead
-            self._slots[slot].cached = []
-            self._slots[slot].forget_prompt()
+            self._slots[slot].replace([], 0, -1)
             seq.fed = seq.reused = 0
+            seq.exact = True
             return
-        self._slots[slot].cached = list(seq.tokens)
+        self._slots[slot].replace(list(seq.tokens), n if source.exact else 0, _kind(n))
         seq.fed = seq.reused = n
+        seq.exact = source.exact
         if seq.chain is not None:
             self._sample(seq, index, saved)
 
@@ -609,6 +701,8 @@ class BatchScheduler:
             seq.first_token_s = time.monotonic() - seq.submitted
             state = self._slots[seq.slot]
             state.prompt_logits, state.prompt_len = logits, len(seq.tokens)
+            if seq.exact:  # its whole prompt is now KV a prompt of its kind can start from
+                state.exact_len, state.exact_kind = len(seq.tokens), _kind(len(seq.tokens))
         if not 0 <= token < self.n_vocab:
             raise RuntimeError(f"the sampler returned token {token}")
         if self._is_eog(token):
