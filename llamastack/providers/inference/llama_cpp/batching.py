@@ -1,10 +1,11 @@
-"""Continuous batching: one llama.cpp context per model, one multi-sequence ``llama_decode`` per step.
+"""Continuous batching: one llama.cpp context per model, multi-sequence ``llama_decode`` steps.
 
 A worker thread owns the context (llama.cpp contexts are not thread-safe). Each running request has a
 slot (a llama.cpp sequence id with its own KV stream); every step decodes the next token of every
-running sequence plus a chunk of a new prompt, so a long prompt does not stall the streams already
+running sequence plus a piece of a new prompt, so a long prompt does not stall the streams already
 flowing. New sequences join between steps. A finished sequence's tokens stay in its slot's KV cache: a
-later prompt sharing that prefix (an agent's system prompt and earlier turns) starts after it.
+later prompt sharing its prompt's prefix (an agent's system prompt and earlier turn) starts after it,
+and a prompt sharing a running one's prefix copies it, wherever that is exact (see ``_TILED_ROWS``).
 Requests with the very same prompt (``n`` > 1 choices, identical batch items) compute it once: the
 others take its KV stream and sample their first token from its logits, so what each generates is
 exactly what it would alone.

@@ -38,14 +38,14 @@ class LlamaCppConfig(BaseModel):
         ge=1,
         description="Prompt tokens evaluated per step while other requests stream, so they keep flowing.",
     )
-    # Off by default: a prefix computed in another batch shape is not bit-identical (llama.cpp picks
-    # kernels by batch size), and SmolLM2's greedy output was seen to diverge from a fresh run.
+    # Off by default: exact reuse (a prompt's KV where it is what the new prompt computes itself, see
+    # batching.py) is always on; this adds the rest, which is not bit-identical.
     prefix_reuse: bool = Field(
         default=False,
         description=(
-            "Keep finished requests' KV cache per slot and start a prompt after the longest cached prefix "
-            "(agents resend their system prompt and earlier turns). Faster; greedy outputs may differ "
-            "slightly from a fresh computation."
+            "Also start a prompt after the longest cached prefix where that is not exact (an earlier "
+            "answer's tokens, a prompt of another length class). Faster agent turns; greedy outputs "
+            "may differ slightly from a fresh computation. Exact reuse is always on."
         ),
     )
     chat_format: str | None = Field(
