@@ -3,6 +3,7 @@ token budget."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from pathlib import Path
 
@@ -38,3 +39,12 @@ async def scored(
         parts.append(chunk.text or "")
         scores += [(lp.token, lp.logprob, lp.top) for lp in chunk.logprobs or []]
     return "".join(parts), scores
+
+
+async def grown(engine: LlamaCppModel) -> None:
+    """Waits until the engine's KV cache has every slot (made in the background at start)."""
+    for _ in range(600):
+        if len(engine._scheduler._slots) == engine.config.max_parallel:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the KV cache did not grow")

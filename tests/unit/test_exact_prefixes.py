@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from llama_engine import GGUF, generated, scored
+from llama_engine import GGUF, generated, grown, scored
 
 from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
 from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
@@ -95,7 +95,9 @@ def test_a_short_prompt_in_pieces_of_two_rows_or_more_is_the_same(
 
 
 @pytest.mark.parametrize("cuts", [(64,), (75,), (86,)])
-def test_a_long_prompt_in_pieces_of_64_rows_or_more_is_the_same(pieces: Pieces, cuts: tuple[int, ...]) -> None:
+def test_a_long_prompt_in_pieces_of_64_rows_or_more_is_the_same(
+    pieces: Pieces, cuts: tuple[int, ...]
+) -> None:
     tokens = _tokens(pieces, 150)
     assert np.array_equal(pieces.prompt(tokens, cuts), pieces.prompt(tokens))
 
@@ -123,14 +125,6 @@ def engine() -> Iterator[LlamaCppModel]:
         model.close()
 
 
-async def _grown(engine: LlamaCppModel) -> None:
-    for _ in range(600):
-        if len(engine._scheduler._slots) == CONFIG.max_parallel:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the KV cache did not grow")
-
-
 async def _alone(prompts: list[str], tokens: int) -> list[str]:
     """Each prompt's output on an engine of its own, one at a time (nothing cached, nothing shared)."""
     texts = []
@@ -146,7 +140,7 @@ async def _alone(prompts: list[str], tokens: int) -> list[str]:
 async def test_requests_sharing_a_prefix_compute_it_once_and_each_output_is_exact(
     engine: LlamaCppModel,
 ) -> None:
-    await _grown(engine)
+    await grown(engine)
     prompts = [f"{SYSTEM} {q}" for q in ("What is a comet?", "Why is the sea salty?", "Who was Ada?")]
     tokens = [engine.completion_prompt(p) for p in prompts]
     lengths = [len(t) for t in tokens]
@@ -164,7 +158,7 @@ async def test_requests_sharing_a_prefix_compute_it_once_and_each_output_is_exac
 async def test_a_long_prompt_joining_running_streams_is_exact(engine: LlamaCppModel) -> None:
     """A prompt over prefill_chunk tokens is computed in pieces while another request streams; the
     pieces are of its own kind (64+ rows), so it generates what it does alone."""
-    await _grown(engine)
+    await grown(engine)
     long_prompt = f"{STORY} in the logbook that the sea had risen. {STORY.lower()}"
     assert len(engine.completion_prompt(long_prompt)) > CONFIG.prefill_chunk
     fresh = LlamaCppModel(GGUF, CONFIG, grow=False)
@@ -180,7 +174,7 @@ async def test_a_long_prompt_joining_running_streams_is_exact(engine: LlamaCppMo
 
 async def test_a_follow_up_turn_starts_from_the_earlier_prompt(engine: LlamaCppModel) -> None:
     """A conversation's next turn resends the earlier prompt: it is not computed again (exactly)."""
-    await _grown(engine)
+    await grown(engine)
     first = STORY
     answer = await generated(engine, first, 10)
     follow_up = (

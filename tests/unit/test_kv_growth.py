@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from llama_engine import GGUF, NO_EOS
+from llama_engine import GGUF, NO_EOS, grown
 
 from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
 from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
@@ -34,14 +34,6 @@ async def _text(engine: LlamaCppModel, prompt: str, tokens: int, on_chunk: objec
     return "".join(parts)
 
 
-async def _grown(engine: LlamaCppModel) -> None:
-    for _ in range(600):
-        if len(engine._scheduler._slots) == CONFIG.max_parallel:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the KV cache did not grow")
-
-
 @pytest.fixture
 def engine() -> Iterator[LlamaCppModel]:
     model = LlamaCppModel(GGUF, CONFIG, grow=False)
@@ -63,7 +55,7 @@ async def test_outputs_are_the_same_before_during_and_after_the_growth(engine: L
             engine._scheduler.grow()
 
     across = await _text(engine, "The three rules of the old lighthouse were", 120, grow_midway)
-    await _grown(engine)
+    await grown(engine)
     assert slots_seen[0] == 1 and slots_seen[-1] == CONFIG.max_parallel  # moved while it streamed
     assert await _text(engine, PROMPT, 24) == before
     assert await _text(engine, "The three rules of the old lighthouse were", 120) == across

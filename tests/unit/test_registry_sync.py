@@ -28,6 +28,19 @@ async def _stack(store: SqliteKVStore) -> Stack:
     return Stack(run_config=RunConfig(image_name="t", providers={}), store=store, models=models)
 
 
+def _count_registry_reads(store: SqliteKVStore) -> list[int]:
+    """Counts the reads of the registries' versions on ``store``: the one-element list's number."""
+    reads = [0]
+    original = store.items_with_prefix
+
+    async def counted(prefix: str) -> list[tuple[str, str]]:
+        reads[0] += prefix == VERSION_PREFIX
+        return await original(prefix)
+
+    store.items_with_prefix = counted  # type: ignore[method-assign]
+    return reads
+
+
 async def test_data_version_counts_only_other_connections_commits(tmp_path: Path) -> None:
     a, b = SqliteKVStore(tmp_path / "s.db"), SqliteKVStore(tmp_path / "s.db")
     try:
@@ -48,25 +61,17 @@ async def test_a_registration_through_another_connection_is_served_after_the_nex
     store_a, store_b = SqliteKVStore(tmp_path / "s.db"), SqliteKVStore(tmp_path / "s.db")
     try:
         a, b = await _stack(store_a), await _stack(store_b)
-        reads = 0
-        original = store_a.items_with_prefix
-
-        async def counted(prefix: str) -> list[tuple[str, str]]:
-            nonlocal reads
-            reads += prefix == VERSION_PREFIX
-            return await original(prefix)
-
-        store_a.items_with_prefix = counted  # type: ignore[method-assign]
+        reads = _count_registry_reads(store_a)
         await a.sync_registries()
         await a.sync_registries()
-        assert reads == 1  # nothing committed elsewhere since the first look: no second read
+        assert reads[0] == 1  # nothing committed elsewhere since the first look: no second read
         assert b.models is not None and a.models is not None
         await b.models.table.register(Model(identifier="x", provider_id="p", provider_resource_id="x"))
         await a.sync_registries()
-        assert reads == 2 and a.models.table.find("x") is not None
+        assert reads[0] == 2 and a.models.table.find("x") is not None
         await a.models.table.register(Model(identifier="y", provider_id="p", provider_resource_id="y"))
         await a.sync_registries()
-        assert reads == 2  # its own registration: already served, nothing to read
+        assert reads[0] == 2  # its own registration: already served, nothing to read
         await b.models.table.unregister("x")
         await a.sync_registries()
         assert a.models.table.find("x") is None
@@ -83,22 +88,14 @@ async def test_a_write_of_its_own_under_way_does_not_make_the_sync_read_the_regi
     store = SqliteKVStore(tmp_path / "s.db")
     try:
         stack = await _stack(store)
-        reads = 0
-        original = store.items_with_prefix
-
-        async def counted(prefix: str) -> list[tuple[str, str]]:
-            nonlocal reads
-            reads += prefix == VERSION_PREFIX
-            return await original(prefix)
-
-        store.items_with_prefix = counted  # type: ignore[method-assign]
+        reads = _count_registry_reads(store)
         await stack.sync_registries()
-        assert reads == 1
+        assert reads[0] == 1
         writes = [asyncio.ensure_future(store.set(f"k{i}", "v" * 1000)) for i in range(20)]
         for _ in range(20):
             await stack.sync_registries()
             await asyncio.sleep(0)
         await asyncio.gather(*writes)
-        assert reads == 1
+        assert reads[0] == 1
     finally:
         await store.close()

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from llama_engine import GGUF, NO_EOS
+from llama_engine import GGUF, NO_EOS, grown
 
 from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
 from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
@@ -54,16 +54,8 @@ async def _alone(seeds: list[int | None]) -> list[str]:
     return texts
 
 
-async def _grown(engine: LlamaCppModel) -> None:
-    for _ in range(600):
-        if len(engine._scheduler._slots) == CONFIG.max_parallel:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the KV cache did not grow")
-
-
 async def test_the_same_prompt_is_computed_once_and_every_output_is_exact(engine: LlamaCppModel) -> None:
-    await _grown(engine)
+    await grown(engine)
     n_prompt = len(engine.completion_prompt(PROMPT))
     seeds = [None, 7, 11, 1234]
     alone = await _alone(seeds)
@@ -76,7 +68,7 @@ async def test_the_same_prompt_is_computed_once_and_every_output_is_exact(engine
 
 
 async def test_a_twin_whose_source_is_cancelled_computes_the_prompt_itself(engine: LlamaCppModel) -> None:
-    await _grown(engine)
+    await grown(engine)
     (alone,) = await _alone([None])
     first = asyncio.ensure_future(_text(engine, None))
     second = asyncio.ensure_future(_text(engine, None))
@@ -92,7 +84,7 @@ async def test_a_request_arriving_after_the_prompt_was_computed_still_shares_it(
 ) -> None:
     """The second of two streamed choices starts after the first has sent its first token (the way
     the OpenAI route starts n > 1 streams): it takes the prompt's KV and first logits all the same."""
-    await _grown(engine)
+    await grown(engine)
     alone = await _alone([None, 5])
     before = engine._scheduler.prompt_tokens_computed
     first_chunk = asyncio.Event()
@@ -120,7 +112,7 @@ async def test_a_repeated_prompt_starts_from_the_finished_request_and_gives_the_
     """A retry or a repeated question finds its prompt still in a free slot: nothing is computed again,
     and greedy or seeded output is what the first request got; another prompt in between changes
     nothing."""
-    await _grown(engine)
+    await grown(engine)
     first = [await _text(engine, s) for s in (None, 3)]
     other = engine.generate(
         engine.completion_prompt("A different prompt."), 8, _sampling(None), [], None, model_id="smol"
