@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import textwrap
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from json_engine import JSONHandler, LoopbackServer
 
 from conftest import RunningServer, start_server
 
@@ -63,7 +62,7 @@ def _embeddings(texts: list[str]) -> dict[str, Any]:
     }
 
 
-class ScriptedEngine:
+class ScriptedEngine(LoopbackServer):
     """Answers POSTs from a queue of scripted answers (then plain 'ok'), recording each request."""
 
     def __init__(self) -> None:
@@ -71,9 +70,7 @@ class ScriptedEngine:
         self.requests: list[tuple[str, dict[str, Any], str]] = []  # path, body, Authorization
         engine = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(JSONHandler):
             def do_GET(self) -> None:
                 self._json(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
@@ -98,26 +95,7 @@ class ScriptedEngine:
                     return
                 self._json(answer.status, answer.body or {"error": {"message": "scripted"}}, answer.headers)
 
-            def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ elsewhere, and two replicas on one database."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from json_engine import JSONHandler, LoopbackServer
 
 from llamastack.stack.config import parse_run_config
 from llamastack.stack.resolver import Stack, build_stack
@@ -25,16 +23,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 KEY, ADMIN = "key-one-1111", "admin-key-0000"
 
 
-class ListingEngine:
+class ListingEngine(LoopbackServer):
     """Answers GET /v1/models with `served`; every other request with 404."""
 
     def __init__(self) -> None:
         self.served: list[str] = ["alpha", "beta"]
         engine = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(JSONHandler):
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
                     self._json(
@@ -43,24 +39,7 @@ class ListingEngine:
                 else:
                     self._json(404, {"error": {"message": "no such route"}})
 
-            def _json(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture()
