@@ -62,7 +62,7 @@ _TOGETHER_S = 0.05  # requests submitted this close together count as one burst
 # row takes other matrix kernels). Within a kind, each row comes out the same however the rows are
 # grouped. So a prompt computed in pieces of its own kind has the very KV (and logits) it has computed
 # in one piece, and a prompt may start from another's KV when both are of one kind
-# (tests/unit/test_piece_kinds.py checks this against the installed llama.cpp).
+# (tests/unit/test_exact_prefixes.py checks this against the installed llama.cpp).
 _TILED_ROWS = 64
 _GROW_NICE = 10  # the thread that makes the full KV cache runs at this nice value
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
