@@ -34,6 +34,10 @@ class LoopbackServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
 from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
 from llamastack.stack.apis.inference.core import SamplingOptions
 
@@ -48,3 +51,13 @@ async def grown(engine: LlamaCppModel) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the KV cache did not grow")
+
+
+@contextmanager
+def loaded(config: LlamaCppConfig, *, grow: bool = True) -> Iterator[LlamaCppModel]:
+    """The bundled model on an engine with ``config``, closed afterwards."""
+    model = LlamaCppModel(GGUF, config, grow=grow)
+    try:
+        yield model
+    finally:
+        model.close()

@@ -8,13 +8,12 @@ from __future__ import annotations
 import io
 import json
 import textwrap
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from json_engine import JSONHandler, LoopbackServer
 from openai import OpenAI
 
 from conftest import CHAT_MODEL, SMOLLM2_GGUF, start_server
@@ -399,50 +398,23 @@ def test_mcp_headers_never_come_back(openai_client, http: httpx.Client, mcp_url)
         assert secret not in page
 
 
-class _FakeBrave:
+class _FakeBrave(LoopbackServer):
     """A Brave-Search-shaped API on loopback: every GET gets the same two results; requests are kept."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str | None]] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_GET(self) -> None:
                 fake.seen.append((self.path, self.headers.get("X-Subscription-Token")))
-                body = json.dumps(
-                    {
-                        "web": {
-                            "results": [
-                                {
-                                    "title": "Llama",
-                                    "url": "https://example.org/l",
-                                    "description": "A camelid.",
-                                },
-                                {
-                                    "title": "Alpaca",
-                                    "url": "https://example.org/a",
-                                    "description": "Smaller.",
-                                },
-                            ]
-                        }
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                results = [
+                    {"title": "Llama", "url": "https://example.org/l", "description": "A camelid."},
+                    {"title": "Alpaca", "url": "https://example.org/a", "description": "Smaller."},
+                ]
+                self._json(200, {"web": {"results": results}})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def test_web_search_through_the_brave_provider(tmp_path: Path) -> None:

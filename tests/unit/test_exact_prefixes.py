@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from llama_engine import GGUF, generated, grown, scored
+from llama_engine import GGUF, generated, grown, loaded, scored
 
 from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
 from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
@@ -118,11 +118,8 @@ def test_another_sequence_in_the_same_step_changes_nothing(pieces: Pieces) -> No
 
 @pytest.fixture
 def engine() -> Iterator[LlamaCppModel]:
-    model = LlamaCppModel(GGUF, CONFIG)
-    try:
+    with loaded(CONFIG) as model:
         yield model
-    finally:
-        model.close()
 
 
 async def _alone(prompts: list[str], tokens: int) -> list[str]:

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from llama_engine import GGUF, NO_EOS, grown
+from llama_engine import NO_EOS, grown, loaded
 
 from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
 from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
@@ -36,11 +36,8 @@ async def _text(engine: LlamaCppModel, prompt: str, tokens: int, on_chunk: objec
 
 @pytest.fixture
 def engine() -> Iterator[LlamaCppModel]:
-    model = LlamaCppModel(GGUF, CONFIG, grow=False)
-    try:
+    with loaded(CONFIG, grow=False) as model:
         yield model
-    finally:
-        model.close()
 
 
 async def test_outputs_are_the_same_before_during_and_after_the_growth(engine: LlamaCppModel) -> None:

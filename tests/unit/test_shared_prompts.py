@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from llama_engine import GGUF, NO_EOS, grown
+from llama_engine import GGUF, NO_EOS, grown, loaded
 
 from llamastack.providers.inference.llama_cpp.config import LlamaCppConfig
 from llamastack.providers.inference.llama_cpp.engine import LlamaCppModel
@@ -35,11 +35,8 @@ async def _text(engine: LlamaCppModel, seed: int | None) -> str:
 
 @pytest.fixture
 def engine() -> Iterator[LlamaCppModel]:
-    model = LlamaCppModel(GGUF, CONFIG)
-    try:
+    with loaded(CONFIG) as model:
         yield model
-    finally:
-        model.close()
 
 
 async def _alone(seeds: list[int | None]) -> list[str]:

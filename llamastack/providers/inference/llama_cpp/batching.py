@@ -418,9 +418,7 @@ class BatchScheduler:
         # The free slot holding the longest prefix of this prompt it can start from; else the one
         # unused longest.
         reuse = {
-            i: self._usable(
-                self._slots[i].cached, self._slots[i].exact_len, self._slots[i].exact_kind, n, seq
-            )
+            i: self._usable(self._slots[i].cached, self._slots[i].exact_len, self._slots[i].exact_kind, seq)
             for i in free
         }
         slot = max(free, key=lambda i: (reuse[i][0], -self._slots[i].used_at))
@@ -452,17 +450,16 @@ class BatchScheduler:
         # lend its KV: this one waits for that prefix to be computed, then copies it.
         for other in self._active:
             exact_len = len(other.tokens) if other.exact else 0
-            shared, exact = self._usable(other.tokens, exact_len, _kind(len(other.tokens)), n, seq)
+            shared, exact = self._usable(other.tokens, exact_len, _kind(len(other.tokens)), seq)
             if shared - keep >= _MIN_COPY and shared > seq.share:
                 seq.lender, seq.share, seq.lend_exact = other, shared, exact
         self._active.append(seq)
 
-    def _usable(
-        self, tokens: list[int], exact_len: int, exact_kind: int, n: int, seq: Sequence
-    ) -> tuple[int, bool]:
-        """How many leading tokens of ``seq``'s prompt (``n`` tokens) can start from KV holding
+    def _usable(self, tokens: list[int], exact_len: int, exact_kind: int, seq: Sequence) -> tuple[int, bool]:
+        """How many leading tokens of ``seq``'s prompt can start from KV holding
         ``tokens`` (exact for its first ``exact_len``, of ``exact_kind``), and whether that keeps it
         exact. With prefix reuse, also a longer inexact start (the last token is always computed)."""
+        n = len(seq.tokens)
         common = _common_prefix(tokens, seq.tokens)
         exact = _exact_share(exact_len, exact_kind, common, n)
         loose = min(common, n - 1) if self.limits.prefix_reuse else 0
