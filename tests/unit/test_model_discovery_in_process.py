@@ -5,6 +5,7 @@ elsewhere, and two replicas on one database."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,20 +25,39 @@ KEY, ADMIN = "key-one-1111", "admin-key-0000"
 
 
 class ListingEngine(LoopbackServer):
-    """Answers GET /v1/models with `served`; every other request with 404."""
+    """Answers GET /v1/models with `served` (ids, or listing entries), POST /v1/embeddings for the
+    models in `embedders` (id -> dimension) and 400 for others, counting them in `embedding_requests`;
+    every other request with 404."""
 
     def __init__(self) -> None:
-        self.served: list[str] = ["alpha", "beta"]
+        self.served: list[str | dict[str, Any]] = ["alpha", "beta"]
+        self.embedders: dict[str, int] = {}
+        self.embedding_requests: list[str] = []
         engine = self
 
         class Handler(JSONHandler):
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._json(
-                        200, {"object": "list", "data": [{"id": m, "object": "model"} for m in engine.served]}
-                    )
+                    data = [m if isinstance(m, dict) else {"id": m} for m in engine.served]
+                    self._json(200, {"object": "list", "data": [{"object": "model", **m} for m in data]})
                 else:
                     self._json(404, {"error": {"message": "no such route"}})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not self.path.endswith("/embeddings"):
+                    self._json(404, {"error": {"message": "no such route"}})
+                    return
+                engine.embedding_requests.append(body["model"])
+                dimension = engine.embedders.get(body["model"])
+                if dimension is None:
+                    self._json(400, {"error": {"message": "this model does not embed"}})
+                    return
+                data = [
+                    {"object": "embedding", "index": i, "embedding": [0.5] * dimension}
+                    for i in range(len(body["input"]))
+                ]
+                self._json(200, {"object": "list", "data": data, "usage": {"prompt_tokens": 2}})
 
         super().__init__(Handler)
 
@@ -49,7 +69,7 @@ def engine() -> Iterator[ListingEngine]:
     listing.close()
 
 
-def _config(state: Path, engine_url: str, *, auth: bool) -> dict[str, Any]:
+def _config(state: Path, engine_url: str, *, auth: bool, **discovery: Any) -> dict[str, Any]:
     return {
         "image_name": "discovery-unit",
         "state_dir": str(state),
@@ -58,7 +78,12 @@ def _config(state: Path, engine_url: str, *, auth: bool) -> dict[str, Any]:
                 {
                     "provider_id": "eng",
                     "provider_type": "remote::openai-compatible",
-                    "config": {"url": engine_url, "refresh_models": True, "refresh_interval_s": 3600},
+                    "config": {
+                        "url": engine_url,
+                        "refresh_models": True,
+                        "refresh_interval_s": 3600,
+                        **discovery,
+                    },
                 },
                 {
                     "provider_id": "other",
@@ -199,3 +224,50 @@ async def test_a_replica_registration_replaces_a_discovered_model(
     finally:
         await first.shutdown()
         await second.shutdown()
+
+
+async def test_discovery_registers_the_allowed_models_and_tells_embedding_models_by_asking(
+    tmp_path: Path, engine: ListingEngine
+) -> None:
+    engine.served = [
+        "alpha",
+        "text-embedding-3-small",  # its id names an embedding model, and it answers as one
+        "nomic-embed-text",  # so does this id, but the engine refuses to embed with it: an llm
+        {"id": "m2-bert", "type": "embedding", "context_length": 8192},  # the listing says so
+        {"id": "flux", "type": "image"},  # neither chat nor embeddings: left out
+        "custom-vectors",  # named in embedding_models
+        "not-allowed",
+        "beta",  # the run config's model of the other provider
+    ]
+    engine.embedders = {"text-embedding-3-small": 8, "m2-bert": 4, "custom-vectors": 3}
+    allowed = ["alpha", "*embed*", "m2-*", "flux", "custom-*"]
+    config = _config(tmp_path, engine.url, auth=False, allowed_models=allowed, embedding_models=["custom-*"])
+    built = await build_stack(parse_run_config(config, {}))
+    try:
+        async with _client(built) as client:
+            models = {i: m for i, m in (await _ids(client)).items() if m["provider_id"] == "eng"}
+            kinds = {
+                i: (m["model_type"], m["metadata"].get("embedding_dimension")) for i, m in models.items()
+            }
+            assert kinds == {
+                "alpha": ("llm", None),
+                "text-embedding-3-small": ("embedding", 8),
+                "nomic-embed-text": ("llm", None),
+                "m2-bert": ("embedding", 4),
+                "custom-vectors": ("embedding", 3),
+            }
+            assert models["m2-bert"]["metadata"]["context_length"] == 8192
+            asked = sorted(engine.embedding_requests)
+            assert asked == ["custom-vectors", "m2-bert", "nomic-embed-text", "text-embedding-3-small"]
+
+            # A discovered embedding model serves embeddings; a refresh does not ask the engine again.
+            embedded = await client.post(
+                "/v1/inference/embeddings", json={"model_id": "m2-bert", "contents": ["one", "two"]}
+            )
+            assert embedded.status_code == 200, embedded.text
+            assert [len(v) for v in embedded.json()["embeddings"]] == [4, 4]
+            [result] = (await client.post("/v1/models:refresh", json={"provider_id": "eng"})).json()["data"]
+            assert result["served"] == sorted(kinds) and result["added"] == result["removed"] == []
+            assert sorted(engine.embedding_requests) == sorted([*asked, "m2-bert"])
+    finally:
+        await built.shutdown()

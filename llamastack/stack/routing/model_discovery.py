@@ -4,8 +4,9 @@ A provider that can list what its engine serves (the remote engines) takes part;
 ``refresh_models`` on, its engine is asked at start and then every ``refresh_interval_s``, and
 ``POST /v1/models:refresh`` asks on demand whatever that setting says. Each model the engine lists
 is registered under the engine's own id (``<provider_id>/<id>`` when that id is taken), with
-``provider_resource_id`` set to it and ``metadata.discovered`` true, unless a registered model of
-that provider already maps to it. A discovered model the engine no longer lists is unregistered;
+``provider_resource_id`` set to it, the type the provider says it has (llm or embedding, with its
+``embedding_dimension``) and ``metadata.discovered`` true, unless a registered model of that
+provider already maps to it. A discovered model the engine no longer lists is unregistered;
 models registered by hand or in the run config never are (their requests get the engine's error).
 
 An engine that does not answer stops nothing: the log says which one, its discovered models stay
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..apis.models import Model, ModelType, ProviderModelsRefresh
@@ -30,6 +32,14 @@ _FIRST_DOWN_WAIT_S = 1.0
 _MAX_DOWN_WAIT_S = 30.0
 
 
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """What a provider says of one model its engine serves."""
+
+    model_type: ModelType = ModelType.llm
+    metadata: dict[str, Any] = field(default_factory=dict)  # e.g. context_length, embedding_dimension
+
+
 @runtime_checkable
 class ListsServedModels(Protocol):
     """An inference provider that can say which models its engine serves."""
@@ -40,9 +50,9 @@ class ListsServedModels(Protocol):
     @property
     def refresh_interval_s(self) -> float: ...
 
-    async def list_served_models(self) -> dict[str, dict[str, Any]]:
-        """The engine's model ids, each with what it said of the model as metadata (e.g.
-        context_length); a StackError naming the engine when it cannot be asked."""
+    async def list_served_models(self) -> dict[str, ServedModel]:
+        """The engine's model ids (those the provider is set to serve), each with its type and what
+        the engine said of it; a StackError naming the engine when it cannot be asked."""
         ...
 
 
@@ -123,7 +133,7 @@ class ModelDiscovery:
             )
         return ProviderModelsRefresh(provider_id=provider_id, status="Error", message=message)
 
-    async def _apply(self, provider_id: str, served: dict[str, dict[str, Any]]) -> ProviderModelsRefresh:
+    async def _apply(self, provider_id: str, served: dict[str, ServedModel]) -> ProviderModelsRefresh:
         table = self.models.table
         own = {i: m for i, m in table.snapshot().items() if m.provider_id == provider_id}
         discovered = {i: m for i, m in own.items() if table.is_discovered(i)}
@@ -144,8 +154,8 @@ class ModelDiscovery:
                     identifier=ident,
                     provider_id=provider_id,
                     provider_resource_id=name,
-                    model_type=ModelType.llm,  # an engine's listing does not say which models embed
-                    metadata={**served[name], "discovered": True},
+                    model_type=served[name].model_type,
+                    metadata={**served[name].metadata, "discovered": True},
                 )
                 if await table.add_discovered(model):
                     added.append(ident)

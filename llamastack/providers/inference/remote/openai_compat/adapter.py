@@ -36,7 +36,7 @@ from llamastack.stack.errors import (
 from ....utils.tool_calls import apply_to_result, apply_to_stream
 from . import prompted_tools, transport, wire
 from .config import RemoteEngineConfig
-from .engine_models import EngineModels, ServedNames
+from .engine_models import EngineModels, ServedModel, ServedNames
 from .transport import Headers
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class OpenAICompatInference(EngineModels):
         self._key = config.key()
         self._warned: set[str] = set()  # knobs this engine lacks, already logged
         self._served = ServedNames()  # the engine's models at its last listing
+        self._described: dict[str, ServedModel] = {}
         self._client = transport.EngineClient(
             self.url or "http://unconfigured.invalid",
             _bearer(self._key),
@@ -214,8 +215,7 @@ class OpenAICompatInference(EngineModels):
             metadata["context_length"] = context
         if model.model_type == ModelType.embedding and "embedding_dimension" not in metadata:
             try:
-                probe = await self.embed(model, ["dimension probe"])
-                metadata["embedding_dimension"] = len(probe.embeddings[0])
+                metadata["embedding_dimension"] = await self._embedding_dimension(name)
             except StackError as exc:
                 log.warning("%s: could not read the dimension of '%s': %s", self.service, name, exc.detail)
         return model.model_copy(update={"metadata": metadata})
@@ -379,7 +379,13 @@ class OpenAICompatInference(EngineModels):
         self, model: Model, texts: list[str], *, truncate: Literal["none", "start", "end"] | None = None
     ) -> EmbeddingResult:
         # Truncation is the engine's: each decides what to do with an input longer than its model takes.
-        body = {"model": self._name(model), "input": texts, "encoding_format": "float"}
+        return await self._embed(self._name(model), texts, model)
+
+    async def _embedding_dimension(self, name: str) -> int:
+        return len((await self._embed(name, ["dimension probe"])).embeddings[0])
+
+    async def _embed(self, name: str, texts: list[str], model: Model | None = None) -> EmbeddingResult:
+        body = {"model": name, "input": texts, "encoding_format": "float"}
         answer = await self._send(lambda h: self._client.post_json("embeddings", body, h), model)
         async with self._boundary(model):
             data = sorted(answer["data"], key=lambda d: d["index"])
@@ -391,7 +397,7 @@ class OpenAICompatInference(EngineModels):
             # llama.cpp without pooling answers one vector per token of each input.
             raise UpstreamError(
                 f"{self.service} at {self.url} did not answer one embedding vector per input for model "
-                f"'{self._name(model)}'. Check that the engine pools its embeddings (llama.cpp: "
+                f"'{name}'. Check that the engine pools its embeddings (llama.cpp: "
                 "--pooling mean, or llama_cpp.server --pooling_type 1)."
             )
         return EmbeddingResult(embeddings=vectors, prompt_tokens=usage.get("prompt_tokens") or 0)

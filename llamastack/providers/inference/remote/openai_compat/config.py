@@ -45,6 +45,23 @@ class RemoteEngineConfig(BaseModel):
     refresh_interval_s: float = Field(
         default=300.0, ge=1, description="Seconds between two listings of the engine's models."
     )
+    allowed_models: list[str] | None = Field(
+        default=None,
+        description=(
+            "The engine's model ids model discovery registers, as shell-style patterns (e.g. "
+            "['meta-llama/*', 'text-embedding-3-small']); unset: every model it lists. Models registered "
+            "by hand or in the run config are not limited by it."
+        ),
+    )
+    embedding_models: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The engine's model ids (shell-style patterns) that discovery registers as embedding "
+            "models. Beyond these, a model the engine's listing calls an embedding model, or whose id "
+            "names one (embed, bge, e5, gte, MiniLM, mpnet), is one if it answers an embedding "
+            "request; the embedding_dimension is read from that answer."
+        ),
+    )
     tool_calls: Literal["native", "prompt"] = Field(
         default="native",
         description=(

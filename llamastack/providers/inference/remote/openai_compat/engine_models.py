@@ -10,18 +10,26 @@ renewed in the background, so an engine that loads a model is believed within se
 that refuses connections makes the listing unknown: after it comes back, the first request asks
 again (an engine restarted with other models is caught there). Requests that bring their own key
 (X-LlamaStack-Provider-Data) are not checked: another key may see other models.
+
+Discovery registers what `allowed_models` lets through, each as an llm unless it is an embedding
+model: one named in `embedding_models`, or one the listing calls so (Together's "type") or whose id
+names one, if an embedding request to it answers (which also gives its dimension). Engines list no
+model's type reliably, so a guess is checked rather than trusted; each model is checked once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
+import re
 import time
 from typing import Any
 
-from llamastack.stack.apis.models import Model
+from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.boundary import Failure
 from llamastack.stack.errors import NotFoundError, ServerBusyError, StackError
+from llamastack.stack.routing.model_discovery import ServedModel
 
 from . import transport
 from .config import RemoteEngineConfig
@@ -32,6 +40,18 @@ _RECHECK_S = 2.0  # a name missing from the listing is looked up again at most t
 _UNLISTABLE_RECHECK_S = 60.0  # after an engine answered the listing with an error (no GET /models)
 _STALE_S = 60.0  # a listing older than this is renewed (in the background) at the next request
 _UNREACHABLE_RETRY_AFTER_S = 2
+# Ids of well-known embedding models (text-embedding-3-small, nomic-embed-text, BAAI/bge-m3,
+# intfloat/e5-large-v2, thenlper/gte-base, all-MiniLM-L6-v2, all-mpnet-base-v2, ...).
+_EMBEDDING_ID = re.compile(r"embed|(?:^|[/_.:-])(?:bge|e5|gte|minilm|mpnet)(?:[/_.:-]|$)", re.IGNORECASE)
+# A listing's "type" of a model (Together's): what discovery registers it as; other types (image,
+# audio, rerank, ...) are not served through chat or embeddings and are left out.
+_LISTED_TYPES = {
+    "chat": ModelType.llm,
+    "language": ModelType.llm,
+    "code": ModelType.llm,
+    "moderation": ModelType.llm,
+    "embedding": ModelType.embedding,
+}
 
 
 class ServedNames:
@@ -59,8 +79,13 @@ class EngineModels:
     service: str
     url: str
     _served: ServedNames
+    _described: dict[str, ServedModel]  # what discovery was told of each model, kept: checked once
 
     async def _list_models(self, *, retries: bool = True) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    async def _embedding_dimension(self, name: str) -> int:
+        """The length of the vector `name` answers for one input; a StackError if it does not embed."""
         raise NotImplementedError
 
     # --- model discovery (stack/routing/model_discovery.py) ---------------------------------------
@@ -73,15 +98,73 @@ class EngineModels:
     def refresh_interval_s(self) -> float:
         return self.config.refresh_interval_s
 
-    async def list_served_models(self) -> dict[str, dict[str, Any]]:
+    async def list_served_models(self) -> dict[str, ServedModel]:
         # With the adapter's retries and longer wait: a busy engine (llama_cpp.server answers one
         # request at a time) is not taken for a gone one.
         listed = await self._list_models()
-        served: dict[str, dict[str, Any]] = {}
+        allowed = self.config.allowed_models
+        served: dict[str, ServedModel] = {}
+        checks: dict[str, asyncio.Future[ServedModel | None]] = {}
         for name, entry in listed.items():
-            context = entry.get("max_model_len")  # vLLM says how long its context is
-            served[name] = {"context_length": context} if isinstance(context, int) else {}
+            if allowed is not None and not _matches(name, allowed):
+                continue
+            if (known := self._described.get(name)) is not None:
+                served[name] = known
+                continue
+            metadata: dict[str, Any] = {}
+            # vLLM says how long its context is as max_model_len, Together and Fireworks as context_length.
+            for field in ("max_model_len", "context_length"):
+                if isinstance(context := entry.get(field), int) and not isinstance(context, bool):
+                    metadata["context_length"] = context
+                    break
+            listed_type = entry.get("type")
+            kind = _LISTED_TYPES.get(listed_type) if isinstance(listed_type, str) else ModelType.llm
+            if kind is None:
+                continue
+            named = _matches(name, self.config.embedding_models)
+            if named or kind == ModelType.embedding or _EMBEDDING_ID.search(name):
+                checks[name] = asyncio.ensure_future(self._checked_embedding(name, metadata, named=named))
+            else:
+                served[name] = self._described[name] = ServedModel(ModelType.llm, metadata)
+        for name, check in checks.items():  # at once: an engine with many embedding models starts quickly
+            if (described := await check) is not None:
+                served[name] = described
         return served
+
+    async def _checked_embedding(
+        self, name: str, metadata: dict[str, Any], *, named: bool
+    ) -> ServedModel | None:
+        """What an embedding request to `name` says it is; None (left for the next listing) when the
+        engine was too busy or unreachable to tell."""
+        try:
+            dimension = await self._embedding_dimension(name)
+        except ServerBusyError as exc:
+            log.info("%s: '%s' is checked at the next listing: %s", self.service, name, exc.detail)
+            return None
+        except StackError as exc:
+            if named:  # the operator says it embeds: registered so, without a dimension
+                log.warning(
+                    "%s: could not read the embedding dimension of '%s' (vector databases on it need "
+                    "embedding_dimension given): %s",
+                    self.service,
+                    name,
+                    exc.detail,
+                )
+                described = ServedModel(ModelType.embedding, metadata)
+                self._described[name] = described
+                return described
+            log.info(
+                "%s: '%s' did not answer an embedding request (%s); registered as an llm (list it in "
+                "embedding_models if it embeds).",
+                self.service,
+                name,
+                exc.detail,
+            )
+            described = ServedModel(ModelType.llm, metadata)
+        else:
+            described = ServedModel(ModelType.embedding, {**metadata, "embedding_dimension": dimension})
+        self._described[name] = described
+        return described
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -139,3 +222,7 @@ class EngineModels:
             "it answers.",
             _UNREACHABLE_RETRY_AFTER_S,
         )
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
