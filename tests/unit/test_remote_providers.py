@@ -129,3 +129,22 @@ async def test_the_servers_openai_identity_does_not_reach_engines(monkeypatch: p
     assert key == "k-1" and keyed["Authorization"] == "Bearer k-1"
     assert "org-of-the-host" not in str(keyed)
     await provider.shutdown()
+
+
+@pytest.mark.parametrize("key", ["k-1\r\nX-Injected: 1", "k-1\n", "k-\x001", "kéy"])
+async def test_a_request_key_that_is_not_a_plain_token_is_a_400(key: str) -> None:
+    import json
+
+    from llamastack.providers.inference.remote.openai_compat.adapter import OpenAICompatInference
+    from llamastack.providers.inference.remote.together.config import TogetherConfig
+    from llamastack.stack import provider_data
+    from llamastack.stack.errors import BadRequestError
+
+    provider = OpenAICompatInference(TogetherConfig())
+    token = provider_data._raw.set(json.dumps({"together_api_key": key}))
+    try:
+        with pytest.raises(BadRequestError, match=r"together_api_key.*printable ASCII"):
+            provider._caller()
+    finally:
+        provider_data._raw.reset(token)
+    await provider.shutdown()

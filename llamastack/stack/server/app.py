@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from inspect import signature
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -204,6 +207,18 @@ def create_app(stack: Stack | None = None, *, bind_host: str | None = None) -> F
     return app
 
 
+def _fastapi_telemetry() -> dict[str, Any]:
+    """FastAPI (0.165 and later) traces requests itself once an OpenTelemetry SDK is set up, and asks
+    on every request whether one is. Without OpenTelemetry settings in the environment (OTEL_*, as
+    `opentelemetry-instrument` and the SDK read them, or FASTAPI_OTEL_AUTO_CONFIGURE) it is off
+    from the start, so requests do not pay for the question."""
+    if "telemetry" not in signature(FastAPI.__init__).parameters:
+        return {}
+    if any(name.startswith(("OTEL_", "FASTAPI_OTEL_")) for name in os.environ):
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+
+
 def build_app(server: ServerConfig | None = None, *, bind_host: str | None = None) -> FastAPI:
     """The application before its stack exists: every route, the error map and, with ``server``, the
     edges (API keys, CORS, the Host check). The server builds it while the engines load, then gives it
@@ -227,6 +242,7 @@ def build_app(server: ServerConfig | None = None, *, bind_host: str | None = Non
         description="Llama Stack v0.2.12 API and OpenAI-compatible routes, served by llamastack.",
         lifespan=lifespan,
         dependencies=[Depends(_sync_registries)],
+        **_fastapi_telemetry(),
     )
     app.state.stack = None
     app.state.started_at = int(time.time())

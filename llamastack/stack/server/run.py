@@ -20,9 +20,9 @@ def _build_http_side(server: ServerConfig, host: str) -> FastAPI | None:
     """The application without its stack, and uvicorn imported; None if that failed (the main thread
     then builds it and reports the error)."""
     try:
-        import uvicorn.lifespan.on
-        import uvicorn.protocols.http.auto  # noqa: F401
+        import uvicorn.lifespan.on  # noqa: F401
 
+        from . import http_protocol  # noqa: F401  (uvicorn's httptools protocol)
         from .app import build_app
 
         return build_app(server, bind_host=host)
@@ -62,6 +62,7 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
 
         from .app import attach_stack, build_app
         from .hosts import describe_exposure
+        from .http_protocol import GatheringHttpToolsProtocol
 
         for model in stack.models.table.list() if stack.models else []:
             log.info(
@@ -77,6 +78,7 @@ def serve(config_path: Path, *, host: str | None, port: int | None, access_log: 
             log_level="info",
             timeout_graceful_shutdown=5,
             ws="none",  # no websocket routes: websockets need not load
+            http=GatheringHttpToolsProtocol,  # an answer's head and body in one send
         )
         server = uvicorn.Server(config)
         auth = run_config.server.auth

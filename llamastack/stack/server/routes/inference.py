@@ -147,6 +147,8 @@ def _nth(request: R, i: int) -> R:
 
 async def _all(coros: list[Awaitable[C]]) -> list[C]:
     """n > 1 choices at once (engines that batch decode them together); one failing cancels the rest."""
+    if len(coros) == 1:  # the usual case: no task to create and gather
+        return [await coros[0]]
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         return list(await asyncio.gather(*tasks))

@@ -61,7 +61,7 @@ class OpenAICompatInference(EngineModels):
         self.config = config
         self.service = config.provider_type
         self.url = config.base_url()
-        self._key = config.key()
+        self._key = (config.key() or "").strip() or None  # a key read from a file may end in a newline
         self._warned: set[str] = set()  # knobs this engine lacks, already logged
         self._served = ServedNames()  # the engine's models at its last listing
         self._described: dict[str, ServedModel] = {}
@@ -134,6 +134,11 @@ class OpenAICompatInference(EngineModels):
         name = self.config.provider_data_key
         request_key = provider_data.string_value(name) if name is not None else None
         if request_key is not None:
+            if not request_key.isprintable() or not request_key.isascii():
+                raise BadRequestError(
+                    f"{provider_data.HEADER}: '{name}' must be printable ASCII (an API key), without "
+                    "line breaks or control characters."
+                )
             return _bearer(request_key), request_key
         if self.config.requires_key and not self._key:
             hint = f' or send {provider_data.HEADER}: {{"{name}": "<key>"}}' if name else ""

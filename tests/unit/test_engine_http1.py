@@ -1,0 +1,310 @@
+"""The remote engines' HTTP/1.1 client (`http1`, behind `transport.EngineClient` for http:// engines)
+against real loopback servers scripted byte by byte: connection reuse, a pooled connection the
+engine closed, answers cut short, timeouts, streams read as they arrive and closed early, and
+header values that would split a request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from llamastack.providers.inference.remote.openai_compat import http1, transport
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Engine:
+    """A TCP server on loopback running `script` for each connection; counts connections."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Engine:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        request = head + await reader.readexactly(length)
+        self.requests.append(request)
+        return request
+
+
+def _answer(body: object, *, status: int = 200, extra: bytes = b"") -> bytes:
+    data = json.dumps(body).encode()
+    return b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        status,
+        len(data),
+        extra,
+        data,
+    )
+
+
+def _client(url: str, timeout_s: float = 5.0) -> transport.EngineClient:
+    return transport.EngineClient(
+        url, {"Authorization": "Bearer k"}, timeout_s=timeout_s, connect_timeout_s=2
+    )
+
+
+async def test_requests_reuse_one_connection_and_carry_the_json_and_headers() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await engine.read_request(reader)
+            sent = json.loads(request.split(b"\r\n\r\n", 1)[1])
+            writer.write(_answer({"echo": sent, "n": len(engine.requests)}))
+
+    async with Engine(script) as engine:
+        client = _client(engine.url)
+        try:
+            answers = [
+                await client.post_json("chat/completions", {"i": i}, {"X-Extra": "yes"}) for i in range(5)
+            ]
+        finally:
+            await client.close()
+    assert [a["echo"]["i"] for a in answers] == [0, 1, 2, 3, 4]
+    assert engine.connections == 1
+    head = engine.requests[0].split(b"\r\n\r\n")[0].decode().split("\r\n")
+    assert head[0] == "POST /v1/chat/completions HTTP/1.1"
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in head[1:])}
+    assert headers["authorization"] == "Bearer k" and headers["x-extra"] == "yes"
+    assert headers["content-type"] == "application/json" and headers["host"].startswith("127.0.0.1:")
+
+
+async def test_a_pooled_connection_the_engine_closed_is_replaced_without_an_error() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await engine.read_request(reader)
+        writer.write(_answer({"ok": True}))  # keep-alive by HTTP/1.1's default, then gone
+        await writer.drain()
+
+    async with Engine(script) as engine:
+        client = _client(engine.url)
+        try:
+            for _ in range(3):
+                assert await client.get_json("models", {}) == {"ok": True}
+                await asyncio.sleep(0.05)  # the engine's close arrives while the connection is idle
+        finally:
+            await client.close()
+    assert engine.connections == 3 and len(engine.requests) == 3
+
+
+async def test_an_answer_cut_short_is_a_transport_failure_and_not_sent_again() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await engine.read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"partial":')
+        await writer.drain()
+
+    async with Engine(script) as engine:
+        client = _client(engine.url)
+        try:
+            with pytest.raises(http1.Disconnected) as caught:
+                await client.post_json("completions", {}, {})
+        finally:
+            await client.close()
+    failure = transport.failure(caught.value)
+    assert failure is not None and failure.kind == "transport"
+    assert len(engine.requests) == 1
+
+
+async def test_an_engine_that_stops_answering_times_out_and_one_that_is_not_there_is_a_connect_failure() -> (
+    None
+):
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await engine.read_request(reader)
+        await asyncio.sleep(30)
+
+    async with Engine(script) as engine:
+        client = _client(engine.url, timeout_s=0.3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            with pytest.raises(http1.ReadTimeout) as caught:
+                await client.post_json("completions", {}, {})
+        finally:
+            await client.close()
+        assert 0.25 < loop.time() - started < 3
+        kind = transport.failure(caught.value)
+        assert kind is not None and kind.kind == "timeout"
+        url = engine.url
+    gone = _client(url)  # the server is closed now: nothing listens on its port
+    with pytest.raises(http1.ConnectError) as refused:
+        await gone.post_json("completions", {}, {})
+    kind = transport.failure(refused.value)
+    assert kind is not None and kind.kind == "connect"
+
+
+async def _stream_script(engine: Engine, events: int, closed: asyncio.Event) -> Script:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await engine.read_request(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            try:
+                for i in range(events):
+                    event = b'data: {"i": %d}\n\n' % i
+                    writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+                done = b"data: [DONE]\n\n"
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+                await writer.drain()
+            except ConnectionError:
+                closed.set()
+                return
+            if reader.at_eof():
+                closed.set()
+                return
+
+    return script
+
+
+async def test_a_stream_arrives_event_by_event_and_a_finished_one_keeps_its_connection() -> None:
+    closed = asyncio.Event()
+    engine = Engine(lambda r, w: asyncio.sleep(0))
+    engine.script = await _stream_script(engine, 5, closed)
+    async with engine:
+        client = _client(engine.url)
+        try:
+            for _ in range(2):
+                stream = await client.open_stream("chat/completions", {"stream": True}, {})
+                seen = [event["i"] async for event in stream.events()]
+                stream.close()
+                assert seen == [0, 1, 2, 3, 4]
+        finally:
+            await client.close()
+    assert engine.connections == 1
+
+
+async def test_a_stream_closed_early_drops_its_connection() -> None:
+    closed = asyncio.Event()
+    engine = Engine(lambda r, w: asyncio.sleep(0))
+    engine.script = await _stream_script(engine, 200, closed)
+    async with engine:
+        client = _client(engine.url)
+        try:
+            stream = await client.open_stream("chat/completions", {"stream": True}, {})
+            events = stream.events()
+            assert (await anext(events))["i"] == 0
+            await events.aclose()
+            stream.close()
+            await asyncio.wait_for(closed.wait(), 5)  # the engine saw the connection end
+            stream = await client.open_stream("chat/completions", {"stream": True}, {})
+            stream.close()
+        finally:
+            await client.close()
+    assert engine.connections == 2
+
+
+async def test_an_error_answer_is_a_status_error_with_the_engines_headers_and_body() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await engine.read_request(reader)
+            writer.write(
+                _answer({"error": {"message": "slow down"}}, status=429, extra=b"Retry-After: 2\r\n")
+            )
+
+    async with Engine(script) as engine:
+        client = _client(engine.url)
+        try:
+            with pytest.raises(transport.EngineStatusError) as caught:
+                await client.post_json("chat/completions", {}, {})
+            with pytest.raises(transport.EngineStatusError):
+                await client.open_stream("chat/completions", {}, {})
+        finally:
+            await client.close()
+    answer = caught.value.response
+    assert answer.status_code == 429 and answer.headers["retry-after"] == "2" and "slow down" in answer.text
+    assert engine.connections == 1  # a whole error answer leaves the connection usable
+
+
+async def test_a_large_answer_is_read_whole_through_flow_control() -> None:
+    big = {"data": ["x" * 1000] * 5000}  # ~5 MB: reading pauses and resumes several times
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await engine.read_request(reader)
+        writer.write(_answer(big))
+        await writer.drain()
+
+    async with Engine(script) as engine:
+        client = _client(engine.url)
+        try:
+            assert await client.get_json("models", {}) == big
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize("value", ["k\r\nX-Injected: 1", "k\nHost: elsewhere", "k\x00"])
+async def test_a_header_value_that_would_split_the_request_is_refused_before_sending(value: str) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await engine.read_request(reader)
+        writer.write(_answer({}))
+
+    async with Engine(script) as engine:
+        client = _client(engine.url)
+        try:
+            with pytest.raises(ValueError, match="line break or NUL"):
+                await client.post_json("chat/completions", {}, {"Authorization": f"Bearer {value}"})
+        finally:
+            await client.close()
+    assert engine.requests == []
+
+
+async def test_a_stream_read_slower_than_it_arrives_is_held_back_without_timing_out() -> None:
+    payload = "y" * 4000
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await engine.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(1000):  # ~4 MB, sent as fast as the socket takes it
+            event = b'data: {"i": %d, "p": "%s"}\n\n' % (i, payload.encode())
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+        writer.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with Engine(script) as engine:
+        client = _client(engine.url, timeout_s=0.3)  # shorter than the reading takes
+        try:
+            stream = await client.open_stream("chat/completions", {}, {})
+            seen = 0
+            async for event in stream.events():
+                assert event["i"] == seen
+                seen += 1
+                if seen == 1:  # meanwhile the engine fills the buffer and the socket is paused
+                    await asyncio.sleep(0.6)
+            stream.close()
+        finally:
+            await client.close()
+    assert seen == 1000
