@@ -7,10 +7,12 @@ p50/p95 of each and the median of the per-round differences (the added latency),
 our server spent per request (less sensitive than wall time to other work on a busy machine).
 
     .venv/bin/python benchmarks/bench_remote.py [--iterations 40] [--max-tokens 1] [--stream] [--no-store]
-        [--route openai|native] [--baseline /other/checkout/.venv/bin/llama-stack]
+        [--route openai|native] [--baseline /other/checkout/.venv/bin/llama-stack] [--floor]
 
 ``--baseline`` runs a second server from another checkout on the same engine, its requests
-interleaved with the others, so two versions are compared in one load window.
+interleaved with the others, so two versions are compared in one load window. ``--floor`` adds a
+bare relay (benchmarks/_passthrough.py: uvicorn and the engine client, nothing else): what any
+Python server in front of the engine costs here, against which the stack's own share is read.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ def main() -> int:
     parser.add_argument(
         "--baseline", metavar="CLI", help="the llama-stack command of another checkout, measured alongside"
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also through a bare relay (uvicorn and the engine client only; non-streamed OpenAI route)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-remote-"))
@@ -151,6 +158,12 @@ def main() -> int:
             log = work / f"stack-{len(pids)}.log"
             pids[name] = running.enter_context(spawned(cmd, f"{url}/v1/health", log, env)).pid
             paths[name] = (f"{url}{ours}", our_body)
+        if args.floor and not args.stream:
+            port = free_port()
+            relay = [sys.executable, str(Path(__file__).with_name("_passthrough.py")), str(port), engine]
+            url = f"http://127.0.0.1:{port}"
+            pids["bare relay"] = running.enter_context(spawned(relay, url, work / "relay.log")).pid
+            paths["bare relay"] = (f"{url}/v1/chat/completions", body)
         for _ in range(args.warmup):
             for url, sent in paths.values():
                 timed(client, url, sent, args.stream)
