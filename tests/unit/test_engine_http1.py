@@ -164,7 +164,9 @@ async def test_an_engine_that_stops_answering_times_out_and_one_that_is_not_ther
     assert kind is not None and kind.kind == "connect"
 
 
-async def _stream_script(engine: Engine, events: int, closed: asyncio.Event) -> Script:
+async def _stream_script(
+    engine: Engine, events: int, closed: asyncio.Event, *, end_later: bool = False
+) -> Script:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             await engine.read_request(reader)
@@ -178,7 +180,11 @@ async def _stream_script(engine: Engine, events: int, closed: asyncio.Event) -> 
                     await writer.drain()
                     await asyncio.sleep(0.01)
                 done = b"data: [DONE]\n\n"
-                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+                writer.write(b"%x\r\n%s\r\n" % (len(done), done))
+                if end_later:  # the HTTP end of the answer after the stream's own end, as SSE servers do
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                writer.write(b"0\r\n\r\n")
                 await writer.drain()
             except ConnectionError:
                 closed.set()
@@ -190,10 +196,13 @@ async def _stream_script(engine: Engine, events: int, closed: asyncio.Event) -> 
     return script
 
 
-async def test_a_stream_arrives_event_by_event_and_a_finished_one_keeps_its_connection() -> None:
+@pytest.mark.parametrize("end_later", [False, True])
+async def test_a_stream_arrives_event_by_event_and_a_finished_one_keeps_its_connection(
+    end_later: bool,
+) -> None:
     closed = asyncio.Event()
     engine = Engine(lambda r, w: asyncio.sleep(0))
-    engine.script = await _stream_script(engine, 5, closed)
+    engine.script = await _stream_script(engine, 5, closed, end_later=end_later)
     async with engine:
         client = _client(engine.url)
         try:
@@ -202,6 +211,7 @@ async def test_a_stream_arrives_event_by_event_and_a_finished_one_keeps_its_conn
                 seen = [event["i"] async for event in stream.events()]
                 stream.close()
                 assert seen == [0, 1, 2, 3, 4]
+                await asyncio.sleep(0.1)  # the answer's HTTP end arrives
         finally:
             await client.close()
     assert engine.connections == 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -56,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.when_complete: Callable[[], None] | None = None  # set while a released answer finishes
         self._begin()
 
     def _begin(self) -> None:
@@ -130,6 +131,9 @@ class _Connection(asyncio.Protocol):
         self.complete = True
         self._cancel_timer()
         self._wake()
+        if (then := self.when_complete) is not None:
+            self.when_complete = None
+            then()
 
     # --- the request's side -------------------------------------------------------------------
 
@@ -352,6 +356,10 @@ class Pool:
         if connection.reusable():
             connection.idle_since = connection.loop.time()
             self._idle.append(connection)
+        elif not (connection.closed or connection.complete or connection.error):
+            # Released before its answer ended (a stream read up to its [DONE], the HTTP end of the
+            # answer still on its way): pooled once that end arrives; closed by the read timeout if not.
+            connection.when_complete = lambda: self.put_back(connection)
         else:
             connection.close()
 
