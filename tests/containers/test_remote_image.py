@@ -8,6 +8,7 @@ not from other machines); the container reaches it as host.docker.internal (host
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import time
 from collections.abc import Iterator
@@ -36,10 +37,22 @@ def image(engine: Any, checkout: Path, tmp_path_factory: pytest.TempPathFactory)
     return engine.images.get(TAG)
 
 
+def _bridge_gateway(network: dict[str, Any]) -> str:
+    """The host's IPv4 address on Docker's default bridge. Some engine versions list only the subnet
+    in the network's IPAM config; the bridge's gateway is then the subnet's first address."""
+    for entry in network["IPAM"]["Config"] or []:
+        if entry.get("Gateway") and ipaddress.ip_address(entry["Gateway"]).version == 4:
+            return str(entry["Gateway"])
+        subnet = ipaddress.ip_network(entry.get("Subnet", "::/128"), strict=False)
+        if subnet.version == 4:
+            return str(next(subnet.hosts()))
+    raise AssertionError(f"Docker's bridge network has no IPv4 subnet: {network['IPAM']}")
+
+
 @pytest.fixture(scope="module")
 def host_engine(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """SmolLM2 behind llama_cpp.server on the bridge's gateway address, the host as containers see it."""
-    gateway = engine.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    gateway = _bridge_gateway(engine.networks.get("bridge").attrs)
     served = start_llama_cpp_engine(tmp_path_factory.mktemp("engine"), host=gateway)
     yield served
     served.stop()
