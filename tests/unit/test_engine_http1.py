@@ -318,3 +318,38 @@ async def test_a_stream_read_slower_than_it_arrives_is_held_back_without_timing_
         finally:
             await client.close()
     assert seen == 1000
+
+
+async def test_an_engine_behind_a_proxy_setting_goes_through_aiohttp_with_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A proxy in the environment hands the engine to aiohttp (which honours it; NO_PROXY exempts
+    # loopback here): JSON, error answers and streams read the same as through http1.
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await engine.read_request(reader)
+            if b"/stream " in request:
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for event in [b'data: {"i": %d}\n\n' % i for i in range(3)] + [b"data: [DONE]\n\n"]:
+                    writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                writer.write(b"0\r\n\r\n")
+                continue
+            status = 429 if b"/limited " in request else 200
+            writer.write(_answer({"ok": status}, status=status, extra=b"Retry-After: 2\r\n"))
+
+    async with Engine(script) as engine:
+        client = _client(engine.url)
+        assert client._pool is None  # aiohttp's session
+        try:
+            assert await client.post_json("chat", {"x": 1}, {}) == {"ok": 200}
+            with pytest.raises(transport.EngineStatusError) as caught:
+                await client.post_json("limited", {}, {})
+            stream = await client.open_stream("stream", {}, {})
+            assert [e["i"] async for e in stream.events()] == [0, 1, 2]
+            stream.close()
+        finally:
+            await client.close()
+    assert caught.value.response.status_code == 429 and caught.value.response.headers["Retry-After"] == "2"

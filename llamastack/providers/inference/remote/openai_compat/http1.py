@@ -41,10 +41,13 @@ class Disconnected(ConnectionError):
     """The connection ended (or carried something other than HTTP) before the answer did."""
 
 
-def _header_value(name: str, value: str) -> bytes:
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError(f"header {name} holds a line break or NUL")
-    return value.encode("latin-1")
+def _header_lines(headers: Mapping[str, str]) -> bytes:
+    lines = []
+    for name, value in headers.items():
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name} holds a line break or NUL")
+        lines.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+    return b"".join(lines)
 
 
 class _Connection(asyncio.Protocol):
@@ -280,10 +283,7 @@ class Pool:
         host = f"[{self.host}]" if ":" in self.host else self.host
         authority = host if self.port == 80 else f"{host}:{self.port}"
         self._fixed = f"Host: {authority}\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\n".encode()
-        self._fixed += b"".join(
-            b"%s: %s\r\n" % (name.encode("latin-1"), _header_value(name, value))
-            for name, value in headers.items()
-        )
+        self._fixed += _header_lines(headers)
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
@@ -301,10 +301,7 @@ class Pool:
     ) -> Answer:
         """Sends the request and waits for the answer's status and headers."""
         head = b"%s %s/%s HTTP/1.1\r\n" % (method.encode(), self.prefix.encode(), path.encode())
-        extra = b"".join(
-            b"%s: %s\r\n" % (name.encode("latin-1"), _header_value(name, value))
-            for name, value in headers.items()
-        )
+        extra = _header_lines(headers)
         if body is not None:
             extra += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         data = head + self._fixed + extra + b"\r\n" + (body or b"")
