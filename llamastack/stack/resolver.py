@@ -23,6 +23,7 @@ from .apis.tools import RAGToolRuntime, RegisterToolGroupRequest
 from .config import ProviderConfig, RunConfig
 from .datatypes import API_PARTS, Api, ProviderDeps, ProviderSpec
 from .errors import ConfigError
+from .library_imports import library_imports
 from .outbound import OutboundPolicy
 from .routing.chat_completions import ChatCompletionStore
 from .routing.files import FilesRouter
@@ -166,7 +167,14 @@ class Stack:
 
 def _import_attr(path: str) -> Any:
     module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return getattr(_imported(module), attr)
+
+
+def _imported(module: str) -> Any:
+    # Under the library import lock: a provider module may import numpy while the models already
+    # loading in threads import it too (see library_imports.py).
+    with library_imports:
+        return importlib.import_module(module)
 
 
 def _api(name: str) -> Api:
@@ -231,7 +239,7 @@ async def _instantiate(api: Api, provider_id: str, entry: ProviderConfig, stack:
         store=stack.store.namespaced(provider_namespace(api, provider_id)),
     )
     try:
-        impl = await importlib.import_module(spec.module).get_provider_impl(config, deps)
+        impl = await _imported(spec.module).get_provider_impl(config, deps)
     except ImportError as exc:
         if (exc.name or "").startswith("llamastack"):
             raise  # our own code is broken: not something the user can install

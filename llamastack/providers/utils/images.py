@@ -22,6 +22,7 @@ from llamastack.stack.errors import (
     OutboundRefusedError,
 )
 from llamastack.stack.ingestion.fetch import fetch
+from llamastack.stack.library_imports import library_imports
 from llamastack.stack.outbound import OutboundPolicy
 
 MAX_IMAGE_BYTES = 20 * 2**20
@@ -49,7 +50,8 @@ def _data_url_bytes(url: str, where: str, max_bytes: int) -> bytes:
 
 def decode_image(data: bytes, where: str) -> Any:
     """The bytes as an RGB PIL image, or a 400 naming the problem (blocking: run it in a thread)."""
-    from PIL import Image, UnidentifiedImageError
+    with library_imports:
+        from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise ImageError(f"{where}: the image is empty.")

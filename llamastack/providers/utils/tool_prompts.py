@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from llamastack.stack.apis.inference.core import ChatMessage, ToolOptions, ToolPromptFormat, ToolSpec
+from llamastack.stack.library_imports import import_libraries
 
 BUILTIN_TOOLS = ("brave_search", "wolfram_alpha", "photogen", "code_interpreter")
 _FAMILY = re.compile(r"llama[-_ ]?3[._-]?(?P<minor>[123])(?![0-9])", re.IGNORECASE)
@@ -167,6 +168,8 @@ def _merge_system(user_system: str, prompt: str, definitions: str, behavior: str
 
 def _encode_calls(calls: list[dict[str, Any]], fmt: ToolPromptFormat, builtin: list[str]) -> tuple[str, bool]:
     """An assistant message's tool calls as the model writes them, and whether it ends with <|eom_id|>."""
+    # Also called on the event loop (remote engines): the lock is taken only for the first import.
+    import_libraries("llama_models.datatypes", "llama_models.llama3.tool_utils")
     from llama_models.datatypes import BuiltinTool, ToolCall
     from llama_models.datatypes import ToolPromptFormat as MetaFormat
     from llama_models.llama3.tool_utils import ToolUtils

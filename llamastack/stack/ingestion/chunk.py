@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Protocol
 
+from llamastack.stack.library_imports import library_imports
+
 log = logging.getLogger(__name__)
 
 MIN_CHUNK_SIZE_TOKENS = 16
@@ -100,7 +102,8 @@ def count_tokens(text: str, tokenizer: TokenCounter | None = None) -> int:
 def default_tokenizer() -> TokenCounter:
     """The Llama 3 tokenizer, loaded once (~0.2 s); a word counter if llama-models is missing."""
     try:
-        from llama_models.llama3.tokenizer import Tokenizer
+        with library_imports:
+            from llama_models.llama3.tokenizer import Tokenizer
     except ImportError:
         log.warning("llama-models is not installed: chunk sizes are counted in words, not Llama 3 tokens.")
         return WordTokenCounter()

@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from llamastack.stack.library_imports import library_imports
+
 from ..errors import DocumentError, UnsupportedDocumentError
 from .mime import SUPPORTED, decode_text, is_html, is_json, is_text, resolve_mime_type
 
@@ -55,7 +57,8 @@ def clean(text: str) -> str:
 
 
 def _pdf_to_text(data: bytes) -> str:
-    from pypdf import PdfReader
+    with library_imports:
+        from pypdf import PdfReader
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -113,8 +116,9 @@ _SPACES = re.compile(r"\s+")
 
 def _html_to_text(data: bytes, charset: str | None) -> str:
     """Visible text with paragraphs as blank lines, blocks as lines and runs of spaces collapsed."""
-    from bs4 import BeautifulSoup
-    from bs4.element import CData, NavigableString, PreformattedString, Tag
+    with library_imports:
+        from bs4 import BeautifulSoup
+        from bs4.element import CData, NavigableString, PreformattedString, Tag
 
     soup = BeautifulSoup(data, "html.parser", from_encoding=charset)
     out = _TextBuilder()

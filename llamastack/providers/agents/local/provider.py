@@ -8,6 +8,7 @@ retrieves before the turn's first inference and adds the context to the user mes
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from llamastack.stack.apis.tools import RAGToolRuntime
 from llamastack.stack.apis.vector_io import RAGDocument, RegisterVectorDbRequest
 from llamastack.stack.datatypes import Api, ProviderDeps, required
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError
+from llamastack.stack.library_imports import libraries_imported
 from llamastack.stack.pagination import paginate
 from llamastack.stack.storage.kvstore import SqliteKVStore
 from llamastack.stack.storage.legacy import import_sqlite_file
@@ -331,6 +333,8 @@ class LocalAgents:
                 tool_name=call.tool_name,
                 content=f"error: unknown tool '{call.tool_name}'",
             )
+        with contextlib.suppress(ImportError):  # without jsonschema only required names are checked
+            await libraries_imported("jsonschema")  # its first import, off the loop
         problem = _check_arguments(spec, arguments)
         if problem:
             return a.ToolResponse(

@@ -47,6 +47,7 @@ from llamastack.stack.apis.inference.core import (
     TokenLogprob,
     Usage,
 )
+from llamastack.stack.library_imports import library_imports
 
 from ...utils.local_generation import hold_back
 from .threads import ThreadTuner
@@ -219,7 +220,8 @@ class BatchScheduler:
         python_tag_id: int | None,
         name: str,
     ) -> None:
-        import llama_cpp
+        with library_imports:
+            import llama_cpp
 
         self._lc = llama_cpp
         self.llm = llm

@@ -28,6 +28,7 @@ from llamastack.stack.apis.inference.core import (
     SamplingOptions,
 )
 from llamastack.stack.errors import BadRequestError, ContextLengthExceededError, ServerBusyError
+from llamastack.stack.library_imports import library_imports
 
 from ...utils.gbnf import check_grammar
 from ...utils.local_generation import await_generation, stream_generation
@@ -47,7 +48,8 @@ _JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 
 def _json_grammar(schema_json: str) -> str:
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    with library_imports:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     return json_schema_to_gbnf(schema_json).replace(_LOOSE_CHAR, _JSON_CHAR)
 
@@ -63,7 +65,8 @@ class LlamaCppModel:
     def __init__(self, path: Path, config: LlamaCppConfig, *, grow: bool = True) -> None:
         """``grow``: start making the KV cache of every slot now (the model serves one request at a
         time until it is made, about half a second later; see batching.py)."""
-        import llama_cpp
+        with library_imports:
+            import llama_cpp
 
         self.path = path
         self.config = config
@@ -115,7 +118,8 @@ class LlamaCppModel:
         return ids[0] if len(ids) == 1 else None
 
     def _make_formatter(self, llama_cpp: Any) -> Callable[..., Any]:
-        from llama_cpp import llama_chat_format
+        with library_imports:
+            from llama_cpp import llama_chat_format
 
         if self.config.chat_format:
             formatter = getattr(llama_chat_format, f"format_{self.config.chat_format}", None)

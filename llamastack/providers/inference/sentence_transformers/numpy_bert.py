@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from llamastack.stack.library_imports import library_imports
+
 Truncation = Literal["none", "start", "end"]
 
 
@@ -53,7 +55,8 @@ class BertFolder:
     batching and pooling. Subclasses load the weights and run `_hidden` (the last hidden states)."""
 
     def __init__(self, folder: Path) -> None:
-        from tokenizers import Tokenizer
+        with library_imports:
+            from tokenizers import Tokenizer
 
         self.folder = folder
 
@@ -181,7 +184,8 @@ def length_batches(lengths: list[int], batch_size: int) -> list[tuple[int, int]]
 
 class NumpyBertEncoder(BertFolder):
     def __init__(self, folder: Path) -> None:
-        from safetensors.numpy import load_file
+        with library_imports:
+            from safetensors.numpy import load_file
 
         super().__init__(folder)
         w = load_file(str(self.weights_file))

@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from llamastack.stack.library_imports import library_imports
+
 from .numpy_bert import BertFolder
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,8 @@ class OnnxBertEncoder(BertFolder):
 
     def _start(self, model: bytes | str) -> None:
         """The onnxruntime session over the graph, warmed up and checked."""
-        import onnxruntime as ort
+        with library_imports:
+            import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -158,8 +161,9 @@ class OnnxBertEncoder(BertFolder):
     def _quantized(self, fp32: bytes, path: Path) -> bytes:
         log.info("Quantizing %s to int8 into %s (once per cache; takes a few seconds) ...", self.folder, path)
         started = time.perf_counter()
-        from onnx import TensorProto
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        with library_imports:
+            from onnx import TensorProto
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
@@ -180,7 +184,8 @@ class OnnxBertEncoder(BertFolder):
     def _cache_key(self) -> str:
         """Names the graph by what shapes it: the weights file (path, size, modification time), the
         model's configuration, this module's graph layout and the versions of the libraries."""
-        import onnxruntime
+        with library_imports:
+            import onnxruntime
 
         stat = self.weights_file.stat()
         parts = [
@@ -196,8 +201,9 @@ class OnnxBertEncoder(BertFolder):
 
     def _build(self) -> Any:
         """The graph with its weights (an onnx ModelProto)."""
-        from onnx import TensorProto, helper, numpy_helper
-        from safetensors.numpy import load_file
+        with library_imports:
+            from onnx import TensorProto, helper, numpy_helper
+            from safetensors.numpy import load_file
 
         w = load_file(str(self.weights_file))
         prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""

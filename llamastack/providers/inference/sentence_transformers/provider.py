@@ -17,6 +17,7 @@ from llamastack.stack.apis.inference.core import (
 )
 from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.errors import BadRequestError, UnsupportedError
+from llamastack.stack.library_imports import library_imports
 from llamastack.stack.model_paths import resolve_model_path
 
 from ...utils.library_loading import hf_loading
@@ -34,7 +35,8 @@ class _TorchEncoder:
 
     def _load(self, folder: Path, device: str) -> None:
         try:
-            from sentence_transformers import SentenceTransformer
+            with library_imports:
+                from sentence_transformers import SentenceTransformer
         except ImportError:
             raise BadRequestError(
                 "The torch backend needs sentence-transformers: pip install 'llamastack[torch]'."
@@ -56,7 +58,8 @@ class _TorchEncoder:
 
 
 def _cuda_available() -> bool:
-    import torch
+    with library_imports:
+        import torch
 
     return bool(torch.cuda.is_available())
 
@@ -82,8 +85,9 @@ class SentenceTransformersInference:
         if self.config.quantize == "int8" and backend not in ("auto", "onnx"):
             raise BadRequestError(f"quantize: int8 needs the onnx backend (backend is '{backend}').")
         if backend in ("auto", "onnx"):
-            from .numpy_bert import UnsupportedFolder
-            from .onnx_bert import OnnxBertEncoder, onnx_available
+            with library_imports:  # these modules import numpy
+                from .numpy_bert import UnsupportedFolder
+                from .onnx_bert import OnnxBertEncoder, onnx_available
 
             if not onnx_available():
                 if backend == "onnx" or self.config.quantize == "int8":
@@ -100,7 +104,8 @@ class SentenceTransformersInference:
                         raise BadRequestError(f"The onnx backend cannot run '{folder}': {exc}.") from None
                     log.info("Not using the onnx backend for %s (%s)", folder, exc)
         if backend in ("auto", "numpy"):
-            from .numpy_bert import NumpyBertEncoder, UnsupportedFolder
+            with library_imports:
+                from .numpy_bert import NumpyBertEncoder, UnsupportedFolder
 
             try:
                 return NumpyBertEncoder(folder)

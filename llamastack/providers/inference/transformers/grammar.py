@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamastack.stack.errors import BadRequestError
+from llamastack.stack.library_imports import library_imports
 
 from ...utils.gbnf import check_grammar
 
@@ -37,7 +38,8 @@ class Grammars:
     def _tokenizer(self) -> Any:
         if self._ll_tokenizer is None:
             try:
-                import llguidance.hf
+                with library_imports:
+                    import llguidance.hf
             except ImportError:
                 raise BadRequestError(
                     "Constrained output on inline::transformers needs llguidance: "
@@ -49,7 +51,8 @@ class Grammars:
 
     def compile(self, json_schema: dict[str, Any] | None, gbnf: str | None) -> CompiledGrammar:
         """Blocking (the tokenizer wrapper and validation walk the vocabulary): run it in a thread."""
-        import llguidance
+        with library_imports:
+            import llguidance
 
         schema_json = json.dumps(json_schema, sort_keys=True) if json_schema is not None else None
         key = (gbnf, schema_json)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from llamastack.stack.errors import BadRequestError
+from llamastack.stack.library_imports import library_imports
 from llamastack.stack.model_paths import DOWNLOAD_SCHEME, PKG_SCHEME, resolve_model_path
 from llamastack.stack.model_store import downloaded, find_downloadable
 
@@ -83,7 +84,8 @@ class Placement:
 
 
 def placement(config: TransformersConfig) -> Placement:
-    import torch
+    with library_imports:
+        import torch
 
     device = config.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -107,12 +109,14 @@ def _quantization_config(quantization: str, dtype: Any) -> Any:
     if quantization == "none":
         return None
     try:
-        import bitsandbytes  # noqa: F401
+        with library_imports:
+            import bitsandbytes  # noqa: F401
     except ImportError:
         raise BadRequestError(
             f"quantization '{quantization}' needs bitsandbytes: pip install bitsandbytes."
         ) from None
-    from transformers import BitsAndBytesConfig
+    with library_imports:
+        from transformers import BitsAndBytesConfig
 
     if quantization == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4")
@@ -132,7 +136,14 @@ class Loaded:
 
 def load(source: ModelSource, config: TransformersConfig) -> Loaded:
     try:
-        import transformers
+        # transformers imports its model and tokenizer classes later, as the load names them (under
+        # hf_loading); the libraries those share with other threads' work are imported first.
+        with library_imports:
+            import numpy  # noqa: F401
+            import safetensors  # noqa: F401
+            import tokenizers  # noqa: F401
+            import torch  # noqa: F401
+            import transformers
     except ImportError:
         raise BadRequestError(
             "inline::transformers needs transformers: pip install 'llamastack[cuda]'."

@@ -14,6 +14,7 @@ from llamastack.stack.apis.inference.core import (
 )
 from llamastack.stack.apis.models import Model, ModelType
 from llamastack.stack.errors import BadRequestError, UnsupportedError
+from llamastack.stack.library_imports import library_imports
 from llamastack.stack.outbound import OutboundPolicy
 
 from ...utils.images import load_image
@@ -201,7 +202,8 @@ def _load_in_turn(source: ModelSource, config: TransformersConfig) -> Any:
     with hf_loading:
         loaded = load(source, config)
         # Names generation resolves later, on its worker thread, while another model may be loading.
-        from transformers import LogitsProcessorList, StoppingCriteriaList  # noqa: F401
+        with library_imports:
+            from transformers import LogitsProcessorList, StoppingCriteriaList  # noqa: F401
 
         return loaded
 

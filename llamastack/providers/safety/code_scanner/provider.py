@@ -14,6 +14,7 @@ from typing import Any
 from llamastack.stack.apis.common import content_to_text
 from llamastack.stack.apis.inference import native as n
 from llamastack.stack.apis.safety import RunShieldResponse, SafetyViolation, Shield, ViolationLevel
+from llamastack.stack.library_imports import library_imports
 
 from .config import CodeScannerConfig
 
@@ -62,8 +63,9 @@ class CodeScannerSafety:
         return None
 
     def _scan(self, snippets: list[str]) -> list[dict[str, Any]]:
-        from bandit.core import config as bandit_config
-        from bandit.core import manager
+        with library_imports:
+            from bandit.core import config as bandit_config
+            from bandit.core import manager
 
         findings = []
         conf = bandit_config.BanditConfig()

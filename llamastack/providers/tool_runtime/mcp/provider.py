@@ -24,6 +24,7 @@ from llamastack.stack.apis.common import ImageContentItem, InterleavedContentIte
 from llamastack.stack.apis.tools import ToolDef, ToolGroup, ToolInvocationResult, ToolParameter
 from llamastack.stack.boundary import Boundary, Failure, http_status_text
 from llamastack.stack.errors import BadRequestError, NotFoundError, StackError, UpstreamError
+from llamastack.stack.library_imports import libraries_imported
 from llamastack.stack.outbound import OutboundPolicy
 
 from .config import MCPToolRuntimeConfig
@@ -205,6 +206,9 @@ class MCPToolRuntime:
     ) -> _T:
         """Opens a session, runs `operation` on it and closes it. Failures to reach or talk to the server
         become the error `failed` makes; the stack's own typed errors raised by `operation` pass through."""
+        # The SDK's first import, in a thread (see llamastack/stack/library_imports.py); every other
+        # import of it in this module runs after this one.
+        await libraries_imported("anyio", "httpx2", "mcp", "mcp.client.sse", "mcp.client.streamable_http")
         import anyio
         from mcp import Client
 

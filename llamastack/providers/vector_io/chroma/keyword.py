@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamastack.stack.apis.vector_io import Chunk
+from llamastack.stack.library_imports import library_imports
 
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 K1, B = 1.2, 0.75
@@ -29,7 +30,8 @@ def _plain(text: str) -> str:
 
 
 def _stemmer() -> Any:
-    import Stemmer
+    with library_imports:
+        import Stemmer
 
     return Stemmer.Stemmer("porter")
 
@@ -44,7 +46,8 @@ class KeywordIndex:
     @classmethod
     def build(cls, revision: str | None, chunks: list[Chunk], texts: list[str]) -> KeywordIndex:
         """Blocking: tokenises and indexes every text (run it in a thread)."""
-        import bm25s
+        with library_imports:
+            import bm25s
 
         stemmer = _stemmer()
         if not chunks:
@@ -62,8 +65,9 @@ class KeywordIndex:
 
     def search(self, text: str, k: int) -> list[tuple[Chunk, float]]:
         """Blocking: the k best chunks with a BM25 score above 0, best first."""
-        import bm25s
-        import numpy as np
+        with library_imports:
+            import bm25s
+            import numpy as np
 
         if self.retriever is None:
             return []

@@ -16,6 +16,7 @@ from llamastack.stack.apis.common import content_to_text
 from llamastack.stack.apis.vector_io import Chunk, StoredChunk, VectorDB
 from llamastack.stack.boundary import Boundary, Failure, http_status_text
 from llamastack.stack.errors import ConfigError, NotFoundError
+from llamastack.stack.library_imports import library_imports
 
 from ..base import storage_name
 from .config import ChromaInlineConfig, ChromaRemoteConfig
@@ -82,8 +83,9 @@ class ChromaVectorIO:
         await asyncio.shield(self._opening)  # a caller that goes away does not stop the opening
 
     def _connect(self) -> Any:
-        import chromadb
-        from chromadb.config import Settings
+        with library_imports:
+            import chromadb
+            from chromadb.config import Settings
 
         settings = Settings(anonymized_telemetry=False, allow_reset=False)
         if isinstance(self.config, ChromaInlineConfig):

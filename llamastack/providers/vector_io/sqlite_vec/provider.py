@@ -13,6 +13,7 @@ from typing import Any
 from llamastack.stack.apis.common import content_to_text
 from llamastack.stack.apis.vector_io import Chunk, StoredChunk, VectorDB
 from llamastack.stack.errors import ConfigError
+from llamastack.stack.library_imports import library_imports
 
 from ..base import storage_name
 from .config import SqliteVecConfig
@@ -36,13 +37,15 @@ def _connect(path: Path) -> Any:
     """A connection with sqlite-vec loaded; Python builds without extension loading use pysqlite3."""
     import sqlite3
 
-    import sqlite_vec
+    with library_imports:
+        import sqlite_vec  # imports numpy.typing
 
     conn = sqlite3.connect(path, check_same_thread=False)
     if not hasattr(conn, "enable_load_extension"):
         conn.close()
         try:
-            import pysqlite3 as sqlite3_ext  # type: ignore[import-untyped,unused-ignore]
+            with library_imports:
+                import pysqlite3 as sqlite3_ext  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
             raise ConfigError(
                 "This Python's sqlite3 cannot load extensions; "

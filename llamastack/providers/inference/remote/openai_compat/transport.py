@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llamastack.stack.boundary import Failure
+from llamastack.stack.library_imports import libraries_imported
 from llamastack.stack.version import __version__
 
 from . import http1
@@ -109,7 +110,8 @@ class EngineClient:
             )
         self._session: aiohttp.ClientSession | None = None
 
-    def _open(self) -> aiohttp.ClientSession:
+    async def _opened(self) -> aiohttp.ClientSession:
+        await libraries_imported("aiohttp")  # its first import, in a thread (see library_imports)
         import aiohttp
 
         if self._session is None or self._session.closed:
@@ -136,12 +138,13 @@ class EngineClient:
         if self._pool is not None:
             answer = await self._pool.request("GET", path, headers, timeout_s=timeout_s)
             return _decoded(answer.status, answer.headers, await answer.read())
+        session = await self._opened()
         import aiohttp
 
         timeout = None
         if timeout_s:
             timeout = aiohttp.ClientTimeout(total=timeout_s, connect=self.connect_timeout_s)
-        async with self._open().get(f"{self.base_url}/{path}", headers=headers, timeout=timeout) as r:
+        async with session.get(f"{self.base_url}/{path}", headers=headers, timeout=timeout) as r:
             return _decoded(r.status, r.headers, await r.read())
 
     async def post_json(self, path: str, body: dict[str, Any], headers: Headers) -> Any:
@@ -149,7 +152,8 @@ class EngineClient:
         if self._pool is not None:
             answer = await self._pool.request("POST", path, headers, data)
             return _decoded(answer.status, answer.headers, await answer.read())
-        async with self._open().post(f"{self.base_url}/{path}", data=data, headers=_json(headers)) as r:
+        session = await self._opened()
+        async with session.post(f"{self.base_url}/{path}", data=data, headers=_json(headers)) as r:
             return _decoded(r.status, r.headers, await r.read())
 
     async def open_stream(self, path: str, body: dict[str, Any], headers: Headers) -> EngineStream:
@@ -159,7 +163,8 @@ class EngineClient:
             if answer.status >= 400:
                 raise EngineStatusError(_error_answer(answer.status, answer.headers, await answer.read()))
             return EngineStream(answer.chunks(), answer.release, answer.close)
-        response = await self._open().post(f"{self.base_url}/{path}", data=data, headers=_json(headers))
+        session = await self._opened()
+        response = await session.post(f"{self.base_url}/{path}", data=data, headers=_json(headers))
         if response.status >= 400:
             try:
                 text = await response.read()
