@@ -38,15 +38,17 @@ ON_THE_LOOP = {
     "which imports aiohttp",
     ("stack/storage/__init__.py", "*"): "the storage opens first in build_stack, before any thread",
     ("stack/config.py", "load_run_config"): "the run config is read before anything starts",
-    ("stack/server/run.py", "*"): "the server's own start, before the stack builds",
+    ("stack/outbound/policy.py", "addresses"): "anyio came with starlette, with the HTTP side",
+    ("stack/outbound/transport.py", "connect_tcp"): "as for stack/outbound/policy.py",
+    ("stack/server/run.py", "main"): "after the stack and the HTTP side are built",
+    ("stack/server/run.py", "_loop_factory"): "before the stack starts building",
     ("stack/storage/postgres.py", "*"): "as for stack/storage/__init__.py",
 }
 
-# Libraries that the server has loaded before the stack starts building cannot race.
+# Libraries loaded before the stack starts building (and the HTTP side in its thread) cannot race.
 _PRELOADED = """
 import sys
-import llamastack.cli.main, llamastack.stack.server.run, llamastack.stack.server.app
-import llamastack.stack.resolver
+import llamastack.cli.main, llamastack.stack.server.run, llamastack.stack.config, llamastack.stack.resolver
 print(" ".join(sorted({name.partition(".")[0] for name in sys.modules})))
 """
 
@@ -112,6 +114,30 @@ def test_lazy_imports_of_libraries_take_the_lock() -> None:
                 continue
             problems.append(f"llamastack/{rel}:{line} ({function}) imports {top} outside library_imports")
     assert not problems, "\n".join(problems)
+
+
+def test_providers_import_their_implementation_under_the_lock() -> None:
+    """A provider's package is light (its config is read by the CLI too); `get_provider_impl` imports
+    the implementation, with the libraries it imports at module level (numpy, for some), on the main
+    thread while models may be loading in others."""
+    checked, problems = 0, []
+    for path in sorted((PACKAGE / "providers").rglob("__init__.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for fn in tree.body:
+            if isinstance(fn, ast.AsyncFunctionDef) and fn.name == "get_provider_impl":
+                checked += 1
+                stack: list[ast.AST] = [fn]
+                for node in fn.body:
+                    if isinstance(node, ast.Import | ast.ImportFrom):
+                        problems.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+                    elif isinstance(node, ast.With) and not _locked([*stack, node]):
+                        problems.extend(
+                            f"{path.relative_to(PACKAGE.parent)}:{n.lineno}"
+                            for n in ast.walk(node)
+                            if isinstance(n, ast.Import | ast.ImportFrom)
+                        )
+    assert checked >= 20
+    assert not problems, "imports outside library_imports: " + ", ".join(problems)
 
 
 def test_the_rule_finds_an_unguarded_import() -> None:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..library_imports import library_imports
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -18,12 +20,14 @@ if TYPE_CHECKING:
 
 def _build_http_side(server: ServerConfig, host: str) -> FastAPI | None:
     """The application without its stack, and uvicorn imported; None if that failed (the main thread
-    then builds it and reports the error)."""
+    then builds it and reports the error). Its imports (FastAPI, every API's models) take turns with
+    those of the providers and engines loading meanwhile (see library_imports.py)."""
     try:
-        import uvicorn.lifespan.on  # noqa: F401
+        with library_imports:
+            import uvicorn.lifespan.on  # noqa: F401
 
-        from . import http_protocol  # noqa: F401  (uvicorn's httptools protocol)
-        from .app import build_app
+            from . import http_protocol  # noqa: F401  (uvicorn's httptools protocol)
+            from .app import build_app
 
         return build_app(server, bind_host=host)
     except Exception:  # pragma: no cover - reported when the main thread does the same

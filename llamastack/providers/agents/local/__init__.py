@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
+from llamastack.stack.library_imports import library_imports
 
 from .config import LocalAgentsConfig
 
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: LocalAgentsConfig, deps: ProviderDeps) -> LocalAgents:
-    from .provider import LocalAgents
+    with library_imports:  # the implementation's libraries take turns with other threads' imports
+        from .provider import LocalAgents
 
     impl = LocalAgents(config, deps)
     await impl.initialize()

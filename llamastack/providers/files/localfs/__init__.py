@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
+from llamastack.stack.library_imports import library_imports
 
 from .config import LocalFSFilesConfig
 
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: LocalFSFilesConfig, deps: ProviderDeps) -> LocalFSFiles:
-    from .provider import LocalFSFiles
+    with library_imports:  # the implementation's libraries take turns with other threads' imports
+        from .provider import LocalFSFiles
 
     impl = LocalFSFiles(config, deps.store)
     await impl.initialize()

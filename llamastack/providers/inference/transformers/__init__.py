@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
+from llamastack.stack.library_imports import library_imports
 
 from .config import TransformersConfig
 
@@ -13,7 +14,8 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: TransformersConfig, deps: ProviderDeps) -> TransformersInference:
-    from .provider import TransformersInference  # imports torch lazily: keep it out of CLI start-up
+    with library_imports:  # the implementation's libraries take turns with other threads' imports
+        from .provider import TransformersInference  # imports torch lazily: keep it out of CLI start-up
 
     return TransformersInference(config, deps.outbound)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import Api, ProviderDeps, required
+from llamastack.stack.library_imports import library_imports
 
 from .config import LlamaGuardConfig
 
@@ -13,7 +14,8 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: LlamaGuardConfig, deps: ProviderDeps) -> LlamaGuardSafety:
-    from .provider import LlamaGuardSafety
+    with library_imports:  # the implementation's libraries take turns with other threads' imports
+        from .provider import LlamaGuardSafety
 
     return LlamaGuardSafety(
         config, inference=required(deps.inference, Api.inference), models=required(deps.models, Api.inference)

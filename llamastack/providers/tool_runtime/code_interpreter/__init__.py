@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
+from llamastack.stack.library_imports import library_imports
 
 from .config import CodeInterpreterConfig
 
@@ -13,7 +14,8 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: CodeInterpreterConfig, deps: ProviderDeps) -> CodeInterpreterRuntime:
-    from .provider import CodeInterpreterRuntime
+    with library_imports:  # the implementation's libraries take turns with other threads' imports
+        from .provider import CodeInterpreterRuntime
 
     impl = CodeInterpreterRuntime(config)
     await impl.initialize()

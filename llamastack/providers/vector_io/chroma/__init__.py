@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
+from llamastack.stack.library_imports import library_imports
 
 from .config import ChromaInlineConfig, ChromaRemoteConfig
 
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 async def get_provider_impl(
     config: ChromaInlineConfig | ChromaRemoteConfig, deps: ProviderDeps
 ) -> ChromaVectorIO:
-    from .provider import ChromaVectorIO
+    with library_imports:  # the implementation's libraries take turns with other threads' imports
+        from .provider import ChromaVectorIO
 
     impl = ChromaVectorIO(config)
     await impl.initialize()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
+from llamastack.stack.library_imports import library_imports
 
 from .config import RemoteEngineConfig
 
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: RemoteEngineConfig, deps: ProviderDeps) -> OpenAICompatInference:
-    from .adapter import OpenAICompatInference  # loaded only when a remote engine is configured
+    with library_imports:  # the implementation's libraries take turns with other threads' imports
+        from .adapter import OpenAICompatInference  # loaded only when a remote engine is configured
 
     return OpenAICompatInference(config)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llamastack.stack.datatypes import ProviderDeps
+from llamastack.stack.library_imports import library_imports
 
 from .config import TogetherConfig
 
@@ -13,7 +14,8 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: TogetherConfig, deps: ProviderDeps) -> OpenAICompatInference:
-    from ..openai_compat.adapter import OpenAICompatInference
+    with library_imports:  # the implementation's libraries take turns with other threads' imports
+        from ..openai_compat.adapter import OpenAICompatInference
 
     return OpenAICompatInference(config)
 
