@@ -353,3 +353,121 @@ async def test_an_engine_behind_a_proxy_setting_goes_through_aiohttp_with_the_sa
         finally:
             await client.close()
     assert caught.value.response.status_code == 429 and caught.value.response.headers["Retry-After"] == "2"
+
+
+class _Held:
+    """An engine whose answers wait for `release`; counts the connections open at once."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.open = 0
+        self.most_open = 0
+
+    async def script(
+        self, engine: Engine, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            while True:
+                request = await engine.read_request(reader)
+                await self.release.wait()
+                writer.write(_answer({"echo": json.loads(request.split(b"\r\n\r\n", 1)[1])}))
+                await writer.drain()
+        finally:
+            self.open -= 1
+
+
+def _limited(url: str, limit: int, timeout_s: float = 5.0) -> transport.EngineClient:
+    return transport.EngineClient(url, {}, timeout_s=timeout_s, connect_timeout_s=2, max_connections=limit)
+
+
+async def test_requests_beyond_the_connection_limit_wait_their_turn_and_are_all_answered() -> None:
+    held = _Held()
+    async with Engine(lambda r, w: held.script(engine, r, w)) as engine:
+        client = _limited(engine.url, 2)
+        try:
+            calls = [asyncio.ensure_future(client.post_json("completions", {"i": i}, {})) for i in range(6)]
+            await asyncio.sleep(0.2)
+            assert engine.connections == 2 and len(engine.requests) == 2  # the other four wait
+            assert not any(call.done() for call in calls)
+            held.release.set()
+            answers = await asyncio.gather(*calls)
+        finally:
+            await client.close()
+    assert [a["echo"]["i"] for a in answers] == list(range(6))
+    assert held.most_open == 2 and engine.connections == 2  # the two were reused, in turn
+
+
+async def test_a_wait_for_a_connection_ends_at_the_timeout_and_a_cancelled_one_gives_its_turn_on() -> None:
+    held = _Held()
+    async with Engine(lambda r, w: held.script(engine, r, w)) as engine:
+        client = _limited(engine.url, 1)
+        try:
+            first = asyncio.ensure_future(client.post_json("completions", {"i": 0}, {}))
+            await asyncio.sleep(0.05)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(http1.Busy, match="stayed in use") as busy:
+                await client.get_json("models", {}, timeout_s=0.3)  # waits as long as its timeout
+            assert 0.25 < asyncio.get_running_loop().time() - started < 2
+            kind = transport.failure(busy.value)  # a 503 with Retry-After, as from a busy engine
+            assert kind is not None and (kind.kind, kind.status, kind.retry_after_s) == ("status", 503, 1)
+            cancelled = asyncio.ensure_future(client.post_json("completions", {"i": 2}, {}))
+            waiting = asyncio.ensure_future(client.post_json("completions", {"i": 3}, {}))
+            await asyncio.sleep(0.05)
+            cancelled.cancel()
+            held.release.set()
+            assert (await first)["echo"]["i"] == 0
+            assert (await waiting)["echo"]["i"] == 3  # the cancelled one's turn came to it
+            assert cancelled.cancelled()
+            # Nothing was lost on the way: the one connection still serves, one request at a time.
+            assert [(await client.post_json("completions", {"i": i}, {}))["echo"]["i"] for i in (4, 5)] == [
+                4,
+                5,
+            ]
+        finally:
+            await client.close()
+    assert held.most_open == 1
+    assert [json.loads(r.split(b"\r\n\r\n", 1)[1])["i"] for r in engine.requests] == [0, 3, 4, 5]
+
+
+async def test_failed_connects_and_closed_connections_free_their_place() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await engine.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    async with Engine(script) as engine:
+        client = _limited(engine.url, 1, timeout_s=1.0)
+        try:
+            for _ in range(3):  # each answer closes its connection: the next one opens another
+                assert await client.post_json("completions", {}, {}) == {}
+        finally:
+            await client.close()
+        assert engine.connections == 3
+        url = engine.url
+    refused = _limited(url, 1, timeout_s=1.0)  # nothing listens there now
+    for _ in range(3):
+        with pytest.raises(http1.ConnectError, match="cannot connect"):
+            await refused.post_json("completions", {}, {})
+
+
+async def test_a_turn_given_to_a_request_cancelled_before_it_runs_goes_to_the_next_one() -> None:
+    pool = http1.Pool(
+        "http://127.0.0.1:9/v1",
+        {},
+        timeout_s=5,
+        connect_timeout_s=1,
+        keepalive_s=4,
+        user_agent="t",
+        max_connections=1,
+    )
+    loop = asyncio.get_running_loop()
+    pool._loop, pool._open = loop, 1  # the one connection is in use
+    given = asyncio.ensure_future(pool._wait_for_turn(loop, 5, first=False))
+    nxt = asyncio.ensure_future(pool._wait_for_turn(loop, 5, first=False))
+    await asyncio.sleep(0)
+    pool._next_turn()  # the connection came back: the first waiter's turn...
+    given.cancel()  # ...which is cancelled before it runs
+    await asyncio.wait_for(nxt, 1)
+    assert given.cancelled() and not pool._waiters

@@ -148,3 +148,19 @@ async def test_a_request_key_that_is_not_a_plain_token_is_a_400(key: str) -> Non
     finally:
         provider_data._raw.reset(token)
     await provider.shutdown()
+
+
+async def test_a_request_that_waited_out_the_connection_limit_is_a_503_and_not_retried() -> None:
+    from llamastack.providers.inference.remote.openai_compat import http1
+    from llamastack.providers.inference.remote.openai_compat.adapter import OpenAICompatInference
+    from llamastack.providers.inference.remote.vllm.config import VLLMConfig
+    from llamastack.stack.errors import ServerBusyError
+
+    provider = OpenAICompatInference(VLLMConfig(url="http://127.0.0.1:9/v1", max_connections=1))
+    busy = http1.Busy("all 1 connections to it stayed in use for 120 s (max_connections)")
+    assert provider._retry_delay(busy, 0) is None  # it has waited its timeout already
+    assert provider._retry_delay(http1.ConnectError("refused"), 0) == pytest.approx(0.2)
+    error = provider._boundary().translate(busy)
+    assert isinstance(error, ServerBusyError) and error.status_code == 503
+    assert "max_connections" in error.detail
+    await provider.shutdown()

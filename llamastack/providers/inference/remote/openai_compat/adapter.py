@@ -34,7 +34,7 @@ from llamastack.stack.errors import (
 )
 
 from ....utils.tool_calls import apply_to_result, apply_to_stream
-from . import prompted_tools, transport, wire
+from . import http1, prompted_tools, transport, wire
 from .config import RemoteEngineConfig
 from .engine_models import EngineModels, ServedModel, ServedNames
 from .transport import Headers
@@ -70,6 +70,7 @@ class OpenAICompatInference(EngineModels):
             _bearer(self._key),
             timeout_s=config.timeout_s,
             connect_timeout_s=config.connect_timeout_s,
+            max_connections=config.max_connections,
         )
 
     async def health(self) -> dict[str, Any]:
@@ -175,7 +176,7 @@ class OpenAICompatInference(EngineModels):
         if attempt >= self.config.max_retries:
             return None
         failure = transport.failure(exc) or describe(exc)
-        if failure is None:
+        if failure is None or isinstance(exc, http1.Busy):  # a request that waited its timeout
             return None
         if failure.kind == "connect":  # nothing reached the engine: safe to send again
             return 0.2 * 2**attempt

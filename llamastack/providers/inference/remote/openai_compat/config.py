@@ -22,6 +22,15 @@ class RemoteEngineConfig(BaseModel):
     api_key: Secret | None = Field(default=None, description="Bearer key for the engine, if it needs one.")
     timeout_s: float = Field(default=120.0, gt=0, description="Longest wait for an answer (or a token).")
     connect_timeout_s: float = Field(default=5.0, gt=0, description="Longest wait to connect.")
+    max_connections: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description=(
+            "Connections open to the engine at once (streams hold one each); more requests wait for "
+            "one, at most timeout_s, then fail as a connect error (503)."
+        ),
+    )
     max_retries: int = Field(
         default=2,
         ge=0,

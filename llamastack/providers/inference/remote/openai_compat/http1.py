@@ -37,6 +37,10 @@ class ReadTimeout(TimeoutError):
     """The engine sent nothing for `timeout_s`."""
 
 
+class Busy(Exception):
+    """Every connection the pool may open stayed in use for as long as the request could wait."""
+
+
 class Disconnected(ConnectionError):
     """The connection ended (or carried something other than HTTP) before the answer did."""
 
@@ -60,6 +64,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.when_complete: Callable[[], None] | None = None  # set while a released answer finishes
+        self._on_gone: Callable[[], None] | None = None
         self._begin()
 
     def _begin(self) -> None:
@@ -98,6 +103,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._gone()
         if not self.complete:
             reason = f": {exc}" if exc else ""
             self._fail(Disconnected(f"the engine closed the connection before the answer ended{reason}"))
@@ -184,6 +190,18 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
+        self._gone()
+
+    def when_gone(self, callback: Callable[[], None]) -> None:
+        """`callback` once, when the connection closes (at once if it already has)."""
+        self._on_gone = callback
+        if self.closed:
+            self._gone()
+
+    def _gone(self) -> None:
+        if (callback := self._on_gone) is not None:
+            self._on_gone = None
+            callback()
 
     async def _wait(self) -> None:
         if self.error is not None:
@@ -262,7 +280,11 @@ class Answer:
 
 
 class Pool:
-    """Keep-alive connections to one engine (`http://host:port/prefix`), most recently used first."""
+    """Keep-alive connections to one engine (`http://host:port/prefix`), most recently used first.
+
+    At most ``max_connections`` are open at once (idle ones included); a request beyond them waits
+    for one to be handed back or closed, as long as its timeout, in the order they came.
+    """
 
     def __init__(
         self,
@@ -273,6 +295,7 @@ class Pool:
         connect_timeout_s: float,
         keepalive_s: float,
         user_agent: str,
+        max_connections: int = 100,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
@@ -287,8 +310,12 @@ class Pool:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
+        self.max_connections = max_connections
         self._idle: deque[_Connection] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._open = 0  # connections open or being opened, on the current loop
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._generation = 0  # moves on with the loop: connections of an earlier one no longer count
 
     async def request(
         self,
@@ -329,30 +356,82 @@ class Pool:
         if loop is None or not loop.is_running():
             self.close()
             loop = self._loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self._idle:
-            connection = self._idle.pop()
-            stale = connection.transport is None or connection.transport.is_closing()
-            if stale or connection.closed or now - connection.idle_since > self.keepalive_s:
-                connection.close()
-                continue
-            connection.timeout_s = timeout_s or self.timeout_s
-            return connection, True
+            self._open, self._generation = 0, self._generation + 1
+            self._waiters.clear()
+        waited = False
+        while True:
+            now = loop.time()
+            while self._idle:
+                connection = self._idle.pop()
+                stale = connection.transport is None or connection.transport.is_closing()
+                if stale or connection.closed or now - connection.idle_since > self.keepalive_s:
+                    connection.close()
+                    continue
+                connection.timeout_s = timeout_s or self.timeout_s
+                return connection, True
+            if self._open < self.max_connections:
+                break
+            # One that waited before keeps its place at the head of the queue.
+            await self._wait_for_turn(loop, timeout_s or self.timeout_s, first=waited)
+            waited = True
+        self._open += 1
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 _, connection = await loop.create_connection(
                     lambda: _Connection(loop, timeout_s or self.timeout_s), self.host, self.port
                 )
-        except TimeoutError:
-            raise ConnectError(f"timed out connecting to {self.host}:{self.port}") from None
-        except OSError as exc:
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
+        except BaseException as exc:
+            self._open -= 1
+            self._next_turn()
+            if isinstance(exc, TimeoutError):
+                raise ConnectError(f"timed out connecting to {self.host}:{self.port}") from None
+            if isinstance(exc, OSError):
+                raise ConnectError(
+                    f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}"
+                ) from None
+            raise
+        generation = self._generation
+        connection.when_gone(lambda: self._closed_one(generation))
         return connection, False
+
+    async def _wait_for_turn(self, loop: asyncio.AbstractEventLoop, timeout_s: float, *, first: bool) -> None:
+        turn = loop.create_future()
+        if first:
+            self._waiters.appendleft(turn)
+        else:
+            self._waiters.append(turn)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self._next_turn()  # given a turn it will not take (cancelled, timed out): the next one's
+            else:
+                turn.cancel()  # _next_turn skips it
+            if isinstance(exc, TimeoutError):
+                raise Busy(
+                    f"all {self.max_connections} connections to it stayed in use for {timeout_s:g} s "
+                    "(max_connections)"
+                ) from None
+            raise
+
+    def _closed_one(self, generation: int) -> None:
+        if generation == self._generation:
+            self._open -= 1
+            self._next_turn()
+
+    def _next_turn(self) -> None:
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     def put_back(self, connection: _Connection) -> None:
         if connection.reusable():
             connection.idle_since = connection.loop.time()
             self._idle.append(connection)
+            self._next_turn()
         elif not (connection.closed or connection.complete or connection.error):
             # Released before its answer ended (a stream read up to its [DONE], the HTTP end of the
             # answer still on its way): pooled once that end arrives; closed by the read timeout if not.

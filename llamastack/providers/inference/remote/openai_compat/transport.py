@@ -69,6 +69,8 @@ def failure(exc: BaseException) -> Failure | None:
     """What a client's exception stands for; None for others (the Boundary reads those)."""
     if isinstance(exc, http1.ConnectError):  # nothing reached the engine
         return Failure("connect", str(exc))
+    if isinstance(exc, http1.Busy):  # as the engine's own 503; not retried: it has waited already
+        return Failure("status", str(exc), status=503, retry_after_s=1)
     if isinstance(exc, http1.ReadTimeout):
         return Failure("timeout", f"{type(exc).__name__}: no answer in time")
     if isinstance(exc, http1.Disconnected):
@@ -92,12 +94,19 @@ class EngineClient:
     aiohttp session created on first use (aiohttp sessions belong to the running event loop)."""
 
     def __init__(
-        self, base_url: str, headers: Headers, *, timeout_s: float, connect_timeout_s: float
+        self,
+        base_url: str,
+        headers: Headers,
+        *,
+        timeout_s: float,
+        connect_timeout_s: float,
+        max_connections: int = 100,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = headers
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.max_connections = max_connections
         self._pool: http1.Pool | None = None
         if self.base_url.startswith("http://") and not _proxied():
             self._pool = http1.Pool(
@@ -107,6 +116,7 @@ class EngineClient:
                 connect_timeout_s=connect_timeout_s,
                 keepalive_s=_KEEPALIVE_S,
                 user_agent=f"llamastack/{__version__}",
+                max_connections=max_connections,
             )
         self._session: aiohttp.ClientSession | None = None
 
@@ -121,7 +131,7 @@ class EngineClient:
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=self.connect_timeout_s, sock_read=self.timeout_s
                 ),
-                connector=aiohttp.TCPConnector(keepalive_timeout=_KEEPALIVE_S),
+                connector=aiohttp.TCPConnector(keepalive_timeout=_KEEPALIVE_S, limit=self.max_connections),
                 read_bufsize=_READ_BUFFER,
                 trust_env=_proxied(),  # HTTP(S)_PROXY / NO_PROXY, as other HTTP clients honour them
             )
