@@ -34,6 +34,7 @@ from ...utils.gbnf import check_grammar
 from ...utils.local_generation import await_generation, stream_generation
 from .batching import BatchScheduler, Limits, Sequence
 from .config import LlamaCppConfig
+from .process_streams import keep_process_streams
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class LlamaCppModel:
         with library_imports:
             import llama_cpp
 
+        keep_process_streams()  # other threads' log lines are not lost while this model loads
         self.path = path
         self.config = config
         # This Llama object tokenizes, renders and detokenizes; generation runs in the scheduler's own
