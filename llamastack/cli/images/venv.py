@@ -36,6 +36,8 @@ def build_venv(spec: BuildSpec, target: Path, *, python: str | None = None) -> P
 
 
 def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, check=False)
+    from .compile_env import compile_env
+
+    done = subprocess.run(argv, check=False, env=compile_env())
     if done.returncode != 0:
         raise BuildError(f"{what} failed (exit {done.returncode}): {' '.join(argv[:4])} ...; output above.")

@@ -99,7 +99,9 @@ def _pip_quietly(args: list[str]) -> bool:
 
 
 def _pip(args: list[str], what: str) -> None:
+    from .compile_env import compile_env
+
     print(f"==> {what}", file=sys.stderr, flush=True)
-    done = subprocess.run([sys.executable, "-m", "pip", *args, "--quiet"], check=False)
+    done = subprocess.run([sys.executable, "-m", "pip", *args, "--quiet"], check=False, env=compile_env())
     if done.returncode != 0:
         raise BuildError(f"pip failed while {what} (exit {done.returncode}); its output is above.")

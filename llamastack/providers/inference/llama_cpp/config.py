@@ -52,6 +52,13 @@ class LlamaCppConfig(BaseModel):
         default=None,
         description="A llama.cpp chat format name (e.g. 'chatml'); default: the GGUF's own chat template.",
     )
+    amx: bool = Field(
+        default=False,
+        description=(
+            "Use llama.cpp's AMX matrix kernels where the installed build has them. Off: they crash on "
+            "some AMX CPUs (llama.cpp issue 20824), so such a build loads weights without them."
+        ),
+    )
     max_queued_requests: int = Field(
         default=64,
         ge=1,

@@ -34,6 +34,7 @@ from ...utils.gbnf import check_grammar
 from ...utils.local_generation import await_generation, stream_generation
 from .batching import BatchScheduler, Limits, Sequence
 from .config import LlamaCppConfig
+from .cpu_kernels import weights_without_amx
 from .process_streams import keep_process_streams
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,10 @@ class LlamaCppModel:
         self.config = config
         # This Llama object tokenizes, renders and detokenizes; generation runs in the scheduler's own
         # multi-sequence context, so its context is kept minimal.
-        self.llm = llama_cpp.Llama(
-            model_path=str(path), n_ctx=_TOKENIZER_CTX, n_batch=_TOKENIZER_CTX, n_threads=1, verbose=False
-        )
+        with weights_without_amx(llama_cpp, allow_amx=config.amx):
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=_TOKENIZER_CTX, n_batch=_TOKENIZER_CTX, n_threads=1, verbose=False
+            )
         self.n_vocab = self.llm.n_vocab()
         self._grammars: dict[tuple[str | None, str | None], str] = {}
         self._vocab = self.llm._model.vocab
