@@ -7,6 +7,7 @@ does; a build that has them anyway is handled at model load (providers/inference
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -24,6 +25,7 @@ def compile_env() -> dict[str, str]:
     return env
 
 
+@functools.cache  # one probe of the compiler per process: a build runs pip several times
 def _compiler_takes(flags: str, compiler: str) -> bool:
     if shutil.which(compiler) is None:
         return False
