@@ -43,6 +43,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of one process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pids: list[int], quiet_s: float = 0.5, at_least_s: float = 1.5, timeout_s: float = 20.0) -> float:
+    """Waits at least `at_least_s`, then until the processes are idle for `quiet_s` (under 2% of a
+    core together), and returns the wait. A server that just became healthy still does deferred
+    start-up work (it imports and opens what its first requests did not need, from a second after
+    it is up); measured meanwhile, the requests' tail shows that work instead of steady serving."""
+    start = time.perf_counter()
+    time.sleep(at_least_s)
+    while time.perf_counter() - start < timeout_s:
+        before = sum(process_cpu_s(pid) for pid in pids)
+        time.sleep(quiet_s)
+        if sum(process_cpu_s(pid) for pid in pids) - before < 0.02 * quiet_s:
+            break
+    return time.perf_counter() - start
+
+
 @dataclass
 class Server:
     base_url: str

