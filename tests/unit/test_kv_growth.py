@@ -65,3 +65,42 @@ async def test_requests_beyond_the_first_slot_wait_for_it(engine: LlamaCppModel)
     texts = await asyncio.gather(*(_text(engine, PROMPT, 8) for _ in range(3)))
     assert len(set(texts)) == 1 and texts[0]
     assert len(engine._scheduler._slots) == 1
+
+
+async def test_the_growth_runs_on_idle_cpu_and_waiting_requests_leave_it_a_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Making the full KV cache is half a second of CPU: on 2 cores a third busy thread made every
+    all-cores step 3-5x slower. It runs on CPU time nothing else wants, and while requests wait for its
+    slots the steps decode on fewer threads (below a fixed count too), so it gets a core."""
+    import os
+
+    import llama_cpp
+
+    policies: list[int] = []
+    real_policy = os.sched_setscheduler
+
+    def policy(tid: int, chosen: int, param: os.sched_param) -> None:
+        policies.append(chosen)
+        real_policy(tid, chosen, param)
+
+    monkeypatch.setattr(os, "sched_setscheduler", policy)
+    used: list[int] = []
+    real_threads = llama_cpp.llama_set_n_threads
+
+    def threads(ctx: object, n: int, n_batch: int) -> None:
+        used.append(n)
+        real_threads(ctx, n, n_batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_set_n_threads", threads)
+    cores = os.cpu_count() or 1
+    with loaded(LlamaCppConfig(n_ctx=512, max_parallel=3, n_threads=2), grow=False) as engine:
+        alone = await _text(engine, PROMPT, 24)
+        requests = [asyncio.ensure_future(_text(engine, PROMPT, 24)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        engine._scheduler.grow()
+        assert await asyncio.gather(*requests) == [alone] * 3
+        await grown(engine)
+    if cores >= 2:
+        assert policies == [os.SCHED_IDLE]
+        assert min(2, cores - 1) in used and 2 in used

@@ -25,6 +25,7 @@ from ..datatypes import Api
 from ..errors import StackError
 from ..resolver import Stack
 from ..version import __version__
+from .activity import Activity, ActivityCounter
 from .auth import APIKeyAuth
 from .direct import DirectRoutes
 from .envelope import error_body
@@ -188,13 +189,17 @@ _ROUTERS: tuple[APIRouter, ...] = (
     files.router,
 )
 
-# The providers' deferred start-up work waits this long after the server is up: the first requests
-# (a client's health check, its first chat or embeddings) are answered before it competes with them.
+# The providers' deferred start-up work waits this long after the server is up, then for a moment
+# without requests (see activity.py): the first requests (a client's health check, its first chats or
+# embeddings) are answered before it competes with them. A server that is never quiet warms up anyway.
 WARM_UP_AFTER_S = 1.0
+WARM_UP_QUIET_S = 0.5
+WARM_UP_AT_MOST_S = 30.0
 
 
-async def _warm_up_later(stack: Stack) -> None:
+async def _warm_up_later(stack: Stack, activity: Activity) -> None:
     await asyncio.sleep(WARM_UP_AFTER_S)
+    await activity.quiet(WARM_UP_QUIET_S, WARM_UP_AT_MOST_S)
     await stack.warm_up()
 
 
@@ -226,8 +231,8 @@ def build_app(server: ServerConfig | None = None, *, bind_host: str | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stack = app.state.stack
-        warming = asyncio.create_task(_warm_up_later(stack)) if stack is not None else None
+        stack, activity = app.state.stack, app.state.activity
+        warming = asyncio.create_task(_warm_up_later(stack, activity)) if stack is not None else None
         yield
         if warming is not None and not warming.done():
             warming.cancel()
@@ -246,12 +251,14 @@ def build_app(server: ServerConfig | None = None, *, bind_host: str | None = Non
     )
     app.state.stack = None
     app.state.started_at = int(time.time())
+    app.state.activity = Activity()
     for module_router in _ROUTERS:
         app.include_router(module_router)
     install_error_handlers(app)
     install_openapi(app)
     if server is not None:
         install_edges(app, server, bind_host)
+    app.add_middleware(ActivityCounter, activity=app.state.activity)  # outermost: every request counts
     app.state.api_routes = _api_routes(_ROUTERS, None)
     _prepare_routing(app)
     return app

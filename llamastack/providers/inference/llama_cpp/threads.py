@@ -9,6 +9,11 @@ Only two things change the count: a probe (a small step run on another count) th
 count's average for steps of its size, or a collapse (two steps in a row far slower than the other
 count). Ordinary steps only update averages, so one slow step (a page fault, a burst of other work)
 or a stale average from minutes ago does not make the count flip back and forth.
+
+The first step on a count is not timed: llama.cpp starts that many threads for the calling thread
+then, and the step took 14-19 ms (up to 100) instead of 10 here. Judged by it, the first probe of all
+cores looked no faster than one thread, and a freshly started server decoded on one thread for its
+first 4 s (its 16-token chats about 275 ms instead of 155).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class ThreadTuner:
         self._probe_gap = _FIRST_PROBE_S
         self._probing: int | None = None
         self._strikes = 0
+        self._warm: set[int] = set()  # counts that have run a step
 
     def choose(self, n_tokens: int) -> int:
         if len(self.counts) == 1 or n_tokens > _PROBE_TOKENS:
@@ -67,6 +73,10 @@ class ThreadTuner:
 
     def record(self, threads: int, n_tokens: int, seconds: float) -> None:
         if len(self.counts) == 1:
+            return
+        if threads not in self._warm:  # its threads were started in this step: the next one is timed
+            self._warm.add(threads)
+            self._probing = None
             return
         b = _bucket(n_tokens)
         key = (threads, b)
