@@ -10,7 +10,7 @@ One run measures, against a server this script starts itself on a free 127.0.0.1
 4. a concurrency check: several clients sending non-streamed chat requests at once;
 5. side by side with llama-cpp-python's own server (``python -m llama_cpp.server``, same GGUF, at its
    best thread count), on an idle machine and with a competing CPU-bound process: single-request
-   latency, decode tok/s, and 1/2/4/8 concurrent streaming clients (aggregate tok/s, TTFT p50/p95);
+   latency, decode tok/s, and 1/2/4/8 concurrent streaming clients (aggregate tok/s, TTFT p50/p95/max);
 6. a multi-turn agent session: TTFT per turn with and without prefix reuse.
 
 Run:  .venv/bin/python benchmarks/bench_inference.py [--iterations 30] [--quick] [--only throughput]
@@ -63,7 +63,7 @@ OPENAI_CHAT = "/v1/openai/v1/chat/completions"
 
 console = Console()
 if not console.is_terminal and console.width < 132:
-    console = Console(width=132)  # piped output: rich would wrap the tables at 80 columns
+    console = Console(width=200)  # piped output: rich would cut the tables at 80 columns
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -649,8 +649,9 @@ def throughput_table(runs: list[TargetRun], args: argparse.Namespace) -> Table:
     )
     cols = ["server", "machine", "latency ms", "decode tok/s (range)"]
     for c in args.load_clients:
-        cols += [f"{c}c tok/s", f"{c}c TTFT p50/p95 ms"]
-    cols.append(f"{args.load_clients[-1]}c / 1c")
+        cols += [f"{c}c tok/s", f"{c}c TTFT p50/p95/max ms"]
+    last = args.load_clients[-1]
+    cols += [f"{last}c / 1c", f"{last}c TTFT max / p50"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("server", "machine") else "right")
     for run in runs:
@@ -663,8 +664,11 @@ def throughput_table(runs: list[TargetRun], args: argparse.Namespace) -> Table:
         ]
         for load in run.loads:
             row.append(f"{load.tok_s:.1f}" + (f" ({load.failed} cut)" if load.failed else ""))
-            row.append(f"{ms(percentile(load.ttfts, 50))}/{ms(percentile(load.ttfts, 95))}")
-        row.append(f"{run.loads[-1].tok_s / run.loads[0].tok_s:.2f}x")
+            ttft = [ms(percentile(load.ttfts, q)) for q in (50, 95, 100)]
+            row.append("/".join(ttft))
+        top = run.loads[-1]
+        row.append(f"{top.tok_s / run.loads[0].tok_s:.2f}x")
+        row.append(f"{percentile(top.ttfts, 100) / percentile(top.ttfts, 50):.2f}x")
         table.add_row(*row)
     table.caption = (
         "aggregate tok/s = all clients' tokens / wall time from the common start to the last token"
