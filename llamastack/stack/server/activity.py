@@ -2,10 +2,10 @@
 
 The providers' deferred work (importing and opening chromadb: about half a second of CPU) used to
 start a fixed second after the server was up. A client that starts the server and talks to it at
-once then had its first chats compete with it: on 2 cores they took 300-500 ms instead of 150, and
-the llama.cpp provider, timing its steps, saw its all-cores probe collapse and decoded on one thread
-for the next 8 s. ``Activity`` counts the HTTP requests under way; the warm-up waits until none has
-been for a moment (or, on a server that is never quiet, a while).
+once then had its first chats compete with it: on 2 cores some took 300-500 ms instead of 150 (a
+third busy thread slows every step of llama.cpp's spinning threads). ``Activity`` counts the HTTP
+requests under way; the warm-up waits until none has been for a moment (or, on a server that is
+never quiet, a while).
 """
 
 from __future__ import annotations
