@@ -42,6 +42,7 @@ from _server import (
     noise_note,
     own_cpu_s,
     percentile,
+    process_cpu_s,
     running_server,
     stop_process,
     wait_healthy,
@@ -366,15 +367,6 @@ class ColdStart:
     second_embed_s: float
 
 
-def _process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _embed(client: httpx.Client, path: str, body: dict[str, Any]) -> float:
     start = time.perf_counter()
     r = client.post(path, json=body)
@@ -385,7 +377,7 @@ def _embed(client: httpx.Client, path: str, body: dict[str, Any]) -> float:
 def cold_start(work_dir: Path) -> ColdStart:
     body = {"model_id": EMBED_MODEL, "contents": ["The quick brown fox jumps over the lazy dog."]}
     with running_server(work_dir) as server, httpx.Client(base_url=server.base_url, timeout=60) as client:
-        cpu = _process_cpu_s(server.proc.pid)
+        cpu = process_cpu_s(server.proc.pid)
         first = _embed(client, "/v1/inference/embeddings", body)
         second = _embed(client, "/v1/inference/embeddings", body)
         return ColdStart(server.startup_s, cpu, first, second)
