@@ -57,6 +57,6 @@ async def test_records_of_the_earlier_layout_are_still_found(tmp_path: Path) -> 
     assert [c.content for c, _ in await chroma.keyword_query(db, "alpacas", 5)] == ["alpacas graze"]
     assert [c.content for c, _ in await chroma.keyword_query(db, "llamas", 5)] == ["llamas hum"]
 
-    await chroma.delete_document(db, "old")
+    await chroma.delete_documents(db, ["old"])
     assert [c.content for c, _ in await chroma.query(db, [0.0, 1.0, 0.0], k=2)] == ["llamas hum"]
     await chroma.shutdown()

@@ -90,10 +90,35 @@ async def test_keyword_index_follows_writes(provider) -> None:
     await provider.upsert(db, [_item("nile", "The Nile is a long river in Egypt with crocodiles.")])
     assert _keys(await provider.keyword_query(db, "crocodiles", 10)) == ["nile"]
     assert await provider.keyword_query(db, "Mediterranean", 10) == []
-    await provider.delete_document(db, "nile")
+    await provider.delete_documents(db, ["nile"])
     assert await provider.keyword_query(db, "crocodiles Nile", 10) == []
     await provider.upsert(db, [_item("zebra", "Zebras have stripes.")])
     assert _keys(await provider.keyword_query(db, "stripes", 10)) == ["zebra"]
+
+
+async def test_delete_documents_removes_those_and_only_those(provider) -> None:
+    db = _db()
+    # Absent ids and a repeated one are no error; every chunk of the named documents goes.
+    await provider.delete_documents(db, ["nile", "amazon", "nile", "not-there"])
+    assert await provider.keyword_query(db, "river Nile Mediterranean", 10) == []
+    assert sorted(_keys(await provider.keyword_query(db, "llamas cafe", 10))) == ["cafe", "llama"]
+    assert sorted(_keys(await provider.query(db, [1.0, 0.5, 0.25], 10))) == ["cafe", "llama"]
+    await provider.delete_documents(db, [])
+
+
+async def test_chroma_writes_a_revision_only_when_a_delete_removes_something(tmp_path: Path) -> None:
+    """An ingest of many new documents first clears each of them: that must not cost a store write
+    (a new revision, which also makes every replica rebuild its keyword index) per document."""
+    impl = await _open("chromadb", tmp_path)
+    db = await impl.register_vector_db(_db())
+    await impl.upsert(db, [_item(k) for k in TEXTS])
+    before = await impl._revision(db)
+    await impl.delete_documents(db, [f"new-{i}" for i in range(2500)])  # more than one page of ids
+    assert await impl._revision(db) == before
+    await impl.delete_documents(db, [*(f"new-{i}" for i in range(1500)), "cafe"])  # "cafe" on page 2
+    assert await impl._revision(db) != before
+    assert sorted(_keys(await impl.query(db, [1.0, 0.5, 0.25], 10))) == ["amazon", "llama", "nile"]
+    await impl.shutdown()
 
 
 async def test_sqlite_vec_indexes_chunks_stored_before_keyword_search(tmp_path: Path) -> None:
@@ -121,7 +146,7 @@ async def test_chroma_keyword_index_sees_writes_of_another_client(tmp_path: Path
     assert _keys(await second.keyword_query(db, "humming", 10)) == ["llama"]
     await first.upsert(db, [_item("zebra", "Zebras have stripes.")])
     assert _keys(await second.keyword_query(db, "stripes", 10)) == ["zebra"]
-    await first.delete_document(db, "zebra")
+    await first.delete_documents(db, ["zebra"])
     assert await second.keyword_query(db, "stripes", 10) == []
 
 

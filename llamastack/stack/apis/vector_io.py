@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
@@ -146,7 +147,9 @@ class VectorIO(Protocol):
         one); returns how many were stored."""
         ...
 
-    async def delete_document(self, vector_db_id: str, document_id: str) -> None: ...
+    async def delete_documents(self, vector_db_id: str, document_ids: Sequence[str]) -> None:
+        """Deletes every chunk of these documents (in as few store writes as the store allows)."""
+        ...
 
     async def query_chunks(
         self, vector_db_id: str, query: InterleavedContent, params: dict[str, Any] | None
@@ -182,7 +185,10 @@ class VectorIOProvider(Protocol):
 
     async def upsert(self, db: VectorDB, items: list[StoredChunk]) -> None: ...
 
-    async def delete_document(self, db: VectorDB, document_id: str) -> None: ...
+    async def delete_documents(self, db: VectorDB, document_ids: Sequence[str]) -> None:
+        """Deletes every chunk of these documents: one write for all of them, none when they have no
+        chunks (an ingest of many new documents clears each first)."""
+        ...
 
     async def query(self, db: VectorDB, embedding: list[float], k: int) -> list[tuple[Chunk, float]]:
         """The k nearest chunks with cosine similarity (higher is closer), best first."""

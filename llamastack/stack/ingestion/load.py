@@ -30,6 +30,15 @@ class LoadedDocument:
     source: str | None  # the URL, "inline" or "data-url"
 
 
+@dataclass
+class Source:
+    """A document's content once anything remote is fetched; turned into text by `decode_source`."""
+
+    content: object
+    uri: str | None
+    fetched: tuple[bytes, str | None, str] | None  # (body, Content-Type, final URL) of an http(s) URL
+
+
 async def load_document(
     content: object,
     mime_type: str | None = None,
@@ -45,13 +54,28 @@ async def load_document(
     `mime_type` wins over a URL's Content-Type, which wins over sniffing; a body starting with
     `%PDF-` is always read as a PDF.
     """
+    source = await fetch_source(content, outbound=outbound, max_bytes=max_bytes, timeout_s=timeout_s)
+    return await asyncio.to_thread(decode_source, source, mime_type, max_bytes)
+
+
+async def fetch_source(
+    content: object, *, outbound: OutboundPolicy | None, max_bytes: int, timeout_s: float
+) -> Source:
+    """The I/O half of `load_document`: fetches an http(s) URL; anything else is returned as it is."""
     if hasattr(content, "model_dump"):
         content = content.model_dump()
     uri = _uri(content)
     if uri is not None and _scheme(uri) in ("http", "https"):
-        data, content_type, final_url = await fetch(uri, outbound, max_bytes, timeout_s)
-        return await asyncio.to_thread(_from_bytes, data, uri, mime_type, content_type, url=final_url)
-    return await asyncio.to_thread(_load_local, content, uri, mime_type, max_bytes)
+        return Source(content, uri, await fetch(uri, outbound, max_bytes, timeout_s))
+    return Source(content, uri, None)
+
+
+def decode_source(source: Source, mime_type: str | None, max_bytes: int) -> LoadedDocument:
+    """The CPU half of `load_document` (decoding, cleaning, parsing), for a worker thread."""
+    if source.fetched is not None:
+        data, content_type, final_url = source.fetched
+        return _from_bytes(data, source.uri or final_url, mime_type, content_type, url=final_url)
+    return _load_local(source.content, source.uri, mime_type, max_bytes)
 
 
 def _uri(content: object) -> str | None:

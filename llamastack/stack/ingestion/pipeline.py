@@ -20,7 +20,7 @@ from ..errors import BadRequestError, DocumentError
 from ..outbound import OutboundPolicy, OutboundRefusedError
 from .chunk import TextChunk, chunk_text
 from .extract import extract, extract_text
-from .load import LoadedDocument, load_document
+from .load import LoadedDocument, Source, decode_source, fetch_source, load_document
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,12 @@ async def insert_documents(
     if len(set(ids)) != len(ids):
         raise BadRequestError("documents: every document_id must be unique within one insert.")
     started = time.perf_counter()
-    prepared = [(d, await document_chunks(d, chunking, limits)) for d in documents]
-    chunks = [chunk for _, pieces in prepared for chunk in pieces]
+    prepared = await documents_chunks(documents, chunking, limits)
+    chunks = [chunk for pieces in prepared for chunk in pieces]
     with ExitStack() as hidden:
         for document_id in ids:
             hidden.enter_context(vector_io.hidden_while_written(vector_db_id, document_id))
-        for document_id in ids:
-            await vector_io.delete_document(vector_db_id, document_id)
+        await vector_io.delete_documents(vector_db_id, ids)  # one store write, not one per document
         # Batches run across documents: many small documents still make full embedding batches and
         # one store write per batch, not one per document.
         for start in range(0, len(chunks), batch_size):
@@ -90,7 +89,7 @@ async def insert_documents(
                     "Indexed %d/%d chunks of %d documents into '%s' (%.1f s)",
                     done,
                     len(chunks),
-                    len(prepared),
+                    len(documents),
                     vector_db_id,
                     time.perf_counter() - started,
                 )
@@ -98,34 +97,57 @@ async def insert_documents(
 
 async def read_document(document: RAGDocument, limits: DocumentLimits) -> LoadedDocument:
     """A RAG document's text; errors name the document ("Document 'd': ...")."""
-    content: Any = document.content
-    if hasattr(content, "model_dump"):
-        content = content.model_dump()
-    elif isinstance(content, list):
-        content = [c.model_dump() for c in content]
     with naming(f"Document '{document.document_id}'"):
-        return await load_document(
-            content,
-            document.mime_type,
-            outbound=limits.outbound,
-            max_bytes=limits.max_bytes,
-            timeout_s=limits.fetch_timeout_s,
-        )
+        return await load_document(_content(document), document.mime_type, **_fetching(limits))
 
 
 async def document_chunks(document: RAGDocument, chunking: Chunking, limits: DocumentLimits) -> list[Chunk]:
     """A RAG document's chunks, each carrying the document's metadata, its id and (for documents
     given by http(s) URL) its source."""
-    loaded = await read_document(document, limits)
-    source = loaded.source if loaded.source and loaded.source.startswith(("http://", "https://")) else None
-    metadata = {
-        **document.metadata,
-        "document_id": document.document_id,
-        **({"source": source} if source else {}),
-    }
-    return await asyncio.to_thread(
-        _chunks, loaded.text, document.document_id, metadata, chunking, with_token_count=True
-    )
+    return (await documents_chunks([document], chunking, limits))[0]
+
+
+async def documents_chunks(
+    documents: Sequence[RAGDocument], chunking: Chunking, limits: DocumentLimits
+) -> list[list[Chunk]]:
+    """Each document's chunks (see `document_chunks`). URLs are fetched first, on the event loop; the
+    rest of the work for all documents is one worker-thread call: a thread hop per document cost more
+    than chunking a short one (341 passages: 100 ms against 17)."""
+    sources = []
+    for document in documents:
+        with naming(f"Document '{document.document_id}'"):
+            sources.append(await fetch_source(_content(document), **_fetching(limits)))
+    return await asyncio.to_thread(_prepare_all, documents, sources, chunking, limits.max_bytes)
+
+
+def _content(document: RAGDocument) -> Any:
+    content: Any = document.content
+    if hasattr(content, "model_dump"):
+        return content.model_dump()
+    if isinstance(content, list):
+        return [c.model_dump() for c in content]
+    return content
+
+
+def _fetching(limits: DocumentLimits) -> dict[str, Any]:
+    return {"outbound": limits.outbound, "max_bytes": limits.max_bytes, "timeout_s": limits.fetch_timeout_s}
+
+
+def _prepare_all(
+    documents: Sequence[RAGDocument], sources: list[Source], chunking: Chunking, max_bytes: int
+) -> list[list[Chunk]]:
+    out = []
+    for document, source in zip(documents, sources, strict=True):
+        with naming(f"Document '{document.document_id}'"):
+            loaded = decode_source(source, document.mime_type, max_bytes)
+        web = loaded.source if loaded.source and loaded.source.startswith(("http://", "https://")) else None
+        metadata = {
+            **document.metadata,
+            "document_id": document.document_id,
+            **({"source": web} if web else {}),
+        }
+        out.append(_chunks(loaded.text, document.document_id, metadata, chunking, with_token_count=True))
+    return out
 
 
 async def prepare_file(
@@ -160,7 +182,7 @@ async def replace_document(
     """Deletes the document's chunks, then inserts `chunks` in batches (each batch embedded at once);
     meanwhile the document is left out of queries, so none sees it half written."""
     with vector_io.hidden_while_written(vector_db_id, document_id):
-        await vector_io.delete_document(vector_db_id, document_id)
+        await vector_io.delete_documents(vector_db_id, [document_id])
         for start in range(0, len(chunks), batch_size):
             await vector_io.insert_chunks(vector_db_id, chunks[start : start + batch_size])
 

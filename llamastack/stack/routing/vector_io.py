@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -198,9 +198,10 @@ class VectorIORouter:
         await self.dbs.table.owner(db).upsert(db, items)
         return len(items)
 
-    async def delete_document(self, vector_db_id: str, document_id: str) -> None:
+    async def delete_documents(self, vector_db_id: str, document_ids: Sequence[str]) -> None:
         db = self.dbs.table.get(vector_db_id)
-        await self.dbs.table.owner(db).delete_document(db, document_id)
+        if document_ids:
+            await self.dbs.table.owner(db).delete_documents(db, document_ids)
 
     async def query_chunks(
         self, vector_db_id: str, query: Any, params: dict[str, Any] | None

@@ -202,7 +202,7 @@ class OpenAIVectorStores:
         """A file whose indexing stopped with its replica: its chunks go, its record says failed."""
         f = record.file
         if self.vector_dbs.table.find(f.vector_store_id) is not None:
-            await self.vector_io.delete_document(f.vector_store_id, f.id)
+            await self.vector_io.delete_documents(f.vector_store_id, [f.id])
         return await self._put_file(_failed(f, INTERRUPTED), record.filename)
 
     async def _settled(self, records: builtins.list[_FileRecord]) -> builtins.list[_FileRecord]:
@@ -375,7 +375,7 @@ class OpenAIVectorStores:
             "The request was cancelled." if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
         )
         try:
-            await self.vector_io.delete_document(record.vector_store_id, record.id)
+            await self.vector_io.delete_documents(record.vector_store_id, [record.id])
             await self._put_file(_failed(record, f"Indexing failed: {reason}"), filename)
             await self._refresh_counts(record.vector_store_id)
         except Exception as cleanup:  # the start-up recovery finishes what this could not
@@ -445,7 +445,7 @@ class OpenAIVectorStores:
         if not await self.file_records.exists(key):  # an unreadable record can still be deleted
             raise VectorStoreFileNotFoundError(vector_store_id, file_id)
         # Chunks first: a crash in between leaves a record whose delete can simply be repeated.
-        await self.vector_io.delete_document(vector_store_id, file_id)
+        await self.vector_io.delete_documents(vector_store_id, [file_id])
         await self.file_records.delete(key)
         await self._refresh_counts(vector_store_id)
         return VectorStoreFileDeleteResponse(id=file_id)

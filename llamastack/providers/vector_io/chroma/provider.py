@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 # One record per collection: the revision of its contents, changed by every write, so that keyword
 # indexes (here and in other replicas on the same chroma server) know when to rebuild.
 REVISIONS = "llamastack_revisions"
-PAGE = 1000
+PAGE = 1000  # records per read, document ids per delete
 # Each chunk's JSON is kept in its record's metadata under this key, not as chroma's `document`:
 # chroma indexes every document for its full-text search (which keyword search here does not use),
 # and that indexing cost as much as the rest of a write (an insert of 341 chunks: 250 ms with the
@@ -202,9 +203,27 @@ class ChromaVectorIO:
         await self._call(write)
         await self._changed(db)
 
-    async def delete_document(self, db: VectorDB, document_id: str) -> None:
-        await self._call(self._collection(db).delete, where={"document_id": document_id})
-        await self._changed(db)
+    async def delete_documents(self, db: VectorDB, document_ids: Sequence[str]) -> None:
+        collection = self._collection(db)
+        ids = list(dict.fromkeys(document_ids))
+        pages = [ids[i : i + PAGE] for i in range(0, len(ids), PAGE)]
+
+        deleted: list[bool] = []
+
+        def delete() -> None:
+            for page in pages:
+                where = {"document_id": {"$in": page}}
+                # A read first: most documents of an ingest are new, and a revision (a write) is only
+                # due when something goes.
+                if collection.get(where=where, include=[], limit=1)["ids"]:
+                    deleted.append(True)
+                    collection.delete(where=where)
+
+        try:
+            await self._call(delete)
+        finally:
+            if deleted:  # also when a later page failed: what went must not stay in keyword indexes
+                await self._changed(db)
 
     async def query(self, db: VectorDB, embedding: list[float], k: int) -> list[tuple[Chunk, float]]:
         import numpy as np

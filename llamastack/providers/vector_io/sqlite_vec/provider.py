@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,17 +171,18 @@ class SqliteVecVectorIO:
 
         await self._in_thread(write)
 
-    async def delete_document(self, db: VectorDB, document_id: str) -> None:
+    async def delete_documents(self, db: VectorDB, document_ids: Sequence[str]) -> None:
         name = self._name(db)
+        params = [(d,) for d in dict.fromkeys(document_ids)]
 
-        def delete() -> None:
+        def delete() -> None:  # one transaction for all of them
             for index in ("vec", "fts"):
-                self.conn.execute(
+                self.conn.executemany(
                     f"DELETE FROM {name}_{index} WHERE rowid IN "
                     f"(SELECT rowid FROM {name}_chunks WHERE document_id = ?)",
-                    (document_id,),
+                    params,
                 )
-            self.conn.execute(f"DELETE FROM {name}_chunks WHERE document_id = ?", (document_id,))
+            self.conn.executemany(f"DELETE FROM {name}_chunks WHERE document_id = ?", params)
 
         await self._in_thread(delete)
 
