@@ -318,7 +318,7 @@ def server_document_ingest(
     """The corpus as RAG documents (one per passage, chunks of 512 tokens: one chunk each), all in one
     rag-tool insert per round: the path of many small documents (each cleared, then chunked, embedded
     in batches across documents and written)."""
-    result = Ingest(f"server {provider}, rag-tool documents", encoder=encoder)
+    result = Ingest(f"server {provider}, rag-tool docs", encoder=encoder)
     documents = [
         {"document_id": p.id, "content": p.text, "mime_type": "text/plain", "metadata": {"title": p.title}}
         for p in passages
