@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
 from llamastack.providers.inference.llama_cpp.threads import ThreadTuner
+from llamastack.stack.machine import OtherLoad
 
 
 class _Machine:
@@ -11,7 +19,7 @@ class _Machine:
     def __init__(self, tuner_counts: tuple[int, int] = (2, 1)) -> None:
         self.now = 0.0
         self.cost = {2: 0.007, 1: 0.011}
-        self.tuner = ThreadTuner(None, clock=lambda: self.now)
+        self.tuner = ThreadTuner(None, clock=lambda: self.now, other_load=lambda: None)
         self.tuner.counts = list(tuner_counts)
         self.tuner.best = tuner_counts[-1]
         self.used: list[int] = []
@@ -104,3 +112,33 @@ def test_a_probe_needs_a_clear_win_to_replace_the_count() -> None:
     m.cost = {2: 0.012, 1: 0.007}  # a competitor takes some of a core: fewer threads are clearly faster
     m.run(20000)
     assert m.tuner.best == 1
+
+
+def test_an_idle_machine_gets_all_cores_from_the_first_step() -> None:
+    """Before any step is timed, the load of other processes since the tuner was made decides: the
+    first request's prompt (a large step, never probed) runs on all cores when nothing else ran."""
+    for load, first in ((0.0, "all"), (0.1, "all"), (0.8, "one"), (None, "one")):
+        tuner = ThreadTuner(None, other_load=lambda load=load: load)
+        expected = tuner.counts[0] if first == "all" else tuner.counts[-1]
+        assert tuner.choose(300) == expected, load
+    asked: list[bool] = []
+
+    def idle() -> float:
+        asked.append(True)
+        return 0.0
+
+    fixed = ThreadTuner(3, other_load=idle)
+    assert fixed.choose(300) == 3 and not asked  # a fixed count is never second-guessed
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads Linux's /proc/stat")
+def test_other_load_sees_a_busy_process() -> None:
+    quiet = OtherLoad()
+    time.sleep(0.5)
+    assert quiet.cores() is not None
+    busy = OtherLoad()
+    spin = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 0.8: pass"
+    subprocess.run([sys.executable, "-c", spin], check=True)
+    load = busy.cores()
+    assert load is not None and load > 0.5, load  # the child's spinning second is someone else's CPU
+    assert OtherLoad().cores() is None  # too soon to say

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import machine  # noqa: F401  (its clock of other processes' CPU starts now)
 from ..library_imports import library_imports
 
 if TYPE_CHECKING:
