@@ -424,3 +424,38 @@ async def test_fetch_goes_through_the_outbound_policy(server: str) -> None:
 def test_json_helper_round_trip() -> None:
     # Pretty JSON keeps non-ASCII text readable for embedding models.
     assert json.loads(extract_text('{"x": "ü"}'.encode(), "application/json")) == {"x": "ü"}
+
+
+async def test_many_url_documents_are_prepared_in_calls_of_bounded_size(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documents given by URL, mixed with inline ones, get the chunks each gets alone, also when the
+    fetched bodies are handed to the worker thread a few at a time (the bound keeps many large bodies
+    from being held at once)."""
+    from llamastack.stack.apis.vector_io import RAGDocument
+    from llamastack.stack.ingestion import Chunking, DocumentLimits, document_chunks, pipeline
+
+    limits = DocumentLimits(outbound=_allowing(server))
+    documents = [
+        RAGDocument(document_id="page", content=f"{server}/page"),
+        RAGDocument(document_id="inline", content="Llamas hum to their young."),
+        RAGDocument(document_id="md", content={"uri": f"{server}/notes.md"}, mime_type="text/markdown"),
+        RAGDocument(document_id="big", content=f"{server}/big"),
+    ]
+    chunking = Chunking(size_tokens=64, overlap_tokens=8)
+    alone = [await document_chunks(d, chunking, limits) for d in documents]
+    calls: list[int] = []
+    prepare_all = pipeline._prepare_all
+
+    def counted(batch: Any, *args: Any) -> Any:
+        calls.append(len(batch))
+        return prepare_all(batch, *args)
+
+    monkeypatch.setattr(pipeline, "_prepare_all", counted)
+    assert await pipeline.documents_chunks(documents, chunking, limits) == alone
+    assert calls == [4]  # small bodies: one call for all
+    calls.clear()
+    monkeypatch.setattr(pipeline, "FETCHED_BYTES_PER_CALL", 1000)
+    assert await pipeline.documents_chunks(documents, chunking, limits) == alone
+    assert sum(calls) == 4 and len(calls) > 1
+    assert alone[0][0].metadata["source"] == f"{server}/page"
