@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from llamastack.stack.machine import machine_busy_s
+
 
 def percentile(values: list[float], q: float) -> float:
     """Linear-interpolation percentile (q in 0..100)."""
@@ -132,13 +134,7 @@ stop_process = _stop
 
 def busy_cpu_s() -> float:
     """CPU seconds the whole machine has spent busy (Linux /proc/stat; 0 elsewhere)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return 0.0
-    ticks = [int(x) for x in fields]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return machine_busy_s() or 0.0
 
 
 def own_cpu_s() -> float:

@@ -15,8 +15,8 @@ _MIN_WINDOW_S = 0.3  # shorter than this says nothing: /proc counts in ticks of 
 _START_RECENT_S = 30.0  # the process start is a fair origin for this long
 
 
-def cpu_seconds() -> tuple[float, float] | None:
-    """(CPU seconds used by the whole machine, by this process) so far; None where /proc is missing."""
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has spent busy so far; None where /proc/stat is missing."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = f.readline().split()
@@ -26,8 +26,16 @@ def cpu_seconds() -> tuple[float, float] | None:
         return None
     # user nice system idle iowait irq softirq steal: everything but idle and iowait is busy.
     ticks = [int(x) for x in fields[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds used by the whole machine, by this process) so far; None where /proc is missing."""
+    busy = machine_busy_s()
+    if busy is None:
+        return None
     own = os.times()
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK"), own.user + own.system
+    return busy, own.user + own.system
 
 
 class OtherLoad:

@@ -15,9 +15,9 @@ then, and the step took 14-19 ms (up to 100) instead of 10 here. Judged by it, t
 cores looked no faster than one thread, and a freshly started server decoded on one thread for its
 first 4 s (its 16-token chats about 275 ms instead of 155).
 
-The count starts at one thread (which cannot collapse) unless the machine was idle since the tuner was
-made: then the first request's prompt already runs on all cores (a fresh server's first 16-token chat
-took 350-480 ms on one thread, against 135-170 ms once tuned).
+The count starts at one thread (which cannot collapse) unless other processes have left the machine
+idle since the server started (stack/machine.py): then the first request's prompt already runs on all
+cores (a fresh server's first 16-token chat: 373-491 ms with it on one thread, 352-407 ms on two).
 """
 
 from __future__ import annotations
